@@ -1,0 +1,93 @@
+// `coinstream run`: the main job on one machine.
+import type { Clock } from '../core/clock.js';
+import { parseDuration } from '../core/duration.js';
+import { UsageError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { EngineConfig } from '../engine/contract.js';
+import { validateEngineConfig } from '../engine/window-engine.js';
+import { Pipeline } from '../pipeline/pipeline.js';
+import { DEFAULT_SINKS, parseSinkSpec } from '../sinks/spec.js';
+import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
+
+export interface EngineFlags {
+  window: string;
+  slide?: string;
+  windowOffset: string;
+  watermark: string;
+  trigger: string;
+  trendSpan: string;
+}
+
+export interface RunFlags extends EngineFlags {
+  source?: string[];
+  sink?: string[];
+  speed: string;
+  batches?: string;
+  port: string;
+  dashboard: boolean;
+}
+
+export function engineConfigFromFlags(f: EngineFlags): EngineConfig {
+  const windowMs = parseDuration(f.window, '--window');
+  const config: EngineConfig = {
+    windowMs,
+    slideMs: f.slide === undefined ? windowMs : parseDuration(f.slide, '--slide'),
+    offsetMs: parseDuration(f.windowOffset, '--window-offset'),
+    watermarkMs: parseDuration(f.watermark, '--watermark'),
+    triggerMs: parseDuration(f.trigger, '--trigger'),
+    trendSpanMs: parseDuration(f.trendSpan, '--trend-span'),
+  };
+  validateEngineConfig(config);
+  return config;
+}
+
+function parseBatches(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--batches "${text}" must be a whole number >= 1`);
+  return n;
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port "${text}" must be a port number 0-65535`);
+  return n;
+}
+
+export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: Logger }): Promise<void> {
+  const { clock, logger } = deps;
+  // Everything that can be wrong with the command line is checked before anything starts.
+  const engine = engineConfigFromFlags(flags);
+  const maxBatches = parseBatches(flags.batches);
+  const speed = parseSpeed(flags.speed);
+  const port = parsePort(flags.port);
+  const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
+  const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, speed }));
+  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).map((spec) => parseSinkSpec(spec, logger));
+  if (flags.dashboard) logger.info({ port }, 'the web dashboard is not part of this version yet; running without it');
+
+  const shutdown = new AbortController();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      logger.info({ signal }, 'stopping: writing the current windows, then closing the stores (send again to exit at once)');
+      shutdown.abort();
+    } else {
+      logger.warn({ signal }, 'second signal: exiting without waiting');
+      process.exit(1);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, signal: shutdown.signal }).run();
+    logger.info(
+      { reason: summary.reason, batches: summary.batches, accepted: summary.accepted, rejected: summary.rejected, gaps: summary.gaps },
+      `done: ${summary.accepted} trades aggregated in ${summary.batches} batches; ${Object.values(summary.rejected).reduce((a, b) => a + b, 0)} rejected (kept in rejected_trades)`,
+    );
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

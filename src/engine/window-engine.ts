@@ -1,0 +1,368 @@
+// The event-time window engine: per-asset panes, a watermark, update-mode output.
+//
+// Semantics (DESIGN.md, "Window semantics"):
+// - windows are [start, start + window), start = offset + k * slide;
+// - watermark = max event time seen - delay; it moves with every accepted trade, so results do not
+//   depend on when triggers happen to fire (a replay at max speed gives the same store as a slow one);
+// - a window is final once its end <= watermark; at that moment its row and its trend row are frozen,
+//   and a later trade never changes them;
+// - a trade whose every window is final is late: the caller keeps it in rejected_trades;
+// - collect() returns what changed since the previous collect (update mode), finals included once.
+//
+// State stays bounded: panes and windows far enough behind the watermark that no open window or trend
+// span can reach them are evicted.
+
+import { CoinstreamError } from '../core/errors.js';
+import type { Trade } from '../core/trade.js';
+import type { EngineConfig, EngineOutput, TrendResult, WindowResult } from './contract.js';
+import { addToPane, combinePanes, gcd, newPane, type Pane } from './panes.js';
+
+/** Two VWAPs this close (relative) are the same price: trend 'flat'. Sums taken in different orders differ in the last bits. */
+const FLAT_TOLERANCE = 1e-9;
+
+interface WindowEntry {
+  result: WindowResult;
+  trend: TrendResult | null;
+  final: boolean;
+}
+
+interface AssetState {
+  readonly asset: string;
+  readonly panes: Map<number, Pane>;
+  /** The pane the previous trade went to: trades arrive mostly in order, so this skips a map lookup. */
+  lastPane: Pane | null;
+  readonly dirtyPanes: Pane[];
+  dirty: boolean;
+  /** Non-empty windows still in state, by start. */
+  readonly windows: Map<number, WindowEntry>;
+  /** The newest window evicted from state, so prev_vwap survives eviction. */
+  evicted: { start: number; vwap: number } | null;
+}
+
+export interface EngineStats {
+  assets: number;
+  panes: number;
+  windows: number;
+  accepted: number;
+  late: number;
+  watermark: number;
+}
+
+export function validateEngineConfig(c: EngineConfig): void {
+  const fail = (msg: string) => {
+    throw new CoinstreamError('CONFIG', msg);
+  };
+  for (const [name, v] of Object.entries(c)) {
+    if (!Number.isFinite(v) || v < 0) fail(`${name} must be a non-negative duration, got ${v}`);
+  }
+  if (c.windowMs <= 0) fail('--window must be longer than 0');
+  if (c.slideMs <= 0) fail('--slide must be longer than 0');
+  if (c.slideMs > c.windowMs) fail(`--slide (${c.slideMs} ms) must not be longer than --window (${c.windowMs} ms); windows would leave gaps`);
+  if (c.triggerMs <= 0) fail('--trigger must be longer than 0');
+  if (c.offsetMs >= c.slideMs) fail(`--window-offset (${c.offsetMs} ms) must be shorter than --slide (${c.slideMs} ms)`);
+  const pane = gcd(c.windowMs, c.slideMs);
+  if (c.trendSpanMs < c.windowMs) fail(`--trend-span (${c.trendSpanMs} ms) must be at least --window (${c.windowMs} ms)`);
+  if (c.trendSpanMs % pane !== 0) fail(`--trend-span (${c.trendSpanMs} ms) must be a multiple of ${pane} ms, the greatest common divisor of --window and --slide`);
+}
+
+export class WindowEngine {
+  private readonly windowMs: number;
+  private readonly slideMs: number;
+  private readonly offsetMs: number;
+  private readonly delayMs: number;
+  private readonly spanMs: number;
+  private readonly paneMs: number;
+
+  private readonly assets = new Map<string, AssetState>();
+  private lastAsset: AssetState | null = null;
+  private readonly dirtyAssets: AssetState[] = [];
+  private pendingFinal: WindowEntry[] = [];
+
+  private wm = -Infinity;
+  /** The next window end the watermark must reach before anything becomes final. */
+  private nextFinalEnd = -Infinity;
+  /** Every window ending at or before this is final (the watermark at the last finalization). */
+  private finalizedThrough = -Infinity;
+  private seq = 0;
+  private lateCount = 0;
+
+  constructor(readonly config: EngineConfig) {
+    validateEngineConfig(config);
+    this.windowMs = config.windowMs;
+    this.slideMs = config.slideMs;
+    this.offsetMs = config.offsetMs;
+    this.delayMs = config.watermarkMs;
+    this.spanMs = config.trendSpanMs;
+    this.paneMs = gcd(config.windowMs, config.slideMs);
+  }
+
+  get watermark(): number {
+    return this.wm;
+  }
+
+  /** Start of the last (latest-starting) window that contains time t. */
+  private lastWindowStart(t: number): number {
+    return Math.floor((t - this.offsetMs) / this.slideMs) * this.slideMs + this.offsetMs;
+  }
+
+  /** Smallest window end strictly after t. */
+  private nextWindowEndAfter(t: number): number {
+    const firstEnd = this.offsetMs + this.windowMs;
+    return Math.floor((t - firstEnd) / this.slideMs + 1) * this.slideMs + firstEnd;
+  }
+
+  /**
+   * Adds a trade. Returns false when it is late (every window it belongs to is already final): the
+   * caller keeps it as rejected. Cheap by design: one pane update and a comparison.
+   */
+  ingest(trade: Trade): boolean {
+    const t = trade.timestamp;
+    if (this.lastWindowStart(t) + this.windowMs <= this.wm) {
+      this.lateCount++;
+      return false;
+    }
+    let state = this.lastAsset;
+    if (state === null || state.asset !== trade.base) state = this.assetState(trade.base);
+
+    const paneStart = Math.floor((t - this.offsetMs) / this.paneMs) * this.paneMs + this.offsetMs;
+    let pane = state.lastPane;
+    if (pane === null || pane.start !== paneStart) {
+      pane = state.panes.get(paneStart) ?? null;
+      if (pane === null) {
+        pane = newPane(paneStart);
+        state.panes.set(paneStart, pane);
+      }
+      state.lastPane = pane;
+    }
+    addToPane(pane, t, this.seq++, trade.priceUsd, trade.volume, trade.direction === 'buy');
+    if (!pane.dirty) {
+      pane.dirty = true;
+      state.dirtyPanes.push(pane);
+      if (!state.dirty) {
+        state.dirty = true;
+        this.dirtyAssets.push(state);
+      }
+    }
+
+    const candidate = t - this.delayMs;
+    if (candidate > this.wm) {
+      this.wm = candidate;
+      if (candidate >= this.nextFinalEnd) this.finalizeUpTo(candidate);
+    }
+    return true;
+  }
+
+  /** Ends the input (a bounded source ran out): the watermark moves to +infinity, every window becomes final. */
+  finish(): void {
+    this.wm = Infinity;
+    this.finalizeUpTo(Infinity);
+  }
+
+  /** Everything that changed since the previous call: finals first, then open windows. */
+  collect(now: number): EngineOutput {
+    const windows: WindowResult[] = [];
+    const trends: TrendResult[] = [];
+    for (const entry of this.pendingFinal) {
+      entry.result.updatedAt = now;
+      windows.push(entry.result);
+      if (entry.trend) trends.push(entry.trend);
+    }
+    this.pendingFinal = [];
+    for (const state of this.dirtyAssets) this.collectAsset(state, now, windows, trends);
+    this.dirtyAssets.length = 0;
+    return { windows, trends, watermark: this.wm };
+  }
+
+  stats(): EngineStats {
+    let panes = 0;
+    let windows = 0;
+    for (const s of this.assets.values()) {
+      panes += s.panes.size;
+      windows += s.windows.size;
+    }
+    return { assets: this.assets.size, panes, windows, accepted: this.seq, late: this.lateCount, watermark: this.wm };
+  }
+
+  private assetState(asset: string): AssetState {
+    let state = this.assets.get(asset);
+    if (!state) {
+      state = { asset, panes: new Map(), lastPane: null, dirtyPanes: [], dirty: false, windows: new Map(), evicted: null };
+      this.assets.set(asset, state);
+    }
+    this.lastAsset = state;
+    return state;
+  }
+
+  /** Recomputes the open windows that dirty panes touch, and the trends that depend on them. */
+  private collectAsset(state: AssetState, now: number, windows: WindowResult[], trends: TrendResult[]): void {
+    state.dirty = false;
+    const changed = new Set<number>();
+    for (const pane of state.dirtyPanes) {
+      pane.dirty = false;
+      for (let s = this.lastWindowStart(pane.start); s > pane.start - this.windowMs; s -= this.slideMs) {
+        if (s + this.windowMs > this.wm) changed.add(s);
+      }
+    }
+    state.dirtyPanes.length = 0;
+    if (changed.size === 0) return;
+
+    for (const start of changed) {
+      const result = this.computeWindow(state, start, false, now);
+      const entry = state.windows.get(start);
+      if (entry) entry.result = result;
+      else state.windows.set(start, { result, trend: null, final: false });
+      windows.push(result);
+    }
+    // A changed window can change the trend of every later open window (prev_vwap, the span).
+    const firstChanged = Math.min(...changed);
+    const starts = sortedStarts(state);
+    for (const start of starts) {
+      if (start < firstChanged) continue;
+      const entry = state.windows.get(start)!;
+      if (entry.final) continue;
+      const trend = this.computeTrend(state, entry.result, starts);
+      if (changed.has(start) || !sameTrend(entry.trend, trend)) trends.push(trend);
+      entry.trend = trend;
+    }
+  }
+
+  /**
+   * Freezes every window whose end is now <= watermark, then evicts what no open window can reach.
+   * Due windows are those ending in (previous finalization, wm]: the watermark never goes back, so
+   * a window is frozen exactly once, even after its entry was evicted while a pane of it remains.
+   */
+  private finalizeUpTo(wm: number): void {
+    const since = this.finalizedThrough;
+    this.finalizedThrough = wm;
+    for (const state of this.assets.values()) {
+      const due = new Set<number>();
+      for (const pane of state.panes.values()) {
+        for (let s = this.lastWindowStart(pane.start); s > pane.start - this.windowMs; s -= this.slideMs) {
+          const end = s + this.windowMs;
+          if (end > since && end <= wm) due.add(s);
+        }
+      }
+      if (due.size > 0) {
+        const ascending = [...due].sort((a, b) => a - b);
+        for (const start of ascending) {
+          state.windows.set(start, { result: this.computeWindow(state, start, true, 0), trend: null, final: true });
+        }
+        // Trends in ascending order: each depends only on windows that start no later, all final now.
+        const starts = sortedStarts(state);
+        for (const start of ascending) {
+          const entry = state.windows.get(start)!;
+          entry.trend = this.computeTrend(state, entry.result, starts);
+          this.pendingFinal.push(entry);
+        }
+      }
+      this.evict(state, wm);
+    }
+    this.nextFinalEnd = wm === Infinity ? Infinity : this.nextWindowEndAfter(wm);
+  }
+
+  /**
+   * Drops panes and windows that no open window and no future trend span can reach. A trade that is not
+   * late has event time > watermark - window, and a future window's span starts after watermark - span;
+   * one more window of margin keeps a pane from being re-created empty by a trade near the edge.
+   */
+  private evict(state: AssetState, wm: number): void {
+    const horizon = wm - this.spanMs - this.windowMs;
+    for (const [start, entry] of state.windows) {
+      if (start >= horizon || !entry.final) continue;
+      if (!state.evicted || start > state.evicted.start) state.evicted = { start, vwap: entry.result.vwap };
+      state.windows.delete(start);
+    }
+    for (const [start, pane] of state.panes) {
+      if (start + this.paneMs > horizon || pane.dirty) continue;
+      state.panes.delete(start);
+      if (state.lastPane === pane) state.lastPane = null;
+    }
+  }
+
+  private computeWindow(state: AssetState, start: number, isFinal: boolean, now: number): WindowResult {
+    const panes: Pane[] = [];
+    for (let p = start; p < start + this.windowMs; p += this.paneMs) {
+      const pane = state.panes.get(p);
+      if (pane) panes.push(pane);
+    }
+    const agg = combinePanes(panes, start);
+    return {
+      asset: state.asset,
+      windowStart: start,
+      windowEnd: start + this.windowMs,
+      trades: agg.trades,
+      totalVolume: agg.volume,
+      totalAmount: agg.amount,
+      averagePrice: agg.sumPrice / agg.trades,
+      vwap: agg.amount / agg.volume,
+      open: agg.openPrice,
+      high: agg.high,
+      low: agg.low,
+      close: agg.closePrice,
+      buyVolume: agg.buyVolume,
+      sellVolume: agg.sellVolume,
+      isFinal,
+      updatedAt: now,
+    };
+  }
+
+  private computeTrend(state: AssetState, w: WindowResult, starts: readonly number[]): TrendResult {
+    const spanStart = w.windowEnd - this.spanMs;
+    let prevVwap: number | null = state.evicted && state.evicted.start < w.windowStart ? state.evicted.vwap : null;
+    let firstInSpan: number | null = null;
+    let windowsInSpan = 0;
+    for (const start of starts) {
+      if (start >= w.windowStart) break;
+      prevVwap = state.windows.get(start)!.result.vwap;
+    }
+    for (const start of starts) {
+      if (start + this.windowMs > w.windowEnd) break;
+      if (start < spanStart) continue;
+      windowsInSpan++;
+      if (firstInSpan === null) firstInSpan = state.windows.get(start)!.result.vwap;
+    }
+    let amount = 0;
+    let volume = 0;
+    for (let p = spanStart; p < w.windowEnd; p += this.paneMs) {
+      const pane = state.panes.get(p);
+      if (pane) {
+        amount += pane.amount;
+        volume += pane.volume;
+      }
+    }
+    const first = firstInSpan ?? w.vwap;
+    return {
+      asset: w.asset,
+      windowStart: w.windowStart,
+      windowEnd: w.windowEnd,
+      vwap: w.vwap,
+      prevVwap,
+      trend: prevVwap === null ? null : direction(w.vwap, prevVwap),
+      avgPrice6m: amount / volume,
+      change6mPct: ((w.vwap - first) / first) * 100,
+      windows6m: windowsInSpan,
+      isFinal: w.isFinal,
+    };
+  }
+}
+
+function sortedStarts(state: AssetState): number[] {
+  return [...state.windows.keys()].sort((a, b) => a - b);
+}
+
+function direction(vwap: number, prev: number): 'up' | 'down' | 'flat' {
+  if (Math.abs(vwap - prev) <= FLAT_TOLERANCE * Math.max(Math.abs(vwap), Math.abs(prev))) return 'flat';
+  return vwap > prev ? 'up' : 'down';
+}
+
+function sameTrend(a: TrendResult | null, b: TrendResult): boolean {
+  return (
+    a !== null &&
+    a.vwap === b.vwap &&
+    a.prevVwap === b.prevVwap &&
+    a.trend === b.trend &&
+    a.avgPrice6m === b.avgPrice6m &&
+    a.change6mPct === b.change6mPct &&
+    a.windows6m === b.windows6m
+  );
+}

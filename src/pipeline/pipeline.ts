@@ -1,0 +1,226 @@
+// Runs one job: sources -> engine -> sinks, on a processing-time trigger.
+//
+// The ingest loop is synchronous per source event (the engine is a plain data structure); a trigger
+// collects what changed and hands one OutputBatch to every sink. Triggers are serialised and coalesced:
+// if the sinks are slower than the trigger interval, the next trigger simply carries more rows.
+// When the sinks fall far behind, the ingest loop waits for them (backpressure) instead of buffering
+// the whole input.
+
+import type { Clock, Timer } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import { capRaw, tradeToJson, type RejectReason, type RejectedTrade, type Trade } from '../core/trade.js';
+import type { EngineConfig } from '../engine/contract.js';
+import { WindowEngine } from '../engine/window-engine.js';
+import type { OutputBatch, Sink } from '../sinks/contract.js';
+import type { Source, SourceEvent } from '../sources/contract.js';
+import { mergeEvents } from '../sources/merge.js';
+
+export interface PipelineOptions {
+  sources: Source[];
+  sinks: Sink[];
+  engine: EngineConfig;
+  clock: Clock;
+  logger: Logger;
+  /** Stop after this many non-empty batches (Spark's console printed 10). */
+  maxBatches?: number;
+  /** Aborting stops the sources, writes one last batch and closes the sinks. */
+  signal?: AbortSignal;
+  /** How often to log progress, ms. */
+  progressEveryMs?: number;
+}
+
+export interface PipelineSummary {
+  batches: number;
+  accepted: number;
+  rejected: Record<RejectReason, number>;
+  gaps: number;
+  watermark: number;
+  /** Why it stopped. */
+  reason: 'end-of-input' | 'max-batches' | 'aborted';
+}
+
+/** Accepted trades waiting for the next trigger beyond which ingest waits for the sinks. */
+const MAX_PENDING_TRADES = 500_000;
+
+export class Pipeline {
+  private readonly engine: WindowEngine;
+  private readonly stop = new AbortController();
+  private pendingTrades: Trade[] = [];
+  private pendingRejected: RejectedTrade[] = [];
+  private batchId = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private triggerQueued = false;
+  private failure: unknown = null;
+  private timer: Timer | null = null;
+  private stopReason: PipelineSummary['reason'] | null = null;
+  private readonly counts = { accepted: 0, gaps: 0, rejected: { malformed: 0, invalid: 0, late: 0, duplicate: 0 } as Record<RejectReason, number> };
+
+  constructor(private readonly options: PipelineOptions) {
+    this.engine = new WindowEngine(options.engine);
+  }
+
+  async run(): Promise<PipelineSummary> {
+    const { sources, sinks, logger, clock } = this.options;
+    const outer = this.options.signal;
+    const onOuterAbort = () => this.requestStop('aborted');
+    if (outer?.aborted) this.requestStop('aborted');
+    outer?.addEventListener('abort', onOuterAbort, { once: true });
+
+    for (const sink of sinks) await sink.open();
+    logger.info({ sources: sources.map((s) => s.name), sinks: sinks.map((s) => s.name), engine: this.options.engine }, 'pipeline started');
+    this.armTimer();
+    const progress = this.startProgressLog();
+    try {
+      const events = mergeEvents(sources.map((s) => s.events(this.stop.signal)));
+      for await (const event of events) {
+        this.handle(event);
+        if (this.failure) throw this.failure;
+        if (this.stop.signal.aborted) break;
+        if (this.pendingTrades.length >= MAX_PENDING_TRADES) await this.trigger();
+      }
+      this.timer?.cancel();
+      // Let a trigger that is already running finish before deciding on the last batch.
+      await this.chain;
+      if (this.failure) throw this.failure;
+      if (this.stopReason === 'max-batches') return this.summary('max-batches');
+      if (!this.stop.signal.aborted) {
+        // Every source ended on its own: like Spark's availableNow, everything becomes final.
+        this.engine.finish();
+        await this.trigger(true);
+      } else {
+        // Shutdown: the current state of every open window is written, still marked not final.
+        await this.trigger(true);
+      }
+      if (this.failure) throw this.failure;
+      return this.summary(this.stopReason ?? 'end-of-input');
+    } finally {
+      this.timer?.cancel();
+      clearInterval(progress);
+      outer?.removeEventListener('abort', onOuterAbort);
+      this.stop.abort();
+      for (const sink of sinks) {
+        try {
+          await sink.close();
+        } catch (err) {
+          logger.error({ err, sink: sink.name }, 'closing a sink failed');
+        }
+      }
+    }
+  }
+
+  private requestStop(reason: PipelineSummary['reason']): void {
+    if (this.stop.signal.aborted) return;
+    this.stopReason = reason;
+    this.stop.abort();
+  }
+
+  private handle(event: SourceEvent): void {
+    const { logger } = this.options;
+    switch (event.kind) {
+      case 'trades':
+        for (const trade of event.trades) {
+          if (this.engine.ingest(trade)) {
+            this.pendingTrades.push(trade);
+          } else {
+            this.reject({
+              receivedAt: trade.receivedAt ?? this.options.clock.now(),
+              source: event.source,
+              reason: 'late',
+              detail: `event time ${new Date(trade.timestamp).toISOString()} is behind the watermark ${new Date(this.engine.watermark).toISOString()}: every window it belongs to is final`,
+              raw: capRaw(tradeToJson(trade)),
+            });
+          }
+        }
+        this.counts.accepted = this.engine.stats().accepted;
+        break;
+      case 'rejected':
+        this.reject(event.rejected);
+        break;
+      case 'gap':
+        this.counts.gaps++;
+        logger.warn({ source: event.source, symbol: event.symbol, expected: event.expected, received: event.received }, 'gap in trade ids: trades were missed');
+        break;
+      case 'connected':
+        logger.info({ source: event.source, url: event.url }, 'connected');
+        break;
+      case 'disconnected':
+        logger.warn({ source: event.source, reason: event.reason, retryInMs: event.retryInMs }, 'disconnected; will retry');
+        break;
+      case 'heartbeat':
+      case 'price':
+        break;
+    }
+  }
+
+  private reject(rejected: RejectedTrade): void {
+    this.counts.rejected[rejected.reason]++;
+    this.pendingRejected.push(rejected);
+  }
+
+  private armTimer(): void {
+    this.timer = this.options.clock.setTimeout(() => {
+      if (this.stop.signal.aborted) return;
+      void this.trigger();
+      this.armTimer();
+    }, this.options.engine.triggerMs);
+  }
+
+  /** Queues one trigger after the running one; several requests while one waits are one trigger. */
+  private trigger(final = false): Promise<void> {
+    if (this.triggerQueued && !final) return this.chain;
+    this.triggerQueued = true;
+    this.chain = this.chain.then(async () => {
+      this.triggerQueued = false;
+      if (this.failure || (this.stopReason === 'max-batches')) return;
+      try {
+        await this.fire(final);
+      } catch (err) {
+        this.failure = err;
+        this.stop.abort();
+      }
+    });
+    return this.chain;
+  }
+
+  private async fire(final: boolean): Promise<void> {
+    const now = this.options.clock.now();
+    const out = this.engine.collect(now);
+    const batch: OutputBatch = {
+      batchId: this.batchId,
+      windows: out.windows,
+      trends: out.trends,
+      rejected: this.pendingRejected,
+      trades: this.pendingTrades,
+      watermark: out.watermark,
+      final,
+    };
+    this.pendingRejected = [];
+    this.pendingTrades = [];
+    const empty = batch.windows.length === 0 && batch.trends.length === 0 && batch.rejected.length === 0 && batch.trades.length === 0;
+    if (empty) return;
+    for (const sink of this.options.sinks) await sink.write(batch);
+    this.batchId++;
+    this.options.logger.debug({ batchId: batch.batchId, windows: batch.windows.length, trades: batch.trades.length, rejected: batch.rejected.length }, 'batch written');
+    if (this.options.maxBatches !== undefined && this.batchId >= this.options.maxBatches) this.requestStop('max-batches');
+  }
+
+  private startProgressLog(): NodeJS.Timeout {
+    const every = this.options.progressEveryMs ?? 10_000;
+    let last = 0;
+    const handle = setInterval(() => {
+      const s = this.engine.stats();
+      this.options.logger.info(
+        { accepted: s.accepted, perSecond: Math.round(((s.accepted - last) * 1000) / every), rejected: this.counts.rejected, batches: this.batchId, watermark: Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString() : String(s.watermark), openWindows: s.windows },
+        'progress',
+      );
+      last = s.accepted;
+    }, every);
+    handle.unref();
+    return handle;
+  }
+
+  private summary(reason: PipelineSummary['reason']): PipelineSummary {
+    const s = this.engine.stats();
+    return { batches: this.batchId, accepted: s.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, watermark: s.watermark, reason };
+  }
+}

@@ -1,0 +1,66 @@
+// The console sink, like Spark's: a `Batch: N` header, then a table of the rows that changed.
+import type { Writable } from 'node:stream';
+import type { TrendResult, WindowResult } from '../engine/contract.js';
+import type { OutputBatch, Sink } from './contract.js';
+import { formatAmount, formatPct, formatPrice, formatTime, renderTable, type Column } from './format.js';
+
+export interface WindowRow {
+  window: WindowResult;
+  trend: TrendResult | undefined;
+}
+
+export const WINDOW_COLUMNS: Column<WindowRow>[] = [
+  { header: 'asset', value: (r) => r.window.asset },
+  { header: 'window_start', value: (r) => formatTime(r.window.windowStart) },
+  { header: 'window_end', value: (r) => formatTime(r.window.windowEnd).slice(11) },
+  { header: 'trades', value: (r) => String(r.window.trades), right: true },
+  { header: 'volume', value: (r) => formatAmount(r.window.totalVolume), right: true },
+  { header: 'vwap', value: (r) => formatPrice(r.window.vwap), right: true },
+  { header: 'open', value: (r) => formatPrice(r.window.open), right: true },
+  { header: 'high', value: (r) => formatPrice(r.window.high), right: true },
+  { header: 'low', value: (r) => formatPrice(r.window.low), right: true },
+  { header: 'close', value: (r) => formatPrice(r.window.close), right: true },
+  { header: 'buy_vol', value: (r) => formatAmount(r.window.buyVolume), right: true },
+  { header: 'sell_vol', value: (r) => formatAmount(r.window.sellVolume), right: true },
+  { header: 'trend', value: (r) => r.trend?.trend ?? '' },
+  { header: 'chg_6m', value: (r) => formatPct(r.trend?.change6mPct), right: true },
+  { header: 'final', value: (r) => (r.window.isFinal ? 'yes' : '') },
+];
+
+function key(asset: string, start: number, end: number): string {
+  return `${asset}\u0000${start}\u0000${end}`;
+}
+
+/** Pairs each window with its trend row (a trend can change without its window changing). */
+export function joinRows(windows: readonly WindowResult[], trends: readonly TrendResult[]): WindowRow[] {
+  const trendByKey = new Map(trends.map((t) => [key(t.asset, t.windowStart, t.windowEnd), t]));
+  return [...windows]
+    .sort((a, b) => a.asset.localeCompare(b.asset) || a.windowStart - b.windowStart || a.windowEnd - b.windowEnd)
+    .map((w) => ({ window: w, trend: trendByKey.get(key(w.asset, w.windowStart, w.windowEnd)) }));
+}
+
+export class ConsoleSink implements Sink {
+  readonly name = 'console';
+  constructor(private readonly out: Writable = process.stdout) {}
+
+  async open(): Promise<void> {}
+
+  async write(batch: OutputBatch): Promise<void> {
+    const rule = '-------------------------------------------';
+    const parts = [rule, `Batch: ${batch.batchId}`, rule];
+    const rows = joinRows(batch.windows, batch.trends);
+    parts.push(rows.length > 0 ? renderTable(WINDOW_COLUMNS, rows) : '(no window changed)');
+    const trendOnly = batch.trends.length - rows.filter((r) => r.trend).length;
+    if (trendOnly > 0) parts.push(`${trendOnly} trend row(s) changed without their window`);
+    if (batch.rejected.length > 0) {
+      const byReason = new Map<string, number>();
+      for (const r of batch.rejected) byReason.set(r.reason, (byReason.get(r.reason) ?? 0) + 1);
+      parts.push(`rejected: ${batch.rejected.length} (${[...byReason].map(([k, v]) => `${k} ${v}`).join(', ')}); kept in rejected_trades`);
+    }
+    const wm = Number.isFinite(batch.watermark) ? formatTime(batch.watermark) : batch.watermark > 0 ? 'end of input' : 'none yet';
+    parts.push(`watermark: ${wm}${batch.final ? ' (last batch)' : ''}`, '');
+    await new Promise<void>((resolve, reject) => this.out.write(parts.join('\n') + '\n', (err) => (err ? reject(err) : resolve())));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,25 @@
+// Every sink implements this one interface; batching, retries and metrics wrap a sink instead of
+// living inside each one.
+import type { RejectedTrade, Trade } from '../core/trade.js';
+import type { TrendResult, WindowResult } from '../engine/contract.js';
+
+/** Everything one trigger hands to the sinks. A sink writes it all or nothing. */
+export interface OutputBatch {
+  /** 0, 1, 2, ... in trigger order, like Spark's batch id. */
+  batchId: number;
+  windows: WindowResult[];
+  trends: TrendResult[];
+  rejected: RejectedTrade[];
+  /** Trades accepted since the previous batch (the embedded log archives them). */
+  trades: Trade[];
+  watermark: number;
+  /** True for the last batch of a run (bounded source ended, or shutdown). */
+  final: boolean;
+}
+
+export interface Sink {
+  readonly name: string;
+  open(): Promise<void>;
+  write(batch: OutputBatch): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,17 @@
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { CoinstreamError } from '../../core/errors.js';
+
+/** Opens (creating if needed) a DuckDB file, turning DuckDB's lock error into one that says what to do. */
+export async function openDuckDB(path: string, options: { readOnly?: boolean } = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
+  let instance: DuckDBInstance;
+  try {
+    instance = await DuckDBInstance.create(path, options.readOnly ? { access_mode: 'READ_ONLY' } : undefined);
+  } catch (err) {
+    const message = (err as Error).message;
+    if (/lock/i.test(message)) {
+      throw new CoinstreamError('STORE_LOCKED', `${path} is in use by another process (a running coinstream?). Stop it, or query a copy of the file. DuckDB said: ${message.split('\n')[0]}`, true, { cause: err });
+    }
+    throw new CoinstreamError('SINK_FAILED', `cannot open DuckDB store ${path}: ${message}`, false, { cause: err });
+  }
+  return { instance, conn: await instance.connect() };
+}

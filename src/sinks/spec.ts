@@ -1,0 +1,22 @@
+// SINK SPEC (DESIGN.md): console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | delta:PATH
+import { UsageError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { ConsoleSink } from './console.js';
+import type { Sink } from './contract.js';
+import { DuckDBSink } from './duckdb/duckdb-sink.js';
+
+export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
+export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | delta:PATH';
+
+export function parseSinkSpec(spec: string, logger: Logger): Sink {
+  if (spec === 'console') return new ConsoleSink();
+  if (spec.startsWith('duckdb:')) {
+    const path = spec.slice('duckdb:'.length);
+    if (!path) throw new UsageError('--sink duckdb needs a file: --sink duckdb:./coinstream.duckdb');
+    return new DuckDBSink(path, logger);
+  }
+  if (spec.startsWith('mysql://') || spec.startsWith('delta:')) {
+    throw new UsageError(`sink "${spec.split(':')[0]}" is not available in this version yet; use --sink duckdb:PATH or --sink console`);
+  }
+  throw new UsageError(`unknown sink "${spec}"; a sink is one of: ${SINK_SPEC_HELP}`);
+}

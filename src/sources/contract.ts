@@ -1,0 +1,25 @@
+// What every source produces: a stream of events. Trades travel in batches (a replay chunk, a
+// websocket frame) so that the hot path pays one async step per batch, not per trade.
+import type { RejectedTrade, Trade } from '../core/trade.js';
+
+export type SourceEvent =
+  /** Trades accepted by the source's parser, in arrival order. */
+  | { kind: 'trades'; source: string; trades: Trade[] }
+  /** Input the source could not turn into a trade. */
+  | { kind: 'rejected'; rejected: RejectedTrade }
+  /** Trade ids jumped: trades between `expected` and `received` never reached us. */
+  | { kind: 'gap'; source: string; symbol: string; expected: string; received: string; at: number }
+  | { kind: 'connected'; source: string; url: string; at: number }
+  | { kind: 'disconnected'; source: string; reason: string; retryInMs: number; at: number }
+  | { kind: 'heartbeat'; source: string; at: number }
+  /** A price quote (CoinCap prices): not a trade, never aggregated into volume windows. */
+  | { kind: 'price'; source: string; asset: string; priceUsd: number; at: number };
+
+export interface Source {
+  /** Stable, human-readable name (`replay:data/x.jsonl`, `binance`). */
+  readonly name: string;
+  /** True when the source ends on its own (a file); false for live feeds. */
+  readonly bounded: boolean;
+  /** Starts reading. The iterable ends when the source is exhausted or the signal aborts. */
+  events(signal: AbortSignal): AsyncIterable<SourceEvent>;
+}

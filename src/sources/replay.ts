@@ -1,0 +1,141 @@
+// Replays a recorded JSONL (or JSONL.gz) file of trade messages: the bounded source.
+// Streams the file (never all of it in memory), one `trades` event per chunk of lines, so the engine
+// pays one async step per few thousand trades. Paced by event-time gaps at `speed` x real time, or as
+// fast as it can with speed = Infinity ("--speed max").
+
+import { createReadStream, existsSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+import { StringDecoder } from 'node:string_decoder';
+import type { Readable } from 'node:stream';
+import { systemClock, type Clock } from '../core/clock.js';
+import { CoinstreamError } from '../core/errors.js';
+import { parseTrade } from '../core/parse-trade.js';
+import { capRaw, type Trade } from '../core/trade.js';
+import type { Source, SourceEvent } from './contract.js';
+
+export interface ReplayOptions {
+  path: string;
+  /** Times real time; Infinity replays as fast as possible. */
+  speed: number;
+  clock?: Clock;
+}
+
+/** Sleeps shorter than this are skipped: timers are not that precise and trades come in bursts. */
+const MIN_SLEEP_MS = 5;
+
+export function isGzipFile(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(2);
+    return readSync(fd, head, 0, 2, 0) === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Opens a JSONL file, gunzipping when it is gzip (by content, not by name). */
+export function openLines(path: string): Readable {
+  const raw = createReadStream(path, { highWaterMark: 1 << 18 });
+  return isGzipFile(path) ? raw.pipe(createGunzip()) : raw;
+}
+
+/**
+ * Splits a byte stream into lines (LF or CRLF), yielding arrays of lines per chunk. UTF-8 sequences
+ * split across chunks are reassembled by the decoder.
+ */
+export async function* readLineChunks(stream: Readable): AsyncGenerator<string[]> {
+  const decoder = new StringDecoder('utf8');
+  let tail = '';
+  for await (const chunk of stream) {
+    const text = tail + decoder.write(chunk as Buffer);
+    const lines: string[] = [];
+    let from = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+      lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
+      from = nl + 1;
+    }
+    tail = text.slice(from);
+    if (lines.length > 0) yield lines;
+  }
+  const last = tail + decoder.end();
+  if (last.length > 0) yield [last.endsWith('\r') ? last.slice(0, -1) : last];
+}
+
+export class ReplaySource implements Source {
+  readonly name: string;
+  readonly bounded = true;
+  private readonly clock: Clock;
+
+  constructor(private readonly options: ReplayOptions) {
+    this.name = `replay:${options.path}`;
+    this.clock = options.clock ?? systemClock;
+    if (!existsSync(options.path)) {
+      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay file not found: ${options.path} (give a JSONL or JSONL.gz file of trade messages)`);
+    }
+    if (!statSync(options.path).isFile()) {
+      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay source is not a file: ${options.path}`);
+    }
+    if (!(options.speed > 0)) throw new CoinstreamError('CONFIG', `--speed must be "max" or a number > 0, got ${options.speed}`);
+  }
+
+  async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
+    const stream = openLines(this.options.path);
+    const paced = Number.isFinite(this.options.speed);
+    let lineNo = 0;
+    // Pacing anchor: the first trade's event time is played at the wall time we started.
+    let firstEventTime = NaN;
+    let startedAt = NaN;
+    try {
+      for await (const lines of readLineChunks(stream)) {
+        if (signal.aborted) return;
+        let receivedAt = this.clock.now();
+        let batch: Trade[] = [];
+        for (const line of lines) {
+          lineNo++;
+          if (isBlank(line)) continue;
+          const parsed = parseTrade(line);
+          if (!parsed.ok) {
+            yield {
+              kind: 'rejected',
+              rejected: { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${lineNo}: ${parsed.detail}`, raw: capRaw(line) },
+            };
+            continue;
+          }
+          const trade = parsed.trade;
+          if (paced) {
+            if (Number.isNaN(firstEventTime)) {
+              firstEventTime = trade.timestamp;
+              startedAt = this.clock.now();
+            }
+            const dueAt = startedAt + (trade.timestamp - firstEventTime) / this.options.speed;
+            const wait = dueAt - this.clock.now();
+            if (wait >= MIN_SLEEP_MS) {
+              if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
+              batch = [];
+              try {
+                await this.clock.sleep(wait, signal);
+              } catch {
+                return; // aborted while waiting: the signal is the reason, nothing to report
+              }
+              receivedAt = this.clock.now();
+            }
+          }
+          // A recorded receive time is kept: the two timestamps are never overwritten.
+          if (trade.receivedAt === undefined) trade.receivedAt = receivedAt;
+          batch.push(trade);
+        }
+        if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
+      }
+    } finally {
+      stream.destroy();
+    }
+  }
+}
+
+function isBlank(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c !== 32 && c !== 9 && c !== 13) return false;
+  }
+  return true;
+}
