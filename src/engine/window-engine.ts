@@ -272,8 +272,10 @@ export class WindowEngine {
       if (!state.evicted || start > state.evicted.start) state.evicted = { start, vwap: entry.result.vwap };
       state.windows.delete(start);
     }
+    // A dirty pane this far back may go too: every window it belongs to is final, so collect() has
+    // nothing to recompute for it. Keeping it would let state grow between triggers at replay speed.
     for (const [start, pane] of state.panes) {
-      if (start + this.paneMs > horizon || pane.dirty) continue;
+      if (start + this.paneMs > horizon) continue;
       state.panes.delete(start);
       if (state.lastPane === pane) state.lastPane = null;
     }

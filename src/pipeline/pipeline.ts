@@ -53,7 +53,7 @@ export class Pipeline {
   private failure: unknown = null;
   private timer: Timer | null = null;
   private stopReason: PipelineSummary['reason'] | null = null;
-  private readonly counts = { accepted: 0, gaps: 0, rejected: { malformed: 0, invalid: 0, late: 0, duplicate: 0 } as Record<RejectReason, number> };
+  private readonly counts = { gaps: 0, rejected: { malformed: 0, invalid: 0, late: 0, duplicate: 0 } as Record<RejectReason, number> };
 
   constructor(private readonly options: PipelineOptions) {
     this.engine = new WindowEngine(options.engine);
@@ -131,7 +131,6 @@ export class Pipeline {
             });
           }
         }
-        this.counts.accepted = this.engine.stats().accepted;
         break;
       case 'rejected':
         this.reject(event.rejected);
@@ -171,7 +170,7 @@ export class Pipeline {
     this.triggerQueued = true;
     this.chain = this.chain.then(async () => {
       this.triggerQueued = false;
-      if (this.failure || (this.stopReason === 'max-batches')) return;
+      if (this.failure || this.stopReason === 'max-batches') return;
       try {
         await this.fire(final);
       } catch (err) {

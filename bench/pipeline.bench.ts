@@ -1,0 +1,96 @@
+// npm run bench [-- --trades N]
+//
+// Throughput of replay -> engine -> DuckDB over N trades (default 1,000,000), next to a bare
+// JSON.parse loop over the same bytes in the same process. The ratio is what to compare between
+// runs and machines: absolute numbers depend on the machine (printed with them).
+//
+// Input: the bundled real Kraken hour, repeated with its timestamps shifted hour by hour and
+// alternately relabelled as a second asset, so windows, trends and eviction all do real work.
+import { mkdtempSync, readFileSync, rmSync, statSync, createWriteStream } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '../src/core/clock.js';
+import { silentLogger } from '../src/core/logger.js';
+import { DEFAULT_ENGINE_CONFIG } from '../src/engine/contract.js';
+import { Pipeline } from '../src/pipeline/pipeline.js';
+import { DuckDBSink } from '../src/sinks/duckdb/duckdb-sink.js';
+import type { Sink } from '../src/sinks/contract.js';
+import { ReplaySource } from '../src/sources/replay.js';
+
+const argIndex = process.argv.indexOf('--trades');
+const N = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 1_000_000;
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-bench-'));
+const file = join(dir, 'trades.jsonl');
+
+async function makeInput(): Promise<void> {
+  const hour = readFileSync(new URL('../data/kraken-btcusd-2019-07-01.coincap.jsonl', import.meta.url), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const out = createWriteStream(file);
+  let written = 0;
+  for (let rep = 0; written < N; rep++) {
+    const shift = rep * 3_600_000;
+    const eth = rep % 2 === 1;
+    let chunk = '';
+    for (const t of hour) {
+      if (written >= N) break;
+      const price = eth ? Math.round((t.price / 20) * 100) / 100 : t.price;
+      chunk += JSON.stringify({ ...t, base: eth ? 'ethereum' : 'bitcoin', price, priceUsd: price, timestamp: t.timestamp + shift }) + '\n';
+      written++;
+    }
+    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+function baseline(): number {
+  const text = readFileSync(file, 'utf8');
+  const start = performance.now();
+  let from = 0;
+  let n = 0;
+  let checksum = 0;
+  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+    const v = JSON.parse(text.slice(from, nl));
+    checksum += v.volume;
+    n++;
+    from = nl + 1;
+  }
+  const ms = performance.now() - start;
+  if (n !== N || !(checksum > 0)) throw new Error(`baseline read ${n} lines, expected ${N}`);
+  return ms;
+}
+
+async function pipeline(sinks: Sink[]): Promise<number> {
+  const source = new ReplaySource({ path: file, speed: Infinity });
+  const start = performance.now();
+  const summary = await new Pipeline({ sources: [source], sinks, engine: DEFAULT_ENGINE_CONFIG, clock: systemClock, logger: silentLogger }).run();
+  const ms = performance.now() - start;
+  if (summary.accepted !== N) throw new Error(`pipeline accepted ${summary.accepted}, expected ${N}`);
+  return ms;
+}
+
+const rate = (ms: number) => `${Math.round((N / ms) * 1000).toLocaleString('en-US')} trades/s`;
+
+await makeInput();
+console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} x${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
+console.log(`input: ${N.toLocaleString('en-US')} trades, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB JSONL`);
+// Warm up the JIT on the parse path once, then alternate so neither side gets a warmer machine.
+baseline();
+const results = { baseline: [] as number[], engineOnly: [] as number[], duckdb: [] as number[] };
+for (let round = 0; round < 2; round++) {
+  results.baseline.push(baseline());
+  results.engineOnly.push(await pipeline([]));
+  const store = join(dir, `bench-${round}.duckdb`);
+  results.duckdb.push(await pipeline([new DuckDBSink(store, silentLogger)]));
+  rmSync(store, { force: true });
+}
+const best = (xs: number[]) => Math.min(...xs);
+const b = best(results.baseline);
+const e = best(results.engineOnly);
+const d = best(results.duckdb);
+console.log(`bare JSON.parse loop           ${b.toFixed(0).padStart(6)} ms  ${rate(b)}`);
+console.log(`replay -> engine (no sink)     ${e.toFixed(0).padStart(6)} ms  ${rate(e)}  ratio ${(b / e).toFixed(2)}x`);
+console.log(`replay -> engine -> DuckDB     ${d.toFixed(0).padStart(6)} ms  ${rate(d)}  ratio ${(b / d).toFixed(2)}x  (goal 1.0x, floor 0.5x)`);
+console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+rmSync(dir, { recursive: true, force: true });

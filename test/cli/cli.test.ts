@@ -1,0 +1,77 @@
+// The command line as users and scripts see it: real processes, real files, exit codes.
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-cli-'));
+
+export function coinstream(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('node', ['bin/coinstream.js', ...args], { env: { ...process.env, ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('coinstream run', () => {
+  it('--batches 3 prints exactly three Batch headers and exits 0', async () => {
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', '600', '--trigger', '300ms', '--batches', '3', '--sink', 'console', '--no-dashboard']);
+    expect(r.stderr).not.toMatch(/"level":50/);
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/^Batch: \d+$/gm)).toEqual(['Batch: 0', 'Batch: 1', 'Batch: 2']);
+    expect(r.stdout).toMatch(/\| bitcoin \| 2019-07-01 00:0/);
+  });
+
+  it('replays a file to the end, writes the store and query reads it back', async () => {
+    const store = join(dir, 'kraken.duckdb');
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/done: 2672 trades aggregated/);
+    const q = await coinstream(['query', '--store', `duckdb:${store}`, '--asset', 'bitcoin', '--last', '3m']);
+    expect(q.code).toBe(0);
+    const rows = q.stdout.split('\n').filter((l) => l.startsWith('| bitcoin'));
+    expect(rows.map((l) => l.split('|')[2].trim())).toEqual(['2019-07-01 00:57:00.000', '2019-07-01 00:58:00.000', '2019-07-01 00:59:00.000']);
+    expect(q.stdout).toMatch(/3 window\(s\)/);
+    const none = await coinstream(['query', '--store', `duckdb:${store}`, '--asset', 'dogecoin']);
+    expect(none.stdout).toMatch(/no windows for asset "dogecoin"/);
+  });
+
+  it('reads flags from COINSTREAM_ environment variables', async () => {
+    const r = await coinstream(['run', '--no-dashboard', '--speed', 'max'], { COINSTREAM_SOURCE: `replay:${KRAKEN}`, COINSTREAM_SINK: 'console', COINSTREAM_WINDOW: '10m', COINSTREAM_TREND_SPAN: '30m' });
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/^\| bitcoin/gm)).toHaveLength(6);
+  });
+});
+
+describe('bad usage exits 2 with one line that says what to do', () => {
+  it.each([
+    [['run', '--frobnicate'], /unknown option '--frobnicate'.*--help/],
+    [['run', '--source', `replay:${KRAKEN}`, '--window', '5x'], /--window: "5x" is not a duration; write it like/],
+    [['run', '--source', `replay:${KRAKEN}`, '--window', '60'], /--window: "60" is not a duration/],
+    [['run', '--source', 'replay:/no/such/file.jsonl'], /replay file not found: \/no\/such\/file.jsonl/],
+    [['run', '--source', 'bogus:x'], /unknown source "bogus:x"; a source is one of/],
+    [['run', '--source', `replay:${KRAKEN}`, '--sink', 'parquet:x'], /unknown sink "parquet:x"/],
+    [['run', '--source', `replay:${KRAKEN}`, '--batches', '0'], /--batches "0" must be a whole number >= 1/],
+    [['run', '--source', `replay:${KRAKEN}`, '--speed', 'fast'], /--speed "fast" must be "max" or a number > 0/],
+    [['run', '--source', `replay:${KRAKEN}`, '--slide', '2m'], /--slide .* must not be longer than --window/],
+    [['query', '--store', 'duckdb:/no/such.duckdb'], /no store at \/no\/such.duckdb/],
+    [['nonsense'], /unknown command 'nonsense'/],
+  ])('%j', async (args, message) => {
+    const r = await coinstream(args as string[]);
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+    expect(r.stdout).toBe('');
+  });
+
+  it('--help explains and exits 0', async () => {
+    const r = await coinstream(['run', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--source <spec>/);
+    expect(r.stdout).toMatch(/--watermark <duration>/);
+  });
+});
