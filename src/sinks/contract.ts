@@ -1,7 +1,10 @@
 // Every sink implements this one interface; batching, retries and metrics wrap a sink instead of
 // living inside each one.
-import type { RejectedTrade, Trade } from '../core/trade.js';
+import type { RejectedTrade } from '../core/trade.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
+import type { TradeBatch } from './trade-batch.js';
+
+export type { TradeBatch };
 
 /** Everything one trigger hands to the sinks. A sink writes it all or nothing. */
 export interface OutputBatch {
@@ -10,8 +13,8 @@ export interface OutputBatch {
   windows: WindowResult[];
   trends: TrendResult[];
   rejected: RejectedTrade[];
-  /** Trades accepted since the previous batch (the embedded log archives them). */
-  trades: Trade[];
+  /** Trades accepted since the previous batch, by column (the embedded log archives them). */
+  trades: TradeBatch;
   watermark: number;
   /** True for the last batch of a run (bounded source ended, or shutdown). */
   final: boolean;

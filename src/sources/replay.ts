@@ -5,7 +5,6 @@
 
 import { createReadStream, existsSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError } from '../core/errors.js';
@@ -40,25 +39,35 @@ export function openLines(path: string): Readable {
 }
 
 /**
- * Splits a byte stream into lines (LF or CRLF), yielding arrays of lines per chunk. UTF-8 sequences
- * split across chunks are reassembled by the decoder.
+ * Splits a byte stream into lines (LF or CRLF), yielding arrays of lines per chunk. Each chunk is cut at
+ * its last newline byte and decoded once: 0x0A never occurs inside a multi-byte UTF-8 sequence, so
+ * no character is split, and the partial line is carried over as bytes (no decoder, no string concat).
  */
 export async function* readLineChunks(stream: Readable): AsyncGenerator<string[]> {
-  const decoder = new StringDecoder('utf8');
-  let tail = '';
-  for await (const chunk of stream) {
-    const text = tail + decoder.write(chunk as Buffer);
-    const lines: string[] = [];
-    let from = 0;
-    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
-      lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
-      from = nl + 1;
+  let carry: Buffer | null = null;
+  for await (const data of stream) {
+    const chunk = data as Buffer;
+    const lastNewline = chunk.lastIndexOf(10);
+    if (lastNewline === -1) {
+      carry = carry ? Buffer.concat([carry, chunk]) : chunk;
+      continue;
     }
-    tail = text.slice(from);
-    if (lines.length > 0) yield lines;
+    const complete = carry ? Buffer.concat([carry, chunk.subarray(0, lastNewline + 1)]) : chunk.subarray(0, lastNewline + 1);
+    carry = lastNewline + 1 < chunk.length ? chunk.subarray(lastNewline + 1) : null;
+    yield splitLines(complete.toString('utf8'));
   }
-  const last = tail + decoder.end();
-  if (last.length > 0) yield [last.endsWith('\r') ? last.slice(0, -1) : last];
+  if (carry && carry.length > 0) yield splitLines(carry.toString('utf8') + '\n');
+}
+
+/** Lines of a text that ends with a newline, without their LF or CRLF. */
+function splitLines(text: string): string[] {
+  const lines: string[] = [];
+  let from = 0;
+  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+    lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
+    from = nl + 1;
+  }
+  return lines;
 }
 
 export class ReplaySource implements Source {

@@ -49,11 +49,14 @@ describe('ReplaySource', () => {
     const clock = new ManualClock(1_000_000);
     const source = new ReplaySource({ path: join(dir, 'paced.jsonl'), speed: 10, clock });
     const seen: { at: number; n: number }[] = [];
+    let done = false;
     const run = (async () => {
       for await (const e of source.events(new AbortController().signal)) if (e.kind === 'trades') seen.push({ at: clock.now(), n: e.trades.length });
+      done = true;
     })();
-    for (let i = 0; i < 40; i++) {
-      await new Promise((r) => setImmediate(r));
+    // Virtual time moves only while the replay waits for it; real file reads get a moment in between.
+    for (let i = 0; i < 500 && !done; i++) {
+      await new Promise((r) => setTimeout(r, 2));
       clock.advance(100);
     }
     await run;

@@ -41,16 +41,32 @@ CREATE TABLE IF NOT EXISTS rejected_trades (
   detail         VARCHAR   NOT NULL,
   raw            VARCHAR   NOT NULL
 );
-CREATE TABLE IF NOT EXISTS trades (
-  exchange       VARCHAR   NOT NULL,
-  base           VARCHAR   NOT NULL,
-  quote          VARCHAR   NOT NULL,
-  direction      VARCHAR   NOT NULL,
+-- The embedded log of accepted trades. Stored with its repeated strings (exchange, base, quote) as ids
+-- into trade_names, because appending strings is the slow part of writing a million trades; the
+-- \`trades\` view reads it back with the trade message's columns.
+CREATE TABLE IF NOT EXISTS trade_names (
+  id             UINTEGER  PRIMARY KEY,
+  name           VARCHAR   NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS trade_log (
+  exchange_id    UINTEGER  NOT NULL,
+  base_id        UINTEGER  NOT NULL,
+  quote_id       UINTEGER  NOT NULL,
+  is_buy         BOOLEAN   NOT NULL,
   price          DOUBLE    NOT NULL,
   volume         DOUBLE    NOT NULL,
-  "timestamp"    TIMESTAMP NOT NULL,
+  timestamp_ms   DOUBLE    NOT NULL,
   price_usd      DOUBLE    NOT NULL,
   trade_id       VARCHAR,
-  received_at    TIMESTAMP
+  received_at_ms DOUBLE
 );
+CREATE OR REPLACE VIEW trades AS
+SELECT e.name AS exchange, b.name AS base, q.name AS quote,
+       CASE WHEN l.is_buy THEN 'buy' ELSE 'sell' END AS direction,
+       l.price, l.volume, epoch_ms(CAST(l.timestamp_ms AS BIGINT)) AS "timestamp", l.price_usd, l.trade_id,
+       epoch_ms(CAST(l.received_at_ms AS BIGINT)) AS received_at
+FROM trade_log l
+JOIN trade_names e ON e.id = l.exchange_id
+JOIN trade_names b ON b.id = l.base_id
+JOIN trade_names q ON q.id = l.quote_id;
 `;
