@@ -1,0 +1,119 @@
+// The pipeline in virtual time: a ManualClock drives the trigger, a hand-fed source drives the input.
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/core/clock.js';
+import { silentLogger } from '../../src/core/logger.js';
+import type { Trade } from '../../src/core/trade.js';
+import { DEFAULT_ENGINE_CONFIG } from '../../src/engine/contract.js';
+import { Pipeline } from '../../src/pipeline/pipeline.js';
+import type { OutputBatch, Sink } from '../../src/sinks/contract.js';
+import type { Source, SourceEvent } from '../../src/sources/contract.js';
+
+/** An unbounded source the test pushes events into. */
+class FedSource implements Source {
+  readonly name = 'fed';
+  readonly bounded = false;
+  private queue: SourceEvent[] = [];
+  private wake: (() => void) | null = null;
+  push(event: SourceEvent): void {
+    this.queue.push(event);
+    this.wake?.();
+  }
+  async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
+    signal.addEventListener('abort', () => this.wake?.());
+    while (!signal.aborted) {
+      if (this.queue.length === 0) await new Promise<void>((r) => (this.wake = r));
+      while (this.queue.length > 0) yield this.queue.shift()!;
+    }
+  }
+}
+
+class MemorySink implements Sink {
+  readonly name = 'memory';
+  batches: OutputBatch[] = [];
+  async open(): Promise<void> {}
+  async write(b: OutputBatch): Promise<void> {
+    this.batches.push(b);
+  }
+  async close(): Promise<void> {}
+}
+
+const T0 = 1_561_939_200_000;
+const trade = (offset: number, price: number): Trade => ({ exchange: 'x', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', price, volume: 1, timestamp: T0 + offset, priceUsd: price });
+const settle = () => new Promise((r) => setTimeout(r, 5));
+
+describe('Pipeline', () => {
+  it('writes what changed on each trigger, nothing on quiet ticks, and the open windows on shutdown', async () => {
+    const clock = new ManualClock(1_000_000);
+    const source = new FedSource();
+    const sink = new MemorySink();
+    const stop = new AbortController();
+    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(1000, 100), trade(2000, 110)] });
+    source.push({ kind: 'rejected', rejected: { receivedAt: 1, source: 'fed', reason: 'malformed', detail: 'x', raw: '{' } });
+    await settle();
+    expect(sink.batches).toHaveLength(0); // nothing before the first trigger
+    clock.advance(1000);
+    await settle();
+    expect(sink.batches).toHaveLength(1);
+    const [b0] = sink.batches;
+    expect(b0.batchId).toBe(0);
+    expect(b0.windows.map((w) => [w.trades, w.close, w.isFinal, w.updatedAt])).toEqual([[2, 110, false, 1_001_000]]);
+    expect(b0.trades.length).toBe(2);
+    expect(b0.rejected.map((r) => r.reason)).toEqual(['malformed']);
+
+    clock.advance(1000); // quiet tick
+    await settle();
+    expect(sink.batches).toHaveLength(1);
+
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(61_000, 120)] });
+    await settle();
+    clock.advance(1000);
+    await settle();
+    expect(sink.batches).toHaveLength(2);
+    expect(sink.batches[1].windows.map((w) => [w.windowStart - T0, w.trades])).toEqual([[60_000, 1]]);
+    expect(sink.batches[1].trends[0].prevVwap).toBe(105);
+
+    stop.abort(); // SIGINT: the current state is written once more, not as final
+    const summary = await run;
+    expect(summary.reason).toBe('aborted');
+    expect(summary.accepted).toBe(3);
+    expect(summary.rejected.malformed).toBe(1);
+    expect(sink.batches).toHaveLength(2); // nothing changed since the last trigger: nothing to write
+  });
+
+  it('counts late trades and keeps them as rejected', async () => {
+    const clock = new ManualClock(0);
+    const source = new FedSource();
+    const sink = new MemorySink();
+    const stop = new AbortController();
+    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(20 * 60_000, 100), trade(1000, 99)] });
+    await settle();
+    clock.advance(1000);
+    await settle();
+    stop.abort();
+    const summary = await run;
+    expect(summary.rejected.late).toBe(1);
+    const late = sink.batches.flatMap((b) => b.rejected);
+    expect(late).toHaveLength(1);
+    expect(late[0]).toMatchObject({ reason: 'late', source: 'fed' });
+    expect(JSON.parse(late[0].raw)).toMatchObject({ timestamp: T0 + 1000, priceUsd: 99 });
+  });
+
+  it('stops after maxBatches written batches', async () => {
+    const clock = new ManualClock(0);
+    const source = new FedSource();
+    const sink = new MemorySink();
+    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, maxBatches: 2 }).run();
+    for (let i = 0; i < 4; i++) {
+      source.push({ kind: 'trades', source: 'fed', trades: [trade(i * 1000, 100 + i)] });
+      await settle();
+      clock.advance(1000);
+      await settle();
+    }
+    const summary = await run;
+    expect(summary.reason).toBe('max-batches');
+    expect(sink.batches.map((b) => b.batchId)).toEqual([0, 1]);
+  });
+});

@@ -1,0 +1,119 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/core/logger.js';
+import type { Trade } from '../../src/core/trade.js';
+import type { WindowResult } from '../../src/engine/contract.js';
+import type { OutputBatch } from '../../src/sinks/contract.js';
+import { DuckDBSink } from '../../src/sinks/duckdb/duckdb-sink.js';
+import { DuckDBStore } from '../../src/sinks/duckdb/duckdb-store.js';
+import { openDuckDB } from '../../src/sinks/duckdb/open.js';
+import { TradeBatchBuilder } from '../../src/sinks/trade-batch.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-duckdb-'));
+
+function window(over: Partial<WindowResult>): WindowResult {
+  return { asset: 'bitcoin', windowStart: 0, windowEnd: 60_000, trades: 1, totalVolume: 1, totalAmount: 100, averagePrice: 100, vwap: 100, open: 100, high: 100, low: 100, close: 100, buyVolume: 1, sellVolume: 0, isFinal: false, updatedAt: 5, ...over };
+}
+
+function trades(list: Partial<Trade>[]): ReturnType<TradeBatchBuilder['take']> {
+  const b = new TradeBatchBuilder(2);
+  for (const t of list) b.push({ exchange: 'kraken', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', price: 1, volume: 1, timestamp: 1000, priceUsd: 1, ...t });
+  return b.take();
+}
+
+function batch(over: Partial<OutputBatch>): OutputBatch {
+  return { batchId: 0, windows: [], trends: [], rejected: [], trades: trades([]), watermark: 0, final: false, ...over };
+}
+
+async function query(path: string, sql: string): Promise<Record<string, unknown>[]> {
+  const { instance, conn } = await openDuckDB(path);
+  try {
+    return (await conn.runAndReadAll(sql)).getRowObjectsJS();
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+describe('DuckDB store', () => {
+  it('upserts windows by key across batches and keeps the last version', async () => {
+    const path = join(dir, 'upsert.duckdb');
+    const store = new DuckDBStore(path, silentLogger);
+    await store.open();
+    await store.write(batch({ windows: [window({ trades: 1 }), window({ windowStart: 60_000, windowEnd: 120_000 })] }));
+    await store.write(batch({ batchId: 1, windows: [window({ trades: 7, vwap: 101.25, isFinal: true, updatedAt: 9 })] }));
+    await store.close();
+    const rows = await query(path, 'SELECT epoch_ms(window_start)::DOUBLE AS s, trades, vwap, is_final, epoch_ms(updated_at)::DOUBLE AS u FROM trade_windows ORDER BY s');
+    expect(rows).toEqual([
+      { s: 0, trades: 7n, vwap: 101.25, is_final: true, u: 9 },
+      { s: 60_000, trades: 1n, vwap: 100, is_final: false, u: 5 },
+    ]);
+  });
+
+  it('archives trades with their names across reopened stores, in arrival order', async () => {
+    const path = join(dir, 'names.duckdb');
+    let store = new DuckDBStore(path, silentLogger);
+    await store.open();
+    await store.write(batch({ trades: trades([{ base: 'bitcoin', tradeId: 'a1', receivedAt: 5000 }, { base: 'ethereum', direction: 'sell' }]) }));
+    await store.close();
+    // A new process: the batch numbers its names from 0 again; the store must map them to its own ids.
+    store = new DuckDBStore(path, silentLogger);
+    await store.open();
+    await store.write(batch({ trades: trades([{ base: 'solana', exchange: 'binance', quote: 'tether' }, { base: 'bitcoin', timestamp: 2000 }]) }));
+    await store.close();
+    const rows = await query(path, 'SELECT exchange, base, quote, direction, epoch_ms("timestamp")::DOUBLE AS t, trade_id, epoch_ms(received_at)::DOUBLE AS r FROM trades');
+    expect(rows).toEqual([
+      { exchange: 'kraken', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', t: 1000, trade_id: 'a1', r: 5000 },
+      { exchange: 'kraken', base: 'ethereum', quote: 'united-states-dollar', direction: 'sell', t: 1000, trade_id: null, r: null },
+      { exchange: 'binance', base: 'solana', quote: 'tether', direction: 'buy', t: 1000, trade_id: null, r: null },
+      { exchange: 'kraken', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', t: 2000, trade_id: null, r: null },
+    ]);
+  });
+
+  it('writes a batch all or nothing', async () => {
+    const path = join(dir, 'atomic.duckdb');
+    const store = new DuckDBStore(path, silentLogger);
+    await store.open();
+    await store.write(batch({ windows: [window({})] }));
+    // The trend row breaks a NOT NULL constraint after the windows were upserted: nothing of the
+    // batch may remain, neither the windows before it nor the rejects and trades after it.
+    const brokenTrend = { asset: 'bitcoin', windowStart: 0, windowEnd: 60_000, vwap: 1, prevVwap: null, trend: null, avgPrice6m: null as unknown as number, change6mPct: 0, windows6m: 1, isFinal: false };
+    const bad = batch({ batchId: 1, windows: [window({ windowStart: 120_000, windowEnd: 180_000 }), window({ trades: 5 })], trends: [brokenTrend], trades: trades([{ base: 'dogecoin' }]), rejected: [{ receivedAt: 1, source: 's', reason: 'invalid', detail: 'd', raw: 'r' }] });
+    await expect(store.write(bad)).rejects.toThrow(/writing batch 1 failed/);
+    await store.write(batch({ batchId: 2, trades: trades([{ base: 'cardano' }]) }));
+    await store.close();
+    expect(await query(path, 'SELECT epoch_ms(window_start)::DOUBLE AS s, trades FROM trade_windows')).toEqual([{ s: 0, trades: 1n }]);
+    expect(await query(path, 'SELECT base FROM trades')).toEqual([{ base: 'cardano' }]);
+    expect(await query(path, 'SELECT count(*) AS n FROM rejected_trades')).toEqual([{ n: 0n }]);
+  });
+
+  it('runs the same store in a worker thread behind DuckDBSink', async () => {
+    const path = join(dir, 'worker.duckdb');
+    const sink = new DuckDBSink(path, silentLogger);
+    await sink.open();
+    await sink.write(batch({ windows: [window({ asset: 'ethereum' })], trades: trades([{ base: 'ethereum' }]) }));
+    await sink.close();
+    expect(await query(path, 'SELECT asset FROM trade_windows')).toEqual([{ asset: 'ethereum' }]);
+    expect(await query(path, 'SELECT base FROM trades')).toEqual([{ base: 'ethereum' }]);
+  });
+
+  it('says what to do when another process holds the file', async () => {
+    const path = join(dir, 'locked.duckdb');
+    const { instance, conn } = await openDuckDB(path);
+    try {
+      const { execFileSync } = await import('node:child_process');
+      let stderr = '';
+      try {
+        execFileSync('node', ['bin/coinstream.js', 'query', '--store', `duckdb:${path}`], { stdio: 'pipe' });
+      } catch (err) {
+        stderr = String((err as { stderr: Buffer }).stderr);
+      }
+      expect(stderr).toMatch(/is in use by another process/);
+    } finally {
+      conn.closeSync();
+      instance.closeSync();
+    }
+  });
+});
