@@ -147,18 +147,18 @@ export class DuckDBStore implements Sink {
       for (let from = 0; from < t.length; from += CHUNK_ROWS) {
         const n = Math.min(CHUNK_ROWS, t.length - from);
         const chunk = DuckDBDataChunk.create(TRADE_LOG_TYPES, n);
-        // Fixed-width columns without nulls are copied into DuckDB's vectors in one call each.
+        // Fixed-width columns are copied into DuckDB's vectors in one call each; received_at_ms keeps
+        // NaN for "no receive time" (the view reads it as NULL).
         const columns = [exchange, base, quote, t.isBuy, t.price, t.volume, t.timestamp, t.priceUsd];
         columns.forEach((column, i) => copyColumn(chunk, i, column, from, n));
-        const tradeId = chunk.getColumnVector(8) as unknown as { setItem(i: number, v: string | null): void; flush(): void };
-        const receivedAt = chunk.getColumnVector(9) as unknown as { setItem(i: number, v: number | null): void; flush(): void };
-        for (let i = 0; i < n; i++) {
-          tradeId.setItem(i, t.tradeId?.[from + i] ?? null);
-          const received = t.receivedAt[from + i];
-          receivedAt.setItem(i, Number.isNaN(received) ? null : received);
+        copyColumn(chunk, 9, t.receivedAt, from, n);
+        if (t.tradeId) {
+          const tradeId = chunk.getColumnVector(8) as unknown as { setItem(i: number, v: string | null): void; flush(): void };
+          for (let i = 0; i < n; i++) tradeId.setItem(i, t.tradeId[from + i]);
+          tradeId.flush();
+        } else {
+          setAllNull(chunk, 8, n);
         }
-        tradeId.flush();
-        receivedAt.flush();
         appender.appendDataChunk(chunk);
       }
       appender.flushSync();
@@ -182,6 +182,14 @@ type FixedWidth = Uint8Array | Uint32Array | Float64Array;
 function copyColumn(chunk: DuckDBDataChunk, i: number, column: FixedWidth, from: number, n: number): void {
   const width = column.BYTES_PER_ELEMENT;
   duckdb.copy_data_to_vector(duckdb.data_chunk_get_vector(chunk.chunk, i), 0, column.buffer as ArrayBuffer, column.byteOffset + from * width, n * width);
+}
+
+/** Marks rows [0, n) of column i NULL with one copy of an all-zero validity mask. */
+function setAllNull(chunk: DuckDBDataChunk, i: number, n: number): void {
+  const vector = duckdb.data_chunk_get_vector(chunk.chunk, i);
+  duckdb.vector_ensure_validity_writable(vector);
+  const words = Math.ceil(n / 64);
+  duckdb.copy_data_to_vector_validity(vector, 0, new ArrayBuffer(words * 8), 0, words * 8);
 }
 
 /** Appends rows to a table through data chunks (exact values, no SQL text). */

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS trade_log (
   timestamp_ms   DOUBLE    NOT NULL,
   price_usd      DOUBLE    NOT NULL,
   trade_id       VARCHAR,
-  received_at_ms DOUBLE
+  received_at_ms DOUBLE    NOT NULL  -- NaN when unknown
 );
 -- Names are looked up in a list (built once per query) rather than joined: a scan plus a projection
 -- keeps the log's insertion order, which is arrival order; a join would not.
@@ -67,6 +67,6 @@ WITH names AS (SELECT list(name ORDER BY id) AS by_id FROM trade_names)
 SELECT names.by_id[l.exchange_id + 1] AS exchange, names.by_id[l.base_id + 1] AS base, names.by_id[l.quote_id + 1] AS quote,
        CASE WHEN l.is_buy THEN 'buy' ELSE 'sell' END AS direction,
        l.price, l.volume, epoch_ms(CAST(l.timestamp_ms AS BIGINT)) AS "timestamp", l.price_usd, l.trade_id,
-       epoch_ms(CAST(l.received_at_ms AS BIGINT)) AS received_at
+       CASE WHEN isnan(l.received_at_ms) THEN NULL ELSE epoch_ms(CAST(l.received_at_ms AS BIGINT)) END AS received_at
 FROM trade_log l, names;
 `;
