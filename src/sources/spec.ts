@@ -33,8 +33,14 @@ export function parseSourceSpec(spec: string, deps: SourceDeps): Source {
   }
 }
 
+const LIVE_FEEDS = ['coincap', 'coincap-prices', 'binance', 'coinbase', 'kraken', 'bybit', 'okx'];
+
 /** Live feeds are plugged in by the feeds registry; until one matches, the spec is a usage error. */
 let parseFeedSpec = (spec: string, _deps: SourceDeps): Source => {
+  const kind = spec.split(/[:@]/)[0];
+  if (LIVE_FEEDS.includes(kind)) {
+    throw new UsageError(`live feeds (${kind}) are not in this version yet: try \`npm run demo\` to replay real recorded trades, or --source replay:FILE`);
+  }
   throw new UsageError(`unknown source "${spec}"; a source is one of: ${SOURCE_SPEC_HELP}`);
 };
 

@@ -59,6 +59,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', `replay:${KRAKEN}`, '--slide', '2m'], /--slide .* must not be longer than --window/],
     [['query', '--store', 'duckdb:/no/such.duckdb'], /no store at \/no\/such.duckdb/],
     [['nonsense'], /unknown command 'nonsense'/],
+    [['run', '--no-dashboard'], /live feeds \(binance\) are not in this version yet: try `npm run demo`/],
   ])('%j', async (args, message) => {
     const r = await coinstream(args as string[]);
     expect(r.code).toBe(2);
