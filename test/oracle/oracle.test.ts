@@ -1,0 +1,126 @@
+// The store after `coinstream run --source replay:FILE --speed max` equals, to 1e-9 relative, what
+// plain DuckDB SQL computes from FILE under the contract (oracle.ts): every row, every column.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openDuckDB } from '../../src/sinks/duckdb/open.js';
+import { DEFAULT_ORACLE, runOracle, type OracleOptions } from './oracle.js';
+import { KRAKEN_FILE, inputs } from './inputs.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-oracle-'));
+
+function run(args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('node', ['bin/coinstream.js', ...args], { maxBuffer: 64 << 20 }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }));
+  });
+}
+
+const WINDOW_COLUMNS = ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume'];
+const TREND_COLUMNS = ['vwap', 'prev_vwap', 'avg_price_6m', 'change_6m_pct', 'windows_6m'];
+const differs = (c: string) => `NOT (s.${c} IS NOT DISTINCT FROM o.${c} OR abs(s.${c} - o.${c}) <= 1e-9 * greatest(abs(o.${c}), 1e-300))`;
+
+async function compare(name: string, text: string, flags: string[], o: OracleOptions) {
+  const file = join(dir, `${name}.jsonl`);
+  const store = join(dir, `${name}.duckdb`);
+  writeFileSync(file, text);
+  const r = await run(['run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard', ...flags]);
+  expect(r.code, r.stderr).toBe(0);
+
+  const { instance, conn } = await openDuckDB(store);
+  try {
+    await runOracle(conn, file, o);
+    const rows = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS();
+    const key = 's.asset = o.asset AND epoch_ms(s.window_start) = o.window_start AND epoch_ms(s.window_end) = o.window_end';
+
+    const windowDiffs = await rows(`
+      SELECT coalesce(s.asset, o.asset) AS asset, coalesce(epoch_ms(s.window_start), o.window_start)::DOUBLE AS start,
+             s.asset IS NULL AS missing_in_store, o.asset IS NULL AS not_in_oracle,
+             ${WINDOW_COLUMNS.map((c) => `CASE WHEN ${differs(c)} THEN '${c}: ' || s.${c} || ' vs ' || o.${c} END`).join(' || ')} AS diff
+      FROM trade_windows s FULL OUTER JOIN oracle_windows o ON ${key}
+      WHERE s.asset IS NULL OR o.asset IS NULL OR ${WINDOW_COLUMNS.map(differs).join(' OR ')}
+      LIMIT 10`);
+    expect(windowDiffs, 'trade_windows differs from the oracle').toEqual([]);
+
+    const trendDiffs = await rows(`
+      SELECT coalesce(s.asset, o.asset) AS asset, coalesce(epoch_ms(s.window_start), o.window_start)::DOUBLE AS start,
+             s.asset IS NULL AS missing_in_store, o.asset IS NULL AS not_in_oracle, s.trend AS store_trend, o.trend AS oracle_trend,
+             concat_ws(', ', ${TREND_COLUMNS.map((c) => `CASE WHEN ${differs(c)} THEN '${c}: ' || coalesce(s.${c}::VARCHAR, 'NULL') || ' vs ' || coalesce(o.${c}::VARCHAR, 'NULL') END`).join(', ')}) AS diff
+      FROM price_trends s FULL OUTER JOIN oracle_trends o ON ${key}
+      WHERE s.asset IS NULL OR o.asset IS NULL OR s.trend IS DISTINCT FROM o.trend OR ${TREND_COLUMNS.map(differs).join(' OR ')}
+      LIMIT 10`);
+    expect(trendDiffs, 'price_trends differs from the oracle').toEqual([]);
+
+    const counts = await rows(`SELECT (SELECT count(*) FROM trade_windows)::DOUBLE AS windows, (SELECT count(*) FROM oracle_windows)::DOUBLE AS expected,
+      (SELECT count(*) FROM trade_windows WHERE NOT is_final)::DOUBLE AS not_final, (SELECT count(*) FROM price_trends WHERE NOT is_final)::DOUBLE AS trends_not_final`);
+    expect(counts[0].windows).toBe(counts[0].expected);
+    expect(counts[0].windows).toBeGreaterThan(0);
+    expect(counts[0].not_final).toBe(0);
+    expect(counts[0].trends_not_final).toBe(0);
+
+    const rejected = await rows(`
+      SELECT reason, count(*)::DOUBLE AS n FROM rejected_trades GROUP BY reason
+      UNION ALL SELECT 'accepted', count(*)::DOUBLE FROM trades ORDER BY reason`);
+    const expected = await rows(`SELECT verdict AS reason, count(*)::DOUBLE AS n FROM oracle_lines WHERE verdict <> 'blank' GROUP BY verdict ORDER BY reason`);
+    expect(rejected).toEqual(expected);
+
+    const malformedRaw = await rows(`SELECT raw FROM rejected_trades WHERE reason IN ('malformed', 'invalid') EXCEPT ALL SELECT line FROM oracle_lines WHERE verdict IN ('malformed', 'invalid')`);
+    expect(malformedRaw, 'every rejected line is kept with its raw text').toEqual([]);
+    return { windows: counts[0].windows, rejected: rejected.filter((r) => r.reason !== 'accepted') };
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+describe('the oracle itself', () => {
+  it('reproduces the facts recorded with the Kraken hour (60 windows, 1,549 buys, 1,123 sells, 903.70 BTC)', async () => {
+    const { instance, conn } = await openDuckDB(':memory:');
+    try {
+      await runOracle(conn, KRAKEN_FILE, DEFAULT_ORACLE);
+      const [facts] = (await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS windows, sum(trades)::DOUBLE AS trades,
+        (SELECT count(*) FROM oracle_trades WHERE direction = 'buy')::DOUBLE AS buys,
+        (SELECT count(*) FROM oracle_trades WHERE direction = 'sell')::DOUBLE AS sells,
+        round(sum(total_volume), 2) AS volume FROM oracle_windows`)).getRowObjectsJS();
+      expect(facts).toEqual({ windows: 60, trades: 2672, buys: 1549, sells: 1123, volume: 903.7 });
+    } finally {
+      conn.closeSync();
+      instance.closeSync();
+    }
+  });
+});
+
+describe('store equals the SQL oracle', () => {
+  it('in-order input', async () => {
+    expect((await compare('in-order', inputs.inOrder(), [], DEFAULT_ORACLE)).windows).toBe(60);
+  });
+
+  it('input disordered within the watermark', async () => {
+    const result = await compare('disordered', inputs.disordered(), [], DEFAULT_ORACLE);
+    expect(result.rejected).toEqual([]);
+  });
+
+  it('input with malformed and invalid lines and late trades', async () => {
+    const result = await compare('malformed', inputs.malformed(), [], DEFAULT_ORACLE);
+    const reasons = Object.fromEntries(result.rejected.map((r) => [r.reason, r.n]));
+    expect(reasons.malformed).toBeGreaterThan(0);
+    expect(reasons.invalid).toBeGreaterThan(0);
+    expect(reasons.late).toBeGreaterThan(0);
+  });
+
+  it('sliding windows (--window 1m --slide 30s)', async () => {
+    await compare('sliding', inputs.disordered(), ['--window', '1m', '--slide', '30s'], { ...DEFAULT_ORACLE, slideMs: 30_000 });
+  });
+
+  it('several assets', async () => {
+    await compare('assets', inputs.severalAssets(), [], DEFAULT_ORACLE);
+  });
+
+  it('sliding windows with trades later than a short watermark (2m window, 20s slide, 1m watermark, 4m span)', async () => {
+    const result = await compare('late-sliding', inputs.lateAndSliding(), ['--window', '2m', '--slide', '20s', '--watermark', '1m', '--trend-span', '4m'], {
+      windowMs: 120_000, slideMs: 20_000, watermarkMs: 60_000, trendSpanMs: 240_000,
+    });
+    expect(result.rejected.find((r) => r.reason === 'late')?.n).toBeGreaterThan(0);
+  });
+});
