@@ -5,6 +5,7 @@ import { CoinstreamError, UsageError, isUsageLike } from '../core/errors.js';
 import { createLogger } from '../core/logger.js';
 import { runCommand } from './run.js';
 import { queryCommand } from './query.js';
+import { recordCommand, replayServerCommand } from './feeds.js';
 import { SOURCE_SPEC_HELP } from '../sources/spec.js';
 import { SINK_SPEC_HELP } from '../sinks/spec.js';
 
@@ -47,6 +48,22 @@ export function buildProgram(): Command {
     .addOption(new Option('--last <duration>', 'event time covered, back from the newest window end').default('6m').env('COINSTREAM_LAST'))
     .action(async (opts) => queryCommand(opts));
 
+  program
+    .command('replay-server')
+    .description('Serve a recorded JSONL(.gz) file as a CoinCap v2 trades websocket, so the live path runs offline.')
+    .argument('<file>', 'JSONL or JSONL.gz of trade messages')
+    .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default('0').env('COINSTREAM_PORT'))
+    .addOption(new Option('--speed <max|N>', 'pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
+    .action(async (file: string, opts) => replayServerCommand(file, opts, { clock: systemClock, logger: createLogger() }));
+
+  program
+    .command('record')
+    .description('Write what live sources receive to JSONL(.gz), one trade message per line.')
+    .addOption(new Option('--source <spec>', `where trades come from, repeatable: ${SOURCE_SPEC_HELP}`).argParser(collect).env('COINSTREAM_SOURCE'))
+    .addOption(new Option('--out <file>', 'FILE.jsonl or FILE.jsonl.gz').makeOptionMandatory().env('COINSTREAM_OUT'))
+    .addOption(new Option('--rotate-mb <n>', 'start FILE.1.jsonl(.gz), FILE.2… past this many MB').default('256').env('COINSTREAM_ROTATE_MB'))
+    .action(async (opts) => recordCommand(opts, { clock: systemClock, logger: createLogger() }));
+
   return program;
 }
 
@@ -81,5 +98,5 @@ export async function main(argv: string[]): Promise<number> {
 
 function guessCommand(argv: string[]): string {
   const first = argv.find((a) => !a.startsWith('-'));
-  return first && ['run', 'query'].includes(first) ? `${first} ` : '';
+  return first && ['run', 'query', 'replay-server', 'record'].includes(first) ? `${first} ` : '';
 }

@@ -8,6 +8,7 @@ import { validateEngineConfig } from '../engine/window-engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DEFAULT_SINKS, parseSinkSpec } from '../sinks/spec.js';
 import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
+import { shutdownSignal } from './signals.js';
 
 export interface EngineFlags {
   window: string;
@@ -48,7 +49,7 @@ function parseBatches(text: string | undefined): number | undefined {
   return n;
 }
 
-function parsePort(text: string): number {
+export function parsePort(text: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port "${text}" must be a port number 0-65535`);
   return n;
@@ -66,20 +67,7 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).map((spec) => parseSinkSpec(spec, logger));
   if (flags.dashboard) logger.info({ port }, 'the web dashboard is not part of this version yet; running without it');
 
-  const shutdown = new AbortController();
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
-      logger.info({ signal }, 'stopping: writing the current windows, then closing the stores (send again to exit at once)');
-      shutdown.abort();
-    } else {
-      logger.warn({ signal }, 'second signal: exiting without waiting');
-      process.exit(1);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
   try {
     const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, signal: shutdown.signal }).run();
     logger.info(
@@ -87,7 +75,6 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
       `done: ${summary.accepted} trades aggregated in ${summary.batches} batches; ${Object.values(summary.rejected).reduce((a, b) => a + b, 0)} rejected (kept in rejected_trades)`,
     );
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    shutdown.dispose();
   }
 }

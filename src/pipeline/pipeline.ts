@@ -157,7 +157,8 @@ export class Pipeline {
         logger.info({ source: event.source, url: event.url }, 'connected');
         break;
       case 'disconnected':
-        logger.warn({ source: event.source, reason: event.reason, retryInMs: event.retryInMs }, 'disconnected; will retry');
+        // The feed's client has already logged why, at warn level.
+        logger.debug({ source: event.source, reason: event.reason, retryInMs: event.retryInMs }, 'disconnected; will retry');
         break;
       case 'heartbeat':
       case 'price':

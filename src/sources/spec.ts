@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.js';
 import type { Source } from './contract.js';
 import { ReplaySource } from './replay.js';
 import { SyntheticSource } from './synthetic.js';
+import { DEFAULT_LIVE_SOURCES, createFeedSource, parseFeedSpec as parseFeed } from './feeds/registry.js';
 
 export interface SourceDeps {
   clock: Clock;
@@ -33,19 +34,10 @@ export function parseSourceSpec(spec: string, deps: SourceDeps): Source {
   }
 }
 
-const LIVE_FEEDS = ['coincap', 'coincap-prices', 'binance', 'coinbase', 'kraken', 'bybit', 'okx'];
-
-/** Live feeds are plugged in by the feeds registry; until one matches, the spec is a usage error. */
-let parseFeedSpec = (spec: string, _deps: SourceDeps): Source => {
-  const kind = spec.split(/[:@]/)[0];
-  if (LIVE_FEEDS.includes(kind)) {
-    throw new UsageError(`live feeds (${kind}) are not in this version yet: try \`npm run demo\` to replay real recorded trades, or --source replay:FILE`);
-  }
-  throw new UsageError(`unknown source "${spec}"; a source is one of: ${SOURCE_SPEC_HELP}`);
-};
-
-export function setFeedSpecParser(parser: (spec: string, deps: SourceDeps) => Source): void {
-  parseFeedSpec = parser;
+function parseFeedSpec(spec: string, deps: SourceDeps): Source {
+  const feed = parseFeed(spec);
+  if (!feed) throw new UsageError(`unknown source "${spec}"; a source is one of: ${SOURCE_SPEC_HELP}`);
+  return createFeedSource(feed.kind, feed.symbols, feed.url, deps);
 }
 
 export function parseSpeed(text: string): number {
@@ -55,5 +47,4 @@ export function parseSpeed(text: string): number {
   return n;
 }
 
-/** What `coinstream run` reads with no --source: bitcoin and ethereum, keyless, as the original did. */
-export const DEFAULT_LIVE_SOURCES = ['binance:btcusdt,ethusdt', 'coinbase:BTC-USD,ETH-USD'];
+export { DEFAULT_LIVE_SOURCES };

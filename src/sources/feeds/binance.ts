@@ -1,0 +1,40 @@
+// Binance spot trade streams, combined: wss://stream.binance.com:9443/stream?streams=btcusdt@trade/...
+// Frame: {"stream":"btcusdt@trade","data":{"e":"trade","E":…,"s":"BTCUSDT","t":12345,"p":"…","q":"…","T":…,"m":true,…}}
+// `m` = the buyer is the maker, so the taker sold. `t` is sequential per symbol. The server pings
+// every 20 s (ws answers pongs by itself) and closes connections after 24 h.
+import { splitGluedSymbol } from './assets.js';
+import { normalise } from './normalise.js';
+import { isObject, parseJson, type FeedMessage, type FeedProtocol } from './protocol.js';
+
+export const BINANCE_DEFAULT_SYMBOLS = ['btcusdt', 'ethusdt'];
+
+export function binance(symbols: string[] = BINANCE_DEFAULT_SYMBOLS, url?: string): FeedProtocol {
+  const streams = symbols.map((s) => `${s.toLowerCase()}@trade`).join('/');
+  return {
+    exchange: 'binance',
+    // The streams are in the URL, so every reconnect subscribes again by itself. An @URL override
+    // names the host (ws://127.0.0.1:9000); one with its own path is used as given.
+    url: url && new URL(url).pathname.length > 1 ? url : `${(url ?? 'wss://stream.binance.com:9443').replace(/\/$/, '')}/stream?streams=${streams}`,
+    subscribeMessages: () => [],
+    staleAfterMs: 60_000,
+    maxConnectionAgeMs: 23 * 3_600_000,
+    sequentialIds: true,
+    parse(frame, receivedAt): FeedMessage[] {
+      const json = parseJson(frame);
+      if (!json.ok) return [{ kind: 'rejected', reason: 'malformed', detail: json.detail }];
+      const msg = json.value;
+      if (!isObject(msg)) return [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }];
+      if ('result' in msg && 'id' in msg) return [{ kind: 'ignore' }]; // SUBSCRIBE ack
+      if (isObject(msg.error)) return [{ kind: 'error', message: `binance: ${String(msg.error.msg ?? JSON.stringify(msg.error))}`, fatal: false }];
+      const d = isObject(msg.data) ? msg.data : msg; // combined stream wraps, raw stream does not
+      if (d.e !== 'trade') return [{ kind: 'ignore' }];
+      const symbol = String(d.s ?? '');
+      const [base, quote] = splitGluedSymbol(symbol);
+      return [normalise({
+        exchange: 'binance', symbol, baseSymbol: base, quoteSymbol: quote,
+        side: d.m === true ? 'sell' : d.m === false ? 'buy' : String(d.m),
+        price: d.p, volume: d.q, timestamp: Number(d.T), tradeId: d.t as number, sequence: typeof d.t === 'number' ? d.t : undefined, receivedAt,
+      })];
+    },
+  };
+}

@@ -1,0 +1,113 @@
+// A live feed as a Source: the resilient socket, the exchange's protocol, and two guards every feed
+// needs. De-duplication: a reconnect can re-send trades, so (exchange, symbol, tradeId) seen recently
+// are rejected as 'duplicate' (counted and kept, never aggregated twice). Gaps: where ids are
+// sequential, a jump means trades never reached us; it is logged, counted and emitted as an event.
+import type { Clock } from '../../core/clock.js';
+import { CoinstreamError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { capRaw, type Trade } from '../../core/trade.js';
+import type { Source, SourceEvent } from '../contract.js';
+import type { FeedProtocol } from './protocol.js';
+import { DEFAULT_BACKOFF, resilientSocket, type BackoffOptions } from './ws-client.js';
+
+/** How many recent trade ids to remember per feed: minutes of trades on a busy pair. */
+const RECENT_IDS = 100_000;
+
+/** Insertion-ordered set that forgets its oldest entries beyond a size. */
+export class RecentSet {
+  private readonly items = new Set<string>();
+  constructor(private readonly capacity: number) {}
+  /** Adds; returns false if it was already there. */
+  add(key: string): boolean {
+    if (this.items.has(key)) return false;
+    this.items.add(key);
+    if (this.items.size > this.capacity) this.items.delete(this.items.values().next().value as string);
+    return true;
+  }
+}
+
+export interface FeedSourceOptions {
+  clock: Clock;
+  logger: Logger;
+  connectTimeoutMs?: number;
+  backoff?: BackoffOptions;
+  /** Override the protocol's liveness timings (tests). */
+  staleAfterMs?: number;
+  pingAfterMs?: number;
+  random?: () => number;
+}
+
+export class FeedSource implements Source {
+  readonly bounded = false;
+  readonly name: string;
+  gaps = 0;
+  duplicates = 0;
+
+  constructor(private readonly protocol: FeedProtocol, private readonly options: FeedSourceOptions) {
+    this.name = protocol.exchange;
+  }
+
+  async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
+    const p = this.protocol;
+    const o = this.options;
+    const seen = new RecentSet(RECENT_IDS);
+    const lastSequence = new Map<string, number>();
+    const staleAfterMs = o.staleAfterMs ?? p.staleAfterMs;
+    const socket = resilientSocket(
+      {
+        url: p.url, name: p.exchange, subscribeMessages: () => p.subscribeMessages(), appPing: p.appPing,
+        pingAfterMs: o.pingAfterMs ?? Math.min(20_000, staleAfterMs / 2), staleAfterMs,
+        connectTimeoutMs: o.connectTimeoutMs ?? 8000, maxConnectionAgeMs: p.maxConnectionAgeMs,
+        backoff: o.backoff ?? DEFAULT_BACKOFF, clock: o.clock, logger: o.logger, random: o.random,
+      },
+      signal,
+    );
+    for await (const ev of socket) {
+      if (ev.kind === 'open') {
+        yield { kind: 'connected', source: this.name, url: ev.url, at: ev.at };
+        continue;
+      }
+      if (ev.kind === 'close') {
+        yield { kind: 'disconnected', source: this.name, reason: ev.reason, retryInMs: ev.retryInMs, at: ev.at };
+        continue;
+      }
+      const trades: Trade[] = [];
+      for (const m of p.parse(ev.data, ev.at)) {
+        switch (m.kind) {
+          case 'trade': {
+            const id = m.trade.tradeId;
+            if (id !== undefined && !seen.add(`${m.symbol}\u0000${id}`)) {
+              this.duplicates++;
+              yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: 'duplicate', detail: `${m.symbol} trade ${id} was already received (re-sent after a reconnect?)`, raw: capRaw(ev.data) } };
+              break;
+            }
+            if (p.sequentialIds && m.sequence !== undefined) {
+              const last = lastSequence.get(m.symbol);
+              if (last !== undefined && m.sequence > last + 1) {
+                this.gaps++;
+                yield { kind: 'gap', source: this.name, symbol: m.symbol, expected: String(last + 1), received: String(m.sequence), at: ev.at };
+              }
+              if (last === undefined || m.sequence > last) lastSequence.set(m.symbol, m.sequence);
+            }
+            trades.push(m.trade);
+            break;
+          }
+          case 'rejected':
+            yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: m.reason, detail: m.detail, raw: capRaw(ev.data) } };
+            break;
+          case 'error':
+            if (m.fatal) throw new CoinstreamError('UNAUTHORIZED', m.message);
+            o.logger.warn({ feed: this.name, message: m.message }, `${this.name} reported an error`);
+            break;
+          case 'price':
+            yield { kind: 'price', source: this.name, asset: m.asset, priceUsd: m.priceUsd, at: ev.at };
+            break;
+          case 'heartbeat':
+          case 'ignore':
+            break;
+        }
+      }
+      if (trades.length > 0) yield { kind: 'trades', source: this.name, trades };
+    }
+  }
+}

@@ -1,0 +1,78 @@
+// The live path end to end, offline: `coinstream replay-server` serves the Kraken hour as a CoinCap v2
+// trades websocket; `coinstream run --source coincap@ws://…` reads it and is stopped with SIGINT once
+// the server has sent everything. Its store must hold what replay mode computes from the same file.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openDuckDB } from '../../src/sinks/duckdb/open.js';
+
+const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-live-'));
+const children: ChildProcess[] = [];
+afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
+
+function start(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<number> } {
+  const child = spawn('node', ['bin/coinstream.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+  return { child, out: () => out, err: () => err, exit };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function rows(path: string, sql: string) {
+  const { instance, conn } = await openDuckDB(path, { readOnly: true });
+  try {
+    return (await conn.runAndReadAll(sql)).getRowObjectsJS();
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+describe('live path through replay-server', () => {
+  it('run --source coincap@ws://… stopped by SIGINT equals replay mode on the same file', async () => {
+    const server = start(['replay-server', KRAKEN, '--port', '0', '--speed', '3600']);
+    await until('the replay server to listen', () => /listening on (ws:\/\/\S+)/.test(server.out()));
+    const url = /listening on (ws:\/\/\S+)/.exec(server.out())![1];
+
+    const live = join(dir, 'live.duckdb');
+    const run = start(['run', '--source', `coincap@${url}`, '--sink', `duckdb:${live}`, '--no-dashboard', '--trigger', '200ms']);
+    await until('the server to send everything', () => /replay finished: 2672 messages sent/.test(server.err()));
+    await new Promise((r) => setTimeout(r, 1000)); // delivery and one more trigger
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    expect(run.err()).toMatch(/stopping: writing the current windows/);
+    server.child.kill('SIGINT');
+    expect(await server.exit).toBe(0);
+
+    const replayed = join(dir, 'replayed.duckdb');
+    await new Promise<void>((resolve, reject) =>
+      execFile('node', ['bin/coinstream.js', 'run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${replayed}`, '--no-dashboard'], (err) => (err ? reject(err) : resolve())),
+    );
+
+    const windows = `SELECT asset, epoch_ms(window_start)::DOUBLE AS s, epoch_ms(window_end)::DOUBLE AS e, trades, total_volume, total_amount,
+      average_price, vwap, open, high, low, close, buy_volume, sell_volume FROM trade_windows ORDER BY asset, s`;
+    const trends = `SELECT asset, epoch_ms(window_start)::DOUBLE AS s, vwap, prev_vwap, trend, avg_price_6m, change_6m_pct, windows_6m FROM price_trends ORDER BY asset, s`;
+    const liveWindows = await rows(live, windows);
+    expect(liveWindows).toHaveLength(60);
+    expect(liveWindows).toEqual(await rows(replayed, windows));
+    expect(await rows(live, trends)).toEqual(await rows(replayed, trends));
+    expect(await rows(live, 'SELECT count(*)::DOUBLE AS n FROM trades')).toEqual([{ n: 2672 }]);
+    // Stopped by SIGINT, not by the end of input: the windows still inside the watermark stay open.
+    const open = await rows(live, 'SELECT count(*)::DOUBLE AS n FROM trade_windows WHERE NOT is_final');
+    expect(open[0].n).toBeGreaterThan(0);
+  });
+});
