@@ -13,6 +13,7 @@ export function coinbase(products: string[] = COINBASE_DEFAULT_PRODUCTS, url?: s
     url: url ?? 'wss://ws-feed.exchange.coinbase.com',
     subscribeMessages: () => [JSON.stringify({ type: 'subscribe', product_ids: products, channels: ['matches', 'heartbeat'] })],
     staleAfterMs: 10_000,
+    heartbeatChannel: true,
     sequentialIds: true,
     parse(frame, receivedAt): FeedMessage[] {
       const json = parseJson(frame);

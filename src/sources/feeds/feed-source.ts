@@ -55,7 +55,7 @@ export class FeedSource implements Source {
     const staleAfterMs = o.staleAfterMs ?? p.staleAfterMs;
     const socket = resilientSocket(
       {
-        url: p.url, name: p.exchange, subscribeMessages: () => p.subscribeMessages(), appPing: p.appPing,
+        url: p.url, name: p.exchange, subscribeMessages: () => p.subscribeMessages(), appPing: p.appPing, heartbeatChannel: p.heartbeatChannel,
         pingAfterMs: o.pingAfterMs ?? Math.min(20_000, staleAfterMs / 2), staleAfterMs,
         connectTimeoutMs: o.connectTimeoutMs ?? 8000, maxConnectionAgeMs: p.maxConnectionAgeMs,
         backoff: o.backoff ?? DEFAULT_BACKOFF, clock: o.clock, logger: o.logger, random: o.random,

@@ -14,6 +14,7 @@ export function kraken(pairs: string[] = KRAKEN_DEFAULT_PAIRS, url?: string): Fe
     // snapshot: false — the last 50 trades on every reconnect would be duplicates at best.
     subscribeMessages: () => [JSON.stringify({ method: 'subscribe', params: { channel: 'trade', symbol: pairs, snapshot: false } })],
     staleAfterMs: 10_000,
+    heartbeatChannel: true,
     sequentialIds: true,
     parse(frame, receivedAt): FeedMessage[] {
       const json = parseJson(frame);

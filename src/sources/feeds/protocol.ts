@@ -29,6 +29,11 @@ export interface FeedProtocol {
   /** Application-level ping to send (OKX "ping", Bybit {"op":"ping"}); else websocket ping frames. */
   readonly appPing?: string;
   /**
+   * The exchange has a heartbeat channel (Coinbase, Kraken): only its messages prove the channel is
+   * alive, so we neither ping nor count websocket pongs, which a server can answer for a dead feed.
+   */
+  readonly heartbeatChannel?: boolean;
+  /**
    * Longest silence that is still a quiet market: the exchange's heartbeat period plus margin where it
    * has a heartbeat channel, else our ping period plus the pong timeout.
    */

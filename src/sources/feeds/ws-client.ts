@@ -23,6 +23,8 @@ export interface WsClientOptions {
   subscribeMessages: () => string[];
   /** Text to send as a ping; websocket ping frames when absent. */
   appPing?: string;
+  /** Liveness comes from the feed's own heartbeat messages: no pings, pongs do not count. */
+  heartbeatChannel?: boolean;
   /** Ping after this much silence. */
   pingAfterMs: number;
   /** Reconnect after this much silence (no message, no pong). */
@@ -108,7 +110,7 @@ export async function* resilientSocket(o: WsClientOptions, signal: AbortSignal):
         end(`stale: no message or pong for ${Math.round(silent / 1000)} s`);
         return;
       }
-      if (silent >= o.pingAfterMs && socket.readyState === WebSocket.OPEN) {
+      if (!o.heartbeatChannel && silent >= o.pingAfterMs && socket.readyState === WebSocket.OPEN) {
         if (o.appPing !== undefined) socket.send(o.appPing);
         else socket.ping();
       }
@@ -131,7 +133,9 @@ export async function* resilientSocket(o: WsClientOptions, signal: AbortSignal):
       for (const m of o.subscribeMessages()) socket.send(m);
       watchdog = o.clock.setTimeout(check, Math.max(50, Math.min(o.pingAfterMs, o.staleAfterMs) / 4));
     });
-    socket.on('pong', () => (lastInbound = o.clock.now()));
+    socket.on('pong', () => {
+      if (!o.heartbeatChannel) lastInbound = o.clock.now();
+    });
     socket.on('message', (data, isBinary) => {
       lastInbound = o.clock.now();
       if (!gotMessage) {
