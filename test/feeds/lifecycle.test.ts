@@ -1,0 +1,170 @@
+// The resilient client against local websocket servers that misbehave the way real ones do.
+import { createServer, type Server } from 'node:http';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { systemClock } from '../../src/core/clock.js';
+import type { SourceEvent } from '../../src/sources/contract.js';
+import { coinbase } from '../../src/sources/feeds/coinbase.js';
+import { FeedSource } from '../../src/sources/feeds/feed-source.js';
+import { backoffDelay } from '../../src/sources/feeds/ws-client.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => cleanups.splice(0).forEach((f) => f()));
+
+/** A Coinbase match for SKL-USD with the given trade id. */
+const match = (id: number) => JSON.stringify({ type: 'match', trade_id: id, side: 'sell', size: '1', price: String(0.5 + id / 1000), product_id: 'SKL-USD', sequence: id, time: new Date(1_618_677_817_000 + id * 1000).toISOString() });
+
+/** Captures log lines, to check that the log says what happened. */
+function capturingLogger() {
+  const lines: string[] = [];
+  const stream = new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) });
+  return { logger: pino({ level: 'debug' }, stream), lines };
+}
+
+async function wsServer(onConnection: (socket: WebSocket, n: number) => void): Promise<{ url: string; connections: () => number }> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((r) => wss.once('listening', r));
+  let n = 0;
+  wss.on('connection', (socket) => onConnection(socket, ++n));
+  cleanups.push(() => {
+    wss.clients.forEach((c) => c.terminate());
+    wss.close();
+  });
+  return { url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`, connections: () => n };
+}
+
+/** Runs a feed until `done` says so (or maxMs), returning every event. */
+async function collect(source: FeedSource, done: (events: SourceEvent[]) => boolean, maxMs = 10_000): Promise<SourceEvent[]> {
+  const stop = new AbortController();
+  const events: SourceEvent[] = [];
+  const timer = setTimeout(() => stop.abort(), maxMs);
+  try {
+    for await (const e of source.events(stop.signal)) {
+      events.push(e);
+      if (done(events)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    stop.abort();
+  }
+  return events;
+}
+
+const tradeIds = (events: SourceEvent[]) => events.flatMap((e) => (e.kind === 'trades' ? e.trades.map((t) => Number(t.tradeId)) : []));
+const fast = { initialMs: 20, maxMs: 200, factor: 2 };
+
+describe('resilient feed client', () => {
+  it('reconnects when the server kills the socket mid-stream and resumes without loss', async () => {
+    const server = await wsServer((socket, n) => {
+      socket.once('message', () => {
+        const ids = n === 1 ? [1, 2, 3] : [4, 5, 6];
+        ids.forEach((id) => socket.send(match(id)));
+        if (n === 1) setTimeout(() => socket.terminate(), 20);
+      });
+    });
+    const { logger } = capturingLogger();
+    const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger, backoff: fast });
+    const events = await collect(source, (ev) => tradeIds(ev).length >= 6);
+    expect(tradeIds(events)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(events.filter((e) => e.kind === 'connected')).toHaveLength(2);
+    expect(events.find((e) => e.kind === 'disconnected')).toMatchObject({ reason: expect.stringMatching(/closed by server: code 1006/) });
+    expect(source.gaps).toBe(0);
+  });
+
+  it('counts trades re-sent after a reconnect once, and reports a real gap', async () => {
+    const server = await wsServer((socket, n) => {
+      socket.once('message', () => {
+        // Second connection re-sends 2 and 3, then skips 4 and 5.
+        const ids = n === 1 ? [1, 2, 3] : [2, 3, 6];
+        ids.forEach((id) => socket.send(match(id)));
+        if (n === 1) setTimeout(() => socket.terminate(), 20);
+      });
+    });
+    const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger: capturingLogger().logger, backoff: fast });
+    const events = await collect(source, (ev) => tradeIds(ev).includes(6));
+    expect(tradeIds(events)).toEqual([1, 2, 3, 6]);
+    const duplicates = events.filter((e) => e.kind === 'rejected' && e.rejected.reason === 'duplicate');
+    expect(duplicates).toHaveLength(2);
+    expect(events.filter((e) => e.kind === 'gap')).toEqual([expect.objectContaining({ symbol: 'SKL-USD', expected: '4', received: '6' })]);
+  });
+
+  it('reconnects a silent connection (no heartbeat) and tells it from a quiet market', async () => {
+    const server = await wsServer((socket, n) => {
+      socket.once('message', () => {
+        if (n === 1) return; // accepts the subscription, then says nothing at all
+        socket.send(match(1));
+        // A quiet market: no trades, but heartbeats keep coming.
+        const beat = setInterval(() => socket.send('{"type":"heartbeat","product_id":"SKL-USD","sequence":1,"last_trade_id":1,"time":"2021-04-17T16:43:37Z"}'), 50);
+        socket.on('close', () => clearInterval(beat));
+      });
+    });
+    const { logger, lines } = capturingLogger();
+    const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger, backoff: fast, staleAfterMs: 300 });
+    // Watch for 2 s: the silent connection must be dropped, the heartbeating one kept.
+    const events = await collect(source, () => false, 2000);
+    expect(tradeIds(events)).toEqual([1]);
+    expect(events.filter((e) => e.kind === 'disconnected')).toEqual([expect.objectContaining({ reason: expect.stringMatching(/^stale: no message or pong for/) })]);
+    // The heartbeating connection stayed up for over a second with no trade: not stale.
+    expect(events.filter((e) => e.kind === 'connected')).toHaveLength(2);
+    expect(lines.join('')).toMatch(/stale: no message or pong/);
+  });
+
+  it('backs off further on every refused handshake (HTTP 429, 451, a dropped connection) and logs why', async () => {
+    let attempts = 0;
+    const http: Server = createServer();
+    const wss = new WebSocketServer({ noServer: true });
+    http.on('upgrade', (req, socket, head) => {
+      attempts++;
+      if (attempts === 1) socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n\r\n');
+      else if (attempts === 2) socket.end('HTTP/1.1 451 Unavailable For Legal Reasons\r\n\r\n');
+      else if (attempts === 3) socket.destroy();
+      else wss.handleUpgrade(req, socket, head, (ws) => ws.once('message', () => ws.send(match(1))));
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      wss.clients.forEach((c) => c.terminate());
+      http.close();
+    });
+    const url = `ws://127.0.0.1:${(http.address() as { port: number }).port}`;
+    const { logger, lines } = capturingLogger();
+    const source = new FeedSource(coinbase(['SKL-USD'], url), { clock: systemClock, logger, backoff: fast, random: () => 0.5 });
+    const events = await collect(source, (ev) => tradeIds(ev).length === 1);
+    const downs = events.filter((e) => e.kind === 'disconnected') as Extract<SourceEvent, { kind: 'disconnected' }>[];
+    expect(downs.map((d) => d.reason)).toEqual([
+      'handshake refused: HTTP 429 (rate limited)',
+      'handshake refused: HTTP 451 (the exchange refuses connections from this location)',
+      expect.stringMatching(/^connection failed: /),
+    ]);
+    expect(downs.map((d) => d.retryInMs)).toEqual([1, 2, 3].map((n) => backoffDelay(n, fast, () => 0.5)));
+    expect(downs[0].retryInMs).toBeLessThan(downs[1].retryInMs);
+    expect(downs[1].retryInMs).toBeLessThan(downs[2].retryInMs);
+    const log = lines.join('');
+    expect(log).toMatch(/HTTP 429 \(rate limited\); reconnecting in/);
+    expect(log).toMatch(/HTTP 451/);
+  });
+
+  it('keeps garbage frames as rejected and keeps the connection', async () => {
+    const server = await wsServer((socket) => {
+      socket.once('message', () => {
+        socket.send('this is not json');
+        socket.send('{"type":"match","trade_id":2,"side":"sell","size":"-1","price":"1","product_id":"SKL-USD","time":"2021-04-17T16:43:37Z"}');
+        socket.send(match(3));
+      });
+    });
+    const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger: capturingLogger().logger, backoff: fast });
+    const events = await collect(source, (ev) => tradeIds(ev).length === 1);
+    const rejected = events.flatMap((e) => (e.kind === 'rejected' ? [e.rejected] : []));
+    expect(rejected.map((r) => [r.reason, r.raw.slice(0, 16)])).toEqual([['malformed', 'this is not json'], ['invalid', '{"type":"match",']]);
+    expect(rejected[1].detail).toMatch(/volume must be a number > 0/);
+    expect(events.filter((e) => e.kind === 'connected')).toHaveLength(1);
+    expect(server.connections()).toBe(1);
+  });
+
+  it('caps the backoff and spreads reconnects with jitter', () => {
+    const b = { initialMs: 1000, maxMs: 60_000, factor: 2 };
+    expect([1, 2, 3, 7, 20].map((n) => backoffDelay(n, b, () => 1))).toEqual([1000, 2000, 4000, 60_000, 60_000]);
+    expect(backoffDelay(3, b, () => 0)).toBe(2000); // half fixed, half random
+  });
+});
