@@ -162,6 +162,23 @@ describe('resilient feed client', () => {
     expect(server.connections()).toBe(1);
   });
 
+  it("reconnects at once, before the server's connection age limit, and subscribes again", async () => {
+    const subscriptions: string[] = [];
+    const server = await wsServer((socket, n) => {
+      socket.once('message', (m) => {
+        subscriptions.push(String(m));
+        socket.send(match(n));
+        const beat = setInterval(() => socket.send('{"type":"heartbeat","product_id":"SKL-USD"}'), 20);
+        socket.on('close', () => clearInterval(beat));
+      });
+    });
+    const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger: capturingLogger().logger, backoff: fast, maxConnectionAgeMs: 300 });
+    const events = await collect(source, (ev) => tradeIds(ev).length >= 2);
+    expect(events.find((e) => e.kind === 'disconnected')).toMatchObject({ reason: expect.stringMatching(/^planned reconnect/), retryInMs: 0 });
+    expect(subscriptions).toHaveLength(2);
+    expect(JSON.parse(subscriptions[1])).toMatchObject({ type: 'subscribe', channels: ['matches', 'heartbeat'] });
+  });
+
   it('caps the backoff and spreads reconnects with jitter', () => {
     const b = { initialMs: 1000, maxMs: 60_000, factor: 2 };
     expect([1, 2, 3, 7, 20].map((n) => backoffDelay(n, b, () => 1))).toEqual([1000, 2000, 4000, 60_000, 60_000]);

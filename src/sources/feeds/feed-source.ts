@@ -34,6 +34,7 @@ export interface FeedSourceOptions {
   /** Override the protocol's liveness timings (tests). */
   staleAfterMs?: number;
   pingAfterMs?: number;
+  maxConnectionAgeMs?: number;
   random?: () => number;
 }
 
@@ -57,7 +58,7 @@ export class FeedSource implements Source {
       {
         url: p.url, name: p.exchange, subscribeMessages: () => p.subscribeMessages(), appPing: p.appPing, heartbeatChannel: p.heartbeatChannel,
         pingAfterMs: o.pingAfterMs ?? Math.min(20_000, staleAfterMs / 2), staleAfterMs,
-        connectTimeoutMs: o.connectTimeoutMs ?? 8000, maxConnectionAgeMs: p.maxConnectionAgeMs,
+        connectTimeoutMs: o.connectTimeoutMs ?? 8000, maxConnectionAgeMs: o.maxConnectionAgeMs ?? p.maxConnectionAgeMs,
         backoff: o.backoff ?? DEFAULT_BACKOFF, clock: o.clock, logger: o.logger, random: o.random,
       },
       signal,
