@@ -46,6 +46,26 @@ describe('coinstream run', () => {
   });
 });
 
+describe('coinstream run with the live defaults', () => {
+  it('says within 10 s when it cannot reach the feeds, keeps retrying, and stops cleanly', async () => {
+    // No internet here (or a refused connection in CI): the point is the message, not the data.
+    const { spawn } = await import('node:child_process');
+    const child = spawn('node', ['bin/coinstream.js', 'run', '--no-dashboard', '--sink', 'console'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exit = new Promise<number>((r) => child.on('exit', (c) => r(c ?? -1)));
+    const started = Date.now();
+    while (!/"feed":"binance".*(connection failed|handshake refused).*reconnecting in/.test(stderr) || !/"feed":"coinbase"/.test(stderr)) {
+      if (Date.now() - started > 10_000) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(Date.now() - started).toBeLessThan(10_000);
+    child.kill('SIGINT');
+    expect(await exit).toBe(0);
+    expect(stderr).toMatch(/binance: connection failed: .*; reconnecting in \d+\.\d s/);
+  });
+});
+
 describe('bad usage exits 2 with one line that says what to do', () => {
   it.each([
     [['run', '--frobnicate'], /unknown option '--frobnicate'.*--help/],
@@ -59,7 +79,6 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', `replay:${KRAKEN}`, '--slide', '2m'], /--slide .* must not be longer than --window/],
     [['query', '--store', 'duckdb:/no/such.duckdb'], /no store at \/no\/such.duckdb/],
     [['nonsense'], /unknown command 'nonsense'/],
-    [['run', '--no-dashboard'], /live feeds \(binance\) are not in this version yet: try `npm run demo`/],
   ])('%j', async (args, message) => {
     const r = await coinstream(args as string[]);
     expect(r.code).toBe(2);
