@@ -9,6 +9,7 @@ import type { SourceEvent } from '../../src/sources/contract.js';
 import { coinbase } from '../../src/sources/feeds/coinbase.js';
 import { FeedSource } from '../../src/sources/feeds/feed-source.js';
 import { backoffDelay } from '../../src/sources/feeds/ws-client.js';
+import { metrics } from '../../src/core/metrics.js';
 
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((f) => f()));
@@ -88,6 +89,10 @@ describe('resilient feed client', () => {
     const duplicates = events.filter((e) => e.kind === 'rejected' && e.rejected.reason === 'duplicate');
     expect(duplicates).toHaveLength(2);
     expect(events.filter((e) => e.kind === 'gap')).toEqual([expect.objectContaining({ symbol: 'SKL-USD', expected: '4', received: '6' })]);
+    const text = await metrics.metrics();
+    expect(text).toMatch(/coinstream_feed_gaps_total\{feed="coinbase",symbol="SKL-USD"\} [1-9]/);
+    expect(text).toMatch(/coinstream_feed_duplicates_total\{feed="coinbase"\} [1-9]/);
+    expect(text).toMatch(/coinstream_feed_disconnects_total\{feed="coinbase",cause="closed"\} [1-9]/);
   });
 
   it('reconnects a silent connection (no heartbeat) and tells it from a quiet market', async () => {
@@ -140,6 +145,7 @@ describe('resilient feed client', () => {
     expect(downs.map((d) => d.retryInMs)).toEqual([1, 2, 3].map((n) => backoffDelay(n, fast, () => 0.5)));
     expect(downs[0].retryInMs).toBeLessThan(downs[1].retryInMs);
     expect(downs[1].retryInMs).toBeLessThan(downs[2].retryInMs);
+    expect(await metrics.metrics()).toMatch(/coinstream_feed_disconnects_total\{feed="coinbase",cause="http_429"\} [1-9]/);
     const log = lines.join('');
     expect(log).toMatch(/HTTP 429 \(rate limited\); reconnecting in/);
     expect(log).toMatch(/HTTP 451/);

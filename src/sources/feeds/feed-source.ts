@@ -3,6 +3,7 @@
 // are rejected as 'duplicate' (counted and kept, never aggregated twice). Gaps: where ids are
 // sequential, a jump means trades never reached us; it is logged, counted and emitted as an event.
 import type { Clock } from '../../core/clock.js';
+import { disconnectCause, feedConnects, feedDisconnects, feedDuplicates, feedGaps } from '../../core/metrics.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { capRaw, type Trade } from '../../core/trade.js';
@@ -65,10 +66,12 @@ export class FeedSource implements Source {
     );
     for await (const ev of socket) {
       if (ev.kind === 'open') {
+        feedConnects.inc({ feed: this.name });
         yield { kind: 'connected', source: this.name, url: ev.url, at: ev.at };
         continue;
       }
       if (ev.kind === 'close') {
+        feedDisconnects.inc({ feed: this.name, cause: disconnectCause(ev.reason) });
         yield { kind: 'disconnected', source: this.name, reason: ev.reason, retryInMs: ev.retryInMs, at: ev.at };
         continue;
       }
@@ -79,6 +82,7 @@ export class FeedSource implements Source {
             const id = m.trade.tradeId;
             if (id !== undefined && !seen.add(`${m.symbol}\u0000${id}`)) {
               this.duplicates++;
+              feedDuplicates.inc({ feed: this.name });
               yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: 'duplicate', detail: `${m.symbol} trade ${id} was already received (re-sent after a reconnect?)`, raw: capRaw(ev.data) } };
               break;
             }
@@ -86,6 +90,7 @@ export class FeedSource implements Source {
               const last = lastSequence.get(m.symbol);
               if (last !== undefined && m.sequence > last + 1) {
                 this.gaps++;
+                feedGaps.inc({ feed: this.name, symbol: m.symbol });
                 yield { kind: 'gap', source: this.name, symbol: m.symbol, expected: String(last + 1), received: String(m.sequence), at: ev.at };
               }
               if (last === undefined || m.sequence > last) lastSequence.set(m.symbol, m.sequence);
