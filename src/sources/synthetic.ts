@@ -3,6 +3,7 @@
 import type { Clock } from '../core/clock.js';
 import type { Trade } from '../core/trade.js';
 import type { Source, SourceEvent } from './contract.js';
+import { seededRandom } from '../core/random.js';
 
 const ASSETS = [
   { base: 'bitcoin', price: 60_000, size: 0.05 },
@@ -10,17 +11,6 @@ const ASSETS = [
 ];
 const TICK_MS = 100;
 
-/** Mulberry32: a tiny deterministic PRNG (reproducible demo data). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class SyntheticSource implements Source {
   readonly name: string;
@@ -30,7 +20,7 @@ export class SyntheticSource implements Source {
   }
 
   async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
-    const rand = random(this.seed);
+    const rand = seededRandom(this.seed);
     const prices = ASSETS.map((a) => a.price);
     let owed = 0;
     let id = 0;

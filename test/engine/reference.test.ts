@@ -6,19 +6,11 @@ import type { Trade } from '../../src/core/trade.js';
 import { WindowEngine } from '../../src/engine/window-engine.js';
 import type { EngineConfig, TrendResult, WindowResult } from '../../src/engine/contract.js';
 import { MIN, SEC, config, trade } from './helpers.js';
+import { seededRandom } from '../../src/core/random.js';
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomTrades(seed: number, n: number): Trade[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const out: Trade[] = [];
   let t = 1_600_000_000_000;
   for (let i = 0; i < n; i++) {

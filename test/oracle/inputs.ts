@@ -1,20 +1,12 @@
 // Test inputs built from the real Kraken hour (data/README.md): reordered, damaged and relabelled in
 // seeded, repeatable ways. Each returns the JSONL text.
 import { readFileSync } from 'node:fs';
+import { seededRandom } from '../../src/core/random.js';
 
 export const KRAKEN_FILE = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
 
 type Row = Record<string, unknown> & { timestamp: number; price: number; priceUsd: number };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function krakenRows(): Row[] {
   return readFileSync(KRAKEN_FILE, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
@@ -24,7 +16,7 @@ const toText = (rows: (Row | string)[]) => rows.map((r) => (typeof r === 'string
 
 /** Each trade arrives up to `maxDelayMs` after its event time: disorder bounded by that delay. */
 export function disordered(rows: Row[], maxDelayMs: number, seed: number): Row[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   return rows
     .map((row, i) => ({ row, key: row.timestamp + r() * maxDelayMs, i }))
     .sort((a, b) => a.key - b.key || a.i - b.i)
@@ -58,7 +50,7 @@ export const BAD_LINES = [
 ];
 
 export function withBadLines(rows: Row[], seed: number): (Row | string)[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const out: (Row | string)[] = [];
   let bad = 0;
   rows.forEach((row, i) => {

@@ -4,7 +4,7 @@
 // every 20 s (ws answers pongs by itself) and closes connections after 24 h.
 import { splitGluedSymbol } from './assets.js';
 import { normalise } from './normalise.js';
-import { isObject, parseJson, type FeedMessage, type FeedProtocol } from './protocol.js';
+import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
 
 export const BINANCE_DEFAULT_SYMBOLS = ['btcusdt', 'ethusdt'];
 
@@ -20,10 +20,9 @@ export function binance(symbols: string[] = BINANCE_DEFAULT_SYMBOLS, url?: strin
     maxConnectionAgeMs: 23 * 3_600_000,
     sequentialIds: true,
     parse(frame, receivedAt): FeedMessage[] {
-      const json = parseJson(frame);
-      if (!json.ok) return [{ kind: 'rejected', reason: 'malformed', detail: json.detail }];
-      const msg = json.value;
-      if (!isObject(msg)) return [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }];
+      const parsed = parseObject(frame);
+      if (!parsed.ok) return parsed.messages;
+      const msg = parsed.value;
       if ('result' in msg && 'id' in msg) return [{ kind: 'ignore' }]; // SUBSCRIBE ack
       if (isObject(msg.error)) return [{ kind: 'error', message: `binance: ${String(msg.error.msg ?? JSON.stringify(msg.error))}`, fatal: false }];
       const d = isObject(msg.data) ? msg.data : msg; // combined stream wraps, raw stream does not

@@ -4,7 +4,7 @@
 // Bybit wants {"op":"ping"} every 20 s and answers with a pong.
 import { splitGluedSymbol } from './assets.js';
 import { normalise } from './normalise.js';
-import { isObject, parseJson, type FeedMessage, type FeedProtocol } from './protocol.js';
+import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
 
 export const BYBIT_DEFAULT_SYMBOLS = ['BTCUSDT', 'ETHUSDT'];
 
@@ -17,10 +17,9 @@ export function bybit(symbols: string[] = BYBIT_DEFAULT_SYMBOLS, url?: string): 
     staleAfterMs: 45_000,
     sequentialIds: false,
     parse(frame, receivedAt): FeedMessage[] {
-      const json = parseJson(frame);
-      if (!json.ok) return [{ kind: 'rejected', reason: 'malformed', detail: json.detail }];
-      const m = json.value;
-      if (!isObject(m)) return [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }];
+      const parsed = parseObject(frame);
+      if (!parsed.ok) return parsed.messages;
+      const m = parsed.value;
       if (m.op === 'pong' || m.ret_msg === 'pong') return [{ kind: 'heartbeat' }];
       if (m.op !== undefined) {
         if (m.success === false) return [{ kind: 'error', message: `bybit: ${String(m.ret_msg ?? 'request failed')}`, fatal: false }];

@@ -3,7 +3,7 @@
 // `trade_id` is sequential per product. The heartbeat channel ticks every second per product: a quiet
 // market still heartbeats, a dead socket does not.
 import { normalise, isoToMs } from './normalise.js';
-import { isObject, parseJson, type FeedMessage, type FeedProtocol } from './protocol.js';
+import { parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
 
 export const COINBASE_DEFAULT_PRODUCTS = ['BTC-USD', 'ETH-USD'];
 
@@ -16,10 +16,9 @@ export function coinbase(products: string[] = COINBASE_DEFAULT_PRODUCTS, url?: s
     heartbeatChannel: true,
     sequentialIds: true,
     parse(frame, receivedAt): FeedMessage[] {
-      const json = parseJson(frame);
-      if (!json.ok) return [{ kind: 'rejected', reason: 'malformed', detail: json.detail }];
-      const m = json.value;
-      if (!isObject(m)) return [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }];
+      const parsed = parseObject(frame);
+      if (!parsed.ok) return parsed.messages;
+      const m = parsed.value;
       switch (m.type) {
         case 'match':
         case 'last_match': {

@@ -3,7 +3,7 @@
 // "qty":…,"ord_type":"market","trade_id":…,"timestamp":"…Z"}]}. `side` is the taker's. `trade_id` is
 // sequential per pair. Kraken sends {"channel":"heartbeat"} every second when nothing else is sent.
 import { normalise, isoToMs } from './normalise.js';
-import { isObject, parseJson, type FeedMessage, type FeedProtocol } from './protocol.js';
+import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
 
 export const KRAKEN_DEFAULT_PAIRS = ['BTC/USD', 'ETH/USD'];
 
@@ -17,10 +17,9 @@ export function kraken(pairs: string[] = KRAKEN_DEFAULT_PAIRS, url?: string): Fe
     heartbeatChannel: true,
     sequentialIds: true,
     parse(frame, receivedAt): FeedMessage[] {
-      const json = parseJson(frame);
-      if (!json.ok) return [{ kind: 'rejected', reason: 'malformed', detail: json.detail }];
-      const m = json.value;
-      if (!isObject(m)) return [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }];
+      const parsed = parseObject(frame);
+      if (!parsed.ok) return parsed.messages;
+      const m = parsed.value;
       if (m.method !== undefined) {
         if (m.success === false) return [{ kind: 'error', message: `kraken: ${String(m.error ?? 'request failed')}`, fatal: false }];
         return [{ kind: 'ignore' }]; // subscribe ack, pong

@@ -3,7 +3,7 @@
 // `side` is the taker's; tradeId is not guaranteed gap-free across aggregated trades. OKX closes a
 // connection silent for 30 s: we send the text "ping" and it answers "pong".
 import { normalise } from './normalise.js';
-import { isObject, parseJson, type FeedMessage, type FeedProtocol } from './protocol.js';
+import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
 
 export const OKX_DEFAULT_INSTRUMENTS = ['BTC-USDT', 'ETH-USDT'];
 
@@ -17,10 +17,9 @@ export function okx(instruments: string[] = OKX_DEFAULT_INSTRUMENTS, url?: strin
     sequentialIds: false,
     parse(frame, receivedAt): FeedMessage[] {
       if (frame === 'pong') return [{ kind: 'heartbeat' }];
-      const json = parseJson(frame);
-      if (!json.ok) return [{ kind: 'rejected', reason: 'malformed', detail: json.detail }];
-      const m = json.value;
-      if (!isObject(m)) return [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }];
+      const parsed = parseObject(frame);
+      if (!parsed.ok) return parsed.messages;
+      const m = parsed.value;
       if (m.event === 'error') return [{ kind: 'error', message: `okx: ${String(m.msg)} (code ${String(m.code)})`, fatal: false }];
       if (m.event !== undefined) return [{ kind: 'ignore' }];
       if (!isObject(m.arg) || m.arg.channel !== 'trades') return [{ kind: 'ignore' }];

@@ -62,3 +62,11 @@ export function parseJson(frame: string): { ok: true; value: unknown } | { ok: f
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** The JSON object in a frame, or the rejection to emit when the frame is not one. */
+export function parseObject(frame: string): { ok: true; value: Record<string, unknown> } | { ok: false; messages: FeedMessage[] } {
+  const json = parseJson(frame);
+  if (!json.ok) return { ok: false, messages: [{ kind: 'rejected', reason: 'malformed', detail: json.detail }] };
+  if (!isObject(json.value)) return { ok: false, messages: [{ kind: 'rejected', reason: 'malformed', detail: 'not a JSON object' }] };
+  return { ok: true, value: json.value };
+}
