@@ -71,17 +71,19 @@ export class Pipeline {
   }
 
   async run(): Promise<PipelineSummary> {
-    const { sources, sinks, logger, clock } = this.options;
+    const { sources, sinks, logger } = this.options;
     const outer = this.options.signal;
     const onOuterAbort = () => this.requestStop('aborted');
     if (outer?.aborted) this.requestStop('aborted');
     outer?.addEventListener('abort', onOuterAbort, { once: true });
 
-    for (const sink of sinks) await sink.open();
-    logger.info({ sources: sources.map((s) => s.name), sinks: sinks.map((s) => s.name), engine: this.options.engine }, 'pipeline started');
-    this.armTimer();
-    const progress = this.startProgressLog();
+    let progress: NodeJS.Timeout | undefined;
     try {
+      // Inside the try: if one sink fails to open, the ones already open are closed again.
+      for (const sink of sinks) await sink.open();
+      logger.info({ sources: sources.map((s) => s.name), sinks: sinks.map((s) => s.name), engine: this.options.engine }, 'pipeline started');
+      this.armTimer();
+      progress = this.startProgressLog();
       const events = mergeEvents(sources.map((s) => s.events(this.stop.signal)));
       for await (const event of events) {
         this.handle(event);
@@ -97,14 +99,10 @@ export class Pipeline {
       await this.chain;
       if (this.failure) throw this.failure;
       if (this.stopReason === 'max-batches') return this.summary('max-batches');
-      if (!this.stop.signal.aborted) {
-        // Every source ended on its own: like Spark's availableNow, everything becomes final.
-        this.engine.finish();
-        await this.trigger(true);
-      } else {
-        // Shutdown: the current state of every open window is written, still marked not final.
-        await this.trigger(true);
-      }
+      // Every source ended on its own: like Spark's availableNow, everything becomes final. On shutdown
+      // instead, the current state of every open window is written, still marked not final.
+      if (!this.stop.signal.aborted) this.engine.finish();
+      await this.trigger(true);
       if (this.failure) throw this.failure;
       return this.summary(this.stopReason ?? 'end-of-input');
     } finally {
