@@ -1,6 +1,7 @@
 // The embedded store: DuckDB. One transaction per trigger, so a crash leaves the store at a trigger
 // boundary, never half a batch. Rows go in through DuckDB's appender (exact doubles, no SQL text
-// parsing) into temporary staging tables, then one INSERT OR REPLACE per table upserts by key.
+// parsing): window, trend and rejected rows into temporary staging tables, from which one
+// INSERT OR REPLACE per table upserts by key; accepted trades straight into trade_log.
 //
 // The trade archive is the hot path (every accepted trade): its low-cardinality strings (exchange,
 // base, quote) are stored as ids into trade_names and read back by the `trades` view, because appending
