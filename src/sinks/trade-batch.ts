@@ -2,8 +2,8 @@
 //
 // Why columns: at replay speed a million trades can arrive between two triggers. Holding a million
 // Trade objects until the trigger pushes them all into V8's old generation (measured: ~0.45 s of GC per
-// million); copying their numbers into typed arrays lets the objects die young, and the arrays move to
-// the DuckDB worker thread without a copy (transferable buffers).
+// million); copying their numbers into typed arrays lets the objects die young, and typed arrays cross
+// to the DuckDB worker thread as one memory copy each.
 import type { Trade } from '../core/trade.js';
 
 /** The plain-data form that crosses to a worker: typed arrays sized >= length, names by id. */
@@ -139,9 +139,4 @@ export function tradeAt(b: TradeBatch, i: number): Trade {
   if (id !== undefined && id !== null) t.tradeId = id;
   if (!Number.isNaN(b.receivedAt[i])) t.receivedAt = b.receivedAt[i];
   return t;
-}
-
-/** The buffers to transfer (not copy) to a worker. */
-export function transferList(b: TradeBatch): ArrayBuffer[] {
-  return [b.exchange, b.base, b.quote, b.isBuy, b.price, b.volume, b.timestamp, b.priceUsd, b.receivedAt].map((a) => a.buffer as ArrayBuffer);
 }

@@ -117,3 +117,16 @@ describe('DuckDB store', () => {
     }
   });
 });
+
+describe('two DuckDB sinks in one run', () => {
+  it('both archive every trade (the batch is copied to each worker, not handed over)', async () => {
+    const a = join(dir, 'twin-a.duckdb');
+    const b = join(dir, 'twin-b.duckdb');
+    const sinks = [new DuckDBSink(a, silentLogger), new DuckDBSink(b, silentLogger)];
+    for (const s of sinks) await s.open();
+    const one = batch({ trades: trades([{ base: 'bitcoin' }, { base: 'ethereum' }]) });
+    for (const s of sinks) await s.write(one);
+    for (const s of sinks) await s.close();
+    for (const path of [a, b]) expect(await query(path, 'SELECT base FROM trades')).toEqual([{ base: 'bitcoin' }, { base: 'ethereum' }]);
+  });
+});
