@@ -11,7 +11,7 @@ import type { Logger } from '../core/logger.js';
 import { capRaw, tradeToJson, type RejectReason, type RejectedTrade } from '../core/trade.js';
 import type { EngineConfig } from '../engine/contract.js';
 import { WindowEngine } from '../engine/window-engine.js';
-import type { OutputBatch, Sink } from '../sinks/contract.js';
+import type { OutputBatch, PriceQuote, Sink } from '../sinks/contract.js';
 import { TradeBatchBuilder } from '../sinks/trade-batch.js';
 import type { Source, SourceEvent } from '../sources/contract.js';
 import { mergeEvents } from '../sources/merge.js';
@@ -55,6 +55,7 @@ export class Pipeline {
   private readonly stop = new AbortController();
   private readonly pendingTrades = new TradeBatchBuilder();
   private pendingRejected: RejectedTrade[] = [];
+  private pendingPrices = new Map<string, PriceQuote>();
   /** Batches cut so far (the next batch's id). */
   private batchesCut = 0;
   private batchesWritten = 0;
@@ -158,8 +159,11 @@ export class Pipeline {
         // The feed's client has already logged why, at warn level.
         logger.debug({ source: event.source, reason: event.reason, retryInMs: event.retryInMs }, 'disconnected; will retry');
         break;
-      case 'heartbeat':
       case 'price':
+        // The prices view keeps the latest quote per asset; prices never enter the volume windows.
+        this.pendingPrices.set(event.asset, { asset: event.asset, priceUsd: event.priceUsd, source: event.source, at: event.at });
+        break;
+      case 'heartbeat':
         break;
     }
   }
@@ -209,17 +213,19 @@ export class Pipeline {
   /** Everything that changed since the previous batch, or null when nothing did. */
   private cut(final: boolean): OutputBatch | null {
     const out = this.engine.collect(this.options.clock.now());
-    if (out.windows.length === 0 && out.trends.length === 0 && this.pendingRejected.length === 0 && this.pendingTrades.length === 0) return null;
+    if (out.windows.length === 0 && out.trends.length === 0 && this.pendingRejected.length === 0 && this.pendingTrades.length === 0 && this.pendingPrices.size === 0) return null;
     const batch: OutputBatch = {
       batchId: this.batchesCut++,
       windows: out.windows,
       trends: out.trends,
       rejected: this.pendingRejected,
       trades: this.pendingTrades.take(),
+      prices: [...this.pendingPrices.values()],
       watermark: out.watermark,
       final,
     };
     this.pendingRejected = [];
+    this.pendingPrices = new Map();
     return batch;
   }
 

@@ -1,7 +1,7 @@
 // The console sink, like Spark's: a `Batch: N` header, then a table of the rows that changed.
 import type { Writable } from 'node:stream';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
-import type { OutputBatch, Sink } from './contract.js';
+import type { OutputBatch, PriceQuote, Sink } from './contract.js';
 import { formatAmount, formatPct, formatPrice, formatTime, renderTable, type Column } from './format.js';
 
 export interface WindowRow {
@@ -27,6 +27,14 @@ export const WINDOW_COLUMNS: Column<WindowRow>[] = [
   { header: 'final', value: (r) => (r.window.isFinal ? 'yes' : '') },
 ];
 
+/** The prices view: latest USD price per asset (CoinCap prices), not trades. */
+const PRICE_COLUMNS: Column<PriceQuote>[] = [
+  { header: 'asset', value: (p) => p.asset },
+  { header: 'price_usd', value: (p) => formatPrice(p.priceUsd), right: true },
+  { header: 'received_at', value: (p) => formatTime(p.at) },
+  { header: 'source', value: (p) => p.source },
+];
+
 function key(asset: string, start: number, end: number): string {
   return `${asset}\u0000${start}\u0000${end}`;
 }
@@ -49,7 +57,11 @@ export class ConsoleSink implements Sink {
     const rule = '-------------------------------------------';
     const parts = [rule, `Batch: ${batch.batchId}`, rule];
     const rows = joinRows(batch.windows, batch.trends);
-    parts.push(rows.length > 0 ? renderTable(WINDOW_COLUMNS, rows) : '(no window changed)');
+    if (rows.length > 0 || batch.prices.length === 0) parts.push(rows.length > 0 ? renderTable(WINDOW_COLUMNS, rows) : '(no window changed)');
+    if (batch.prices.length > 0) {
+      const sorted = [...batch.prices].sort((a, b) => a.asset.localeCompare(b.asset));
+      parts.push(renderTable(PRICE_COLUMNS, sorted));
+    }
     const trendOnly = batch.trends.length - rows.filter((r) => r.trend).length;
     if (trendOnly > 0) parts.push(`${trendOnly} trend row(s) changed without their window`);
     if (batch.rejected.length > 0) {

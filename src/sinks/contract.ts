@@ -13,11 +13,21 @@ export interface OutputBatch {
   windows: WindowResult[];
   trends: TrendResult[];
   rejected: RejectedTrade[];
+  /** Latest price per asset that changed since the previous batch (CoinCap prices; not trades). */
+  prices: PriceQuote[];
   /** Trades accepted since the previous batch, by column (the embedded log archives them). */
   trades: TradeBatch;
   watermark: number;
   /** True for the last batch of a run (bounded source ended, or shutdown). */
   final: boolean;
+}
+
+export interface PriceQuote {
+  asset: string;
+  priceUsd: number;
+  source: string;
+  /** When we received it (our clock). */
+  at: number;
 }
 
 export interface Sink {

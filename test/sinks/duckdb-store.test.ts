@@ -24,7 +24,7 @@ function trades(list: Partial<Trade>[]): ReturnType<TradeBatchBuilder['take']> {
 }
 
 function batch(over: Partial<OutputBatch>): OutputBatch {
-  return { batchId: 0, windows: [], trends: [], rejected: [], trades: trades([]), watermark: 0, final: false, ...over };
+  return { batchId: 0, windows: [], trends: [], rejected: [], prices: [], trades: trades([]), watermark: 0, final: false, ...over };
 }
 
 async function query(path: string, sql: string): Promise<Record<string, unknown>[]> {

@@ -33,6 +33,7 @@ export function coincapPrices(assets: string[], apiKey: string | undefined, url?
   return {
     exchange: 'coincap',
     url: `${base}${base.includes('?') ? '&' : '?'}${query.toString()}`,
+    authHint: 'set COINCAP_API_KEY to a valid CoinCap v3 API key (https://pro.coincap.io)',
     subscribeMessages: () => [],
     staleAfterMs: 60_000,
     sequentialIds: false,

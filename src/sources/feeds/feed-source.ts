@@ -72,6 +72,7 @@ export class FeedSource implements Source {
       }
       if (ev.kind === 'close') {
         feedDisconnects.inc({ feed: this.name, cause: disconnectCause(ev.reason) });
+        if (ev.fatal) throw new CoinstreamError('UNAUTHORIZED', `${this.name}: ${ev.reason}${p.authHint ? `; ${p.authHint}` : ''}`);
         yield { kind: 'disconnected', source: this.name, reason: ev.reason, retryInMs: ev.retryInMs, at: ev.at };
         continue;
       }

@@ -40,6 +40,8 @@ export interface FeedProtocol {
   readonly staleAfterMs: number;
   /** Reconnect before the server's hard connection limit (Binance: 24 h). */
   readonly maxConnectionAgeMs?: number;
+  /** What to tell the user when the server refuses our credentials (HTTP 401). */
+  readonly authHint?: string;
   /** Whether trade ids are sequential per symbol, so a jump is a gap. */
   readonly sequentialIds: boolean;
 }

@@ -8,7 +8,8 @@ import type { Logger } from '../../core/logger.js';
 export type WsEvent =
   | { kind: 'open'; url: string; attempt: number; at: number }
   | { kind: 'message'; data: string; at: number }
-  | { kind: 'close'; reason: string; retryInMs: number; at: number };
+  /** `fatal`: retrying cannot help (the server refused our credentials); the client stops. */
+  | { kind: 'close'; reason: string; retryInMs: number; at: number; fatal: boolean };
 
 export interface BackoffOptions {
   initialMs: number;
@@ -67,7 +68,7 @@ class Queue<T> {
   }
 }
 
-type Internal = WsEvent | { kind: 'ended'; reason: string; planned: boolean; connected: boolean };
+type Internal = WsEvent | { kind: 'ended'; reason: string; planned: boolean; connected: boolean; fatal: boolean };
 
 /**
  * Connects and keeps connecting until the signal aborts. Yields open / message / close events.
@@ -87,14 +88,14 @@ export async function* resilientSocket(o: WsClientOptions, signal: AbortSignal):
     let lastInbound = o.clock.now();
     let openedAt = 0;
     let watchdog: Timer | null = null;
-    const end = (reason: string, planned = false) => {
+    const end = (reason: string, planned = false, fatal = false) => {
       if (ended) return;
       ended = true;
       watchdog?.cancel();
       socket.removeAllListeners();
       socket.on('error', () => undefined); // late errors of a socket we are done with
       if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) socket.terminate();
-      queue.push({ kind: 'ended', reason, planned, connected });
+      queue.push({ kind: 'ended', reason, planned, connected, fatal });
     };
     const onAbort = () => end('stopped');
     signal.addEventListener('abort', onAbort, { once: true });
@@ -121,7 +122,7 @@ export async function* resilientSocket(o: WsClientOptions, signal: AbortSignal):
       const status = res.statusCode ?? 0;
       const hint = status === 429 ? ' (rate limited)' : status === 451 ? ' (the exchange refuses connections from this location)' : status === 401 || status === 403 ? ' (refused: check the API key)' : '';
       res.resume();
-      end(`handshake refused: HTTP ${status}${hint}`);
+      end(`handshake refused: HTTP ${status}${hint}`, false, status === 401);
     });
     socket.on('error', (err) => end(`connection failed: ${err.message}`));
     socket.on('close', (code, reason) => end(`closed by server: code ${code}${reason.length ? ` ${reason.toString()}` : ''}`));
@@ -155,12 +156,16 @@ export async function* resilientSocket(o: WsClientOptions, signal: AbortSignal):
           continue;
         }
         if (signal.aborted) return;
+        if (ev.fatal) {
+          yield { kind: 'close', reason: ev.reason, retryInMs: 0, at: o.clock.now(), fatal: true };
+          return;
+        }
         if (!ev.planned) {
           failures++;
           retryInMs = backoffDelay(failures, o.backoff, random);
         }
         o.logger.warn({ feed: o.name, url: o.url, attempt, reason: ev.reason, retryInMs }, `${o.name}: ${ev.reason}; reconnecting in ${(retryInMs / 1000).toFixed(1)} s`);
-        yield { kind: 'close', reason: ev.reason, retryInMs, at: o.clock.now() };
+        yield { kind: 'close', reason: ev.reason, retryInMs, at: o.clock.now(), fatal: false };
         break;
       }
     } finally {
