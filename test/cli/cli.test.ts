@@ -46,6 +46,29 @@ describe('coinstream run', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('SIGTERM writes the open windows (not final), closes the store and exits 0 within seconds', async () => {
+    const { spawn } = await import('node:child_process');
+    const store = join(dir, 'sigterm.duckdb');
+    const child = spawn('node', ['bin/coinstream.js', 'run', '--source', `replay:${KRAKEN}`, '--speed', '120', '--sink', `duckdb:${store}`, '--no-dashboard'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const exit = new Promise<number>((r) => child.on('exit', (c) => r(c ?? -1)));
+    while (!/"batches":|batch written|pipeline started/.test(stderr)) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 2500)); // about five minutes of market time
+    const sentAt = Date.now();
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    expect(Date.now() - sentAt).toBeLessThan(5000);
+    expect(stderr).toMatch(/"reason":"aborted"/);
+    const q = await coinstream(['query', '--store', `duckdb:${store}`, '--last', '1h']);
+    const rows = q.stdout.split('\n').filter((l) => l.startsWith('| bitcoin'));
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.length).toBeLessThan(60); // stopped early
+    expect(rows.at(-1)).not.toMatch(/\| yes +\|$/); // the newest window is still open
+  });
+});
+
 describe('coinstream run with the live defaults', () => {
   it('says within 10 s when it cannot reach the feeds, keeps retrying, and stops cleanly', async () => {
     // No internet here (or a refused connection in CI): the point is the message, not the data.
