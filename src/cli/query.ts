@@ -4,7 +4,7 @@ import { parseDuration } from '../core/duration.js';
 import { UsageError } from '../core/errors.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
 import { WINDOW_COLUMNS, type WindowRow } from '../sinks/console.js';
-import { openDuckDB } from '../sinks/duckdb/open.js';
+import { withDuckDB } from '../sinks/duckdb/open.js';
 import { formatPrice, renderTable } from '../sinks/format.js';
 
 export interface QueryFlags {
@@ -29,8 +29,7 @@ export async function queryCommand(flags: QueryFlags, out: NodeJS.WritableStream
   if (!flags.store.startsWith('duckdb:')) throw new UsageError(`--store "${flags.store}": query reads a DuckDB store for now, e.g. --store duckdb:./coinstream.duckdb`);
   const path = flags.store.slice('duckdb:'.length);
   if (!existsSync(path)) throw new UsageError(`no store at ${path}; run \`coinstream run\` first, or point --store at one`);
-  const { instance, conn } = await openDuckDB(path, { readOnly: true });
-  try {
+  await withDuckDB(path, async (conn) => {
     const reader = await conn.runAndReadAll(QUERY, { asset: flags.asset ?? null, last: lastMs });
     const rows: WindowRow[] = reader.getRowObjectsJS().map((r) => {
       const n = (k: string) => Number(r[k]);
@@ -56,8 +55,5 @@ export async function queryCommand(flags: QueryFlags, out: NodeJS.WritableStream
     const rejected = await conn.runAndReadAll('SELECT reason, count(*) AS n FROM rejected_trades GROUP BY reason ORDER BY reason');
     const counts = rejected.getRowObjectsJS().map((r) => `${r.reason} ${r.n}`);
     out.write(`${rows.length} window(s)${counts.length ? `; rejected trades in store: ${counts.join(', ')}` : ''}\n`);
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-  }
+  }, { readOnly: true });
 }

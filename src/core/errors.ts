@@ -5,8 +5,6 @@ export type ErrorCode =
   | 'USAGE' // bad flag, bad value: exit 2
   | 'CONFIG' // a config object that cannot work: exit 2
   | 'SOURCE_NOT_FOUND' // a replay file that is not there: exit 2
-  | 'SOURCE_FAILED' // a source broke while running
-  | 'CONNECT_FAILED' // could not reach a feed (retried)
   | 'UNAUTHORIZED' // a feed refused our credentials
   | 'SINK_FAILED' // a store refused a write
   | 'STORE_LOCKED'; // another process holds the store

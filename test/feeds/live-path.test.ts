@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openDuckDB } from '../../src/sinks/duckdb/open.js';
+import { queryRows } from '../../src/sinks/duckdb/open.js';
 
 const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-live-'));
@@ -32,15 +32,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 30_000): Pr
   }
 }
 
-async function rows(path: string, sql: string) {
-  const { instance, conn } = await openDuckDB(path, { readOnly: true });
-  try {
-    return (await conn.runAndReadAll(sql)).getRowObjectsJS();
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-  }
-}
+const rows = (path: string, sql: string) => queryRows(path, sql, { readOnly: true });
 
 describe('live path through replay-server', () => {
   it('run --source coincap@ws://… stopped by SIGINT equals replay mode on the same file', async () => {

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openDuckDB } from '../../src/sinks/duckdb/open.js';
+import { withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { DEFAULT_ORACLE, runOracle, type OracleOptions } from './oracle.js';
 import { KRAKEN_FILE, inputs } from './inputs.js';
 
@@ -28,8 +28,7 @@ async function compare(name: string, text: string, flags: string[], o: OracleOpt
   const r = await run(['run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard', ...flags]);
   expect(r.code, r.stderr).toBe(0);
 
-  const { instance, conn } = await openDuckDB(store);
-  try {
+  return withDuckDB(store, async (conn) => {
     await runOracle(conn, file, o);
     const rows = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS();
     const key = 's.asset = o.asset AND epoch_ms(s.window_start) = o.window_start AND epoch_ms(s.window_end) = o.window_end';
@@ -68,26 +67,19 @@ async function compare(name: string, text: string, flags: string[], o: OracleOpt
     const malformedRaw = await rows(`SELECT raw FROM rejected_trades WHERE reason IN ('malformed', 'invalid') EXCEPT ALL SELECT line FROM oracle_lines WHERE verdict IN ('malformed', 'invalid')`);
     expect(malformedRaw, 'every rejected line is kept with its raw text').toEqual([]);
     return { windows: counts[0].windows, rejected: rejected.filter((r) => r.reason !== 'accepted') };
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-  }
+  });
 }
 
 describe('the oracle itself', () => {
   it('reproduces the facts recorded with the Kraken hour (60 windows, 1,549 buys, 1,123 sells, 903.70 BTC)', async () => {
-    const { instance, conn } = await openDuckDB(':memory:');
-    try {
+    await withDuckDB(':memory:', async (conn) => {
       await runOracle(conn, KRAKEN_FILE, DEFAULT_ORACLE);
       const [facts] = (await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS windows, sum(trades)::DOUBLE AS trades,
         (SELECT count(*) FROM oracle_trades WHERE direction = 'buy')::DOUBLE AS buys,
         (SELECT count(*) FROM oracle_trades WHERE direction = 'sell')::DOUBLE AS sells,
         round(sum(total_volume), 2) AS volume FROM oracle_windows`)).getRowObjectsJS();
       expect(facts).toEqual({ windows: 60, trades: 2672, buys: 1549, sells: 1123, volume: 903.7 });
-    } finally {
-      conn.closeSync();
-      instance.closeSync();
-    }
+    });
   });
 });
 

@@ -8,7 +8,7 @@ import type { WindowResult } from '../../src/engine/contract.js';
 import type { OutputBatch } from '../../src/sinks/contract.js';
 import { DuckDBSink } from '../../src/sinks/duckdb/duckdb-sink.js';
 import { DuckDBStore } from '../../src/sinks/duckdb/duckdb-store.js';
-import { openDuckDB } from '../../src/sinks/duckdb/open.js';
+import { openDuckDB, queryRows } from '../../src/sinks/duckdb/open.js';
 import { TradeBatchBuilder } from '../../src/sinks/trade-batch.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-duckdb-'));
@@ -27,15 +27,7 @@ function batch(over: Partial<OutputBatch>): OutputBatch {
   return { batchId: 0, windows: [], trends: [], rejected: [], prices: [], trades: trades([]), watermark: 0, final: false, ...over };
 }
 
-async function query(path: string, sql: string): Promise<Record<string, unknown>[]> {
-  const { instance, conn } = await openDuckDB(path);
-  try {
-    return (await conn.runAndReadAll(sql)).getRowObjectsJS();
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
-  }
-}
+const query = queryRows;
 
 describe('DuckDB store', () => {
   it('upserts windows by key across batches and keeps the last version', async () => {

@@ -15,3 +15,19 @@ export async function openDuckDB(path: string, options: { readOnly?: boolean } =
   }
   return { instance, conn: await instance.connect() };
 }
+
+/** Opens a DuckDB file, runs `work` on a connection, and closes both whatever happens. */
+export async function withDuckDB<T>(path: string, work: (conn: DuckDBConnection) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+  const { instance, conn } = await openDuckDB(path, options);
+  try {
+    return await work(conn);
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+/** Rows of one query as plain JS objects (tests, scripts). */
+export function queryRows(path: string, sql: string, options: { readOnly?: boolean } = {}): Promise<Record<string, unknown>[]> {
+  return withDuckDB(path, async (conn) => (await conn.runAndReadAll(sql)).getRowObjectsJS(), options);
+}
