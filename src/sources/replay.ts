@@ -3,14 +3,13 @@
 // pays one async step per few thousand trades. Paced by event-time gaps at `speed` x real time, or as
 // fast as it can with speed = Infinity ("--speed max").
 
-import { createReadStream, existsSync, openSync, readSync, closeSync, statSync } from 'node:fs';
-import { createGunzip } from 'node:zlib';
-import type { Readable } from 'node:stream';
+import { existsSync, statSync } from 'node:fs';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError } from '../core/errors.js';
 import { parseTrade } from '../core/parse-trade.js';
 import { capRaw, type Trade } from '../core/trade.js';
 import type { Source, SourceEvent } from './contract.js';
+import { readFileChunks, readLineChunks } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -21,54 +20,6 @@ export interface ReplayOptions {
 
 /** Sleeps shorter than this are skipped: timers are not that precise and trades come in bursts. */
 const MIN_SLEEP_MS = 5;
-
-export function isGzipFile(path: string): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(2);
-    return readSync(fd, head, 0, 2, 0) === 2 && head[0] === 0x1f && head[1] === 0x8b;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Opens a JSONL file, gunzipping when it is gzip (by content, not by name). */
-export function openLines(path: string): Readable {
-  const raw = createReadStream(path, { highWaterMark: 1 << 18 });
-  return isGzipFile(path) ? raw.pipe(createGunzip()) : raw;
-}
-
-/**
- * Splits a byte stream into lines (LF or CRLF), yielding arrays of lines per chunk. Each chunk is cut at
- * its last newline byte and decoded once: 0x0A never occurs inside a multi-byte UTF-8 sequence, so
- * no character is split, and the partial line is carried over as bytes (no decoder, no string concat).
- */
-export async function* readLineChunks(stream: Readable): AsyncGenerator<string[]> {
-  let carry: Buffer | null = null;
-  for await (const data of stream) {
-    const chunk = data as Buffer;
-    const lastNewline = chunk.lastIndexOf(10);
-    if (lastNewline === -1) {
-      carry = carry ? Buffer.concat([carry, chunk]) : chunk;
-      continue;
-    }
-    const complete = carry ? Buffer.concat([carry, chunk.subarray(0, lastNewline + 1)]) : chunk.subarray(0, lastNewline + 1);
-    carry = lastNewline + 1 < chunk.length ? chunk.subarray(lastNewline + 1) : null;
-    yield splitLines(complete.toString('utf8'));
-  }
-  if (carry && carry.length > 0) yield splitLines(carry.toString('utf8') + '\n');
-}
-
-/** Lines of a text that ends with a newline, without their LF or CRLF. */
-function splitLines(text: string): string[] {
-  const lines: string[] = [];
-  let from = 0;
-  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
-    lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));
-    from = nl + 1;
-  }
-  return lines;
-}
 
 export class ReplaySource implements Source {
   readonly name: string;
@@ -88,55 +39,50 @@ export class ReplaySource implements Source {
   }
 
   async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
-    const stream = openLines(this.options.path);
     const paced = Number.isFinite(this.options.speed);
     let lineNo = 0;
     // Pacing anchor: the first trade's event time is played at the wall time we started.
     let firstEventTime = NaN;
     let startedAt = NaN;
-    try {
-      for await (const lines of readLineChunks(stream)) {
-        if (signal.aborted) return;
-        let receivedAt = this.clock.now();
-        let batch: Trade[] = [];
-        for (const line of lines) {
-          lineNo++;
-          if (isBlank(line)) continue;
-          const parsed = parseTrade(line);
-          if (!parsed.ok) {
-            yield {
-              kind: 'rejected',
-              rejected: { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${lineNo}: ${parsed.detail}`, raw: capRaw(line) },
-            };
-            continue;
-          }
-          const trade = parsed.trade;
-          if (paced) {
-            if (Number.isNaN(firstEventTime)) {
-              firstEventTime = trade.timestamp;
-              startedAt = this.clock.now();
-            }
-            const dueAt = startedAt + (trade.timestamp - firstEventTime) / this.options.speed;
-            const wait = dueAt - this.clock.now();
-            if (wait >= MIN_SLEEP_MS) {
-              if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
-              batch = [];
-              try {
-                await this.clock.sleep(wait, signal);
-              } catch {
-                return; // aborted while waiting: the signal is the reason, nothing to report
-              }
-              receivedAt = this.clock.now();
-            }
-          }
-          // A recorded receive time is kept: the two timestamps are never overwritten.
-          if (trade.receivedAt === undefined) trade.receivedAt = receivedAt;
-          batch.push(trade);
+    for await (const lines of readLineChunks(readFileChunks(this.options.path))) {
+      if (signal.aborted) return;
+      let receivedAt = this.clock.now();
+      let batch: Trade[] = [];
+      for (const line of lines) {
+        lineNo++;
+        if (isBlank(line)) continue;
+        const parsed = parseTrade(line);
+        if (!parsed.ok) {
+          yield {
+            kind: 'rejected',
+            rejected: { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${lineNo}: ${parsed.detail}`, raw: capRaw(line) },
+          };
+          continue;
         }
-        if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
+        const trade = parsed.trade;
+        if (paced) {
+          if (Number.isNaN(firstEventTime)) {
+            firstEventTime = trade.timestamp;
+            startedAt = this.clock.now();
+          }
+          const dueAt = startedAt + (trade.timestamp - firstEventTime) / this.options.speed;
+          const wait = dueAt - this.clock.now();
+          if (wait >= MIN_SLEEP_MS) {
+            if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
+            batch = [];
+            try {
+              await this.clock.sleep(wait, signal);
+            } catch {
+              return; // aborted while waiting: the signal is the reason, nothing to report
+            }
+            receivedAt = this.clock.now();
+          }
+        }
+        // A recorded receive time is kept: the two timestamps are never overwritten.
+        if (trade.receivedAt === undefined) trade.receivedAt = receivedAt;
+        batch.push(trade);
       }
-    } finally {
-      stream.destroy();
+      if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
     }
   }
 }

@@ -6,7 +6,8 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import type { SourceEvent } from '../../src/sources/contract.js';
-import { ReplaySource, readLineChunks } from '../../src/sources/replay.js';
+import { ReplaySource } from '../../src/sources/replay.js';
+import { readLineChunks } from '../../src/sources/line-reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-replay-'));
 const t = (ts: number, price = 100) => JSON.stringify({ exchange: 'x', base: 'bitcoin', quote: 'tether', direction: 'sell', price, volume: 1, timestamp: ts, priceUsd: price });

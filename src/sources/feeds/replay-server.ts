@@ -5,7 +5,7 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
-import { openLines, readLineChunks } from '../replay.js';
+import { readFileChunks, readLineChunks } from '../line-reader.js';
 
 export interface ReplayServerOptions {
   file: string;
@@ -50,7 +50,7 @@ export async function startReplayServer(o: ReplayServerOptions): Promise<ReplayS
     let sent = 0;
     let firstTime = NaN;
     let startAt = 0;
-    for await (const lines of readLineChunks(openLines(o.file))) {
+    for await (const lines of readLineChunks(readFileChunks(o.file))) {
       for (const line of lines) {
         if (stop.signal.aborted) return { sent };
         if (line.trim() === '') continue;
