@@ -15,7 +15,10 @@ export interface OutputBatch {
   rejected: RejectedTrade[];
   /** Latest price per asset that changed since the previous batch (CoinCap prices; not trades). */
   prices: PriceQuote[];
-  /** Trades accepted since the previous batch, by column (the embedded log archives them). */
+  /**
+   * Trades accepted since the previous batch, by column (the embedded log archives them). The columns
+   * are reused for a later batch once every sink's write has resolved: copy what you keep.
+   */
   trades: TradeBatch;
   watermark: number;
   /** True for the last batch of a run (bounded source ended, or shutdown). */

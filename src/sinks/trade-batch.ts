@@ -2,20 +2,28 @@
 //
 // Why columns: at replay speed a million trades can arrive between two triggers. Holding a million
 // Trade objects until the trigger pushes them all into V8's old generation (measured: ~0.45 s of GC per
-// million); copying their numbers into typed arrays lets the objects die young, and typed arrays cross
-// to the DuckDB worker thread as one memory copy each.
-import type { Trade } from '../core/trade.js';
+// million); copying their numbers into typed arrays lets the objects die young.
+//
+// Why shared, pooled memory: a batch's columns live in one SharedArrayBuffer, so they reach the DuckDB
+// worker thread without being copied, and the pipeline hands a batch's memory back once every sink has
+// written it, so the next batch reuses it. Fresh buffers per batch cost a page fault per 4 KiB twice
+// (here and in the worker's copy), and page faults are what this VM is slowest at.
+import type { Direction, Trade } from '../core/trade.js';
 
-/** The plain-data form that crosses to a worker: typed arrays sized >= length, names by id. */
+/** What repeats from trade to trade: stored once per batch, referenced by index. */
+export interface TradeKey {
+  exchange: string;
+  base: string;
+  quote: string;
+  direction: Direction;
+}
+
+/** The plain-data form that crosses to a worker: typed arrays sized >= length. */
 export interface TradeBatch {
   length: number;
-  /** exchange/base/quote are ids into this list. */
-  names: string[];
-  exchange: Uint32Array;
-  base: Uint32Array;
-  quote: Uint32Array;
-  /** 1 = buy, 0 = sell. */
-  isBuy: Uint8Array;
+  /** Distinct (exchange, base, quote, direction) of this batch; `key` holds an index into it per trade. */
+  keys: TradeKey[];
+  key: Uint32Array;
   price: Float64Array;
   volume: Float64Array;
   timestamp: Float64Array;
@@ -28,32 +36,35 @@ export interface TradeBatch {
 
 export class TradeBatchBuilder {
   private batch: TradeBatch;
-  private readonly ids = new Map<string, number>();
-  /** The last name looked up per column: consecutive trades mostly repeat them, and a string compare beats hashing a fresh string. */
-  private readonly last = { exchange: { name: '', id: -1 }, base: { name: '', id: -1 }, quote: { name: '', id: -1 } };
+  private readonly keyIds = new Map<string, number>();
+  /** The last key per direction: consecutive trades mostly repeat it, and three string compares beat hashing. */
+  private readonly last = { buy: { key: null as TradeKey | null, id: -1 }, sell: { key: null as TradeKey | null, id: -1 } };
+  /** Released batches of `capacity` rows, ready for reuse. */
+  private readonly pool: TradeBatch[] = [];
 
-  constructor(capacity = 4096) {
-    this.batch = allocate(capacity, 0, []);
+  /** `capacity` rows per batch; more fit too (the batch grows, and that grown batch is not reused). */
+  constructor(private readonly capacity = 4096) {
+    this.batch = allocate(capacity, 0);
   }
 
   get length(): number {
     return this.batch.length;
   }
 
-  push(t: Trade): void {
+  /** Appends one trade; `receivedAt` is used when the trade carries no receive time of its own. */
+  push(t: Trade, receivedAt = NaN): void {
     const b = this.batch;
     const i = b.length;
     if (i === b.price.length) this.grow();
     const c = this.batch;
-    c.exchange[i] = this.cachedId(this.last.exchange, t.exchange);
-    c.base[i] = this.cachedId(this.last.base, t.base);
-    c.quote[i] = this.cachedId(this.last.quote, t.quote);
-    c.isBuy[i] = t.direction === 'buy' ? 1 : 0;
+    const last = this.last[t.direction];
+    const key = last.key;
+    c.key[i] = key !== null && key.exchange === t.exchange && key.base === t.base && key.quote === t.quote ? last.id : this.keyOf(t);
     c.price[i] = t.price;
     c.volume[i] = t.volume;
     c.timestamp[i] = t.timestamp;
     c.priceUsd[i] = t.priceUsd;
-    c.receivedAt[i] = t.receivedAt ?? NaN;
+    c.receivedAt[i] = t.receivedAt ?? receivedAt;
     if (t.tradeId !== undefined) {
       c.tradeId ??= new Array<string | null>(i).fill(null);
       c.tradeId[i] = t.tradeId;
@@ -63,39 +74,42 @@ export class TradeBatchBuilder {
     c.length = i + 1;
   }
 
-  /** Hands over the batch; the builder starts a new, empty one. */
+  /**
+   * Hands over the batch; the builder starts a new, empty one. The batch's columns stay valid until it
+   * is released.
+   */
   take(): TradeBatch {
     const out = this.batch;
-    this.batch = allocate(Math.max(4096, Math.min(out.length, 1 << 20)), 0, []);
-    this.ids.clear();
-    for (const cache of Object.values(this.last)) cache.id = -1;
+    const reused = this.pool.pop();
+    this.batch = reused ? { ...reused, length: 0, keys: [], tradeId: null } : allocate(this.capacity, 0);
+    this.keyIds.clear();
+    this.last.buy.key = null;
+    this.last.sell.key = null;
     return out;
   }
 
-  private cachedId(cache: { name: string; id: number }, name: string): number {
-    if (cache.id !== -1 && cache.name === name) return cache.id;
-    cache.name = name;
-    cache.id = this.idOf(name);
-    return cache.id;
+  /** Gives a taken batch's memory back for reuse. The caller must not read the batch afterwards. */
+  release(batch: TradeBatch): void {
+    if (batch.price.length === this.capacity && this.pool.length < MAX_POOLED) this.pool.push(batch);
   }
 
-  private idOf(name: string): number {
-    let id = this.ids.get(name);
+  private keyOf(t: Trade): number {
+    const text = `${t.exchange}\u0000${t.base}\u0000${t.quote}\u0000${t.direction}`;
+    let id = this.keyIds.get(text);
     if (id === undefined) {
-      id = this.batch.names.length;
-      this.batch.names.push(name);
-      this.ids.set(name, id);
+      id = this.batch.keys.length;
+      this.batch.keys.push({ exchange: t.exchange, base: t.base, quote: t.quote, direction: t.direction });
+      this.keyIds.set(text, id);
     }
+    this.last[t.direction] = { key: this.batch.keys[id], id };
     return id;
   }
 
   private grow(): void {
     const old = this.batch;
-    const next = allocate(old.price.length * 2, old.length, old.names);
-    next.exchange.set(old.exchange);
-    next.base.set(old.base);
-    next.quote.set(old.quote);
-    next.isBuy.set(old.isBuy);
+    const next = allocate(old.price.length * 2, old.length);
+    next.keys = old.keys;
+    next.key.set(old.key);
     next.price.set(old.price);
     next.volume.set(old.volume);
     next.timestamp.set(old.timestamp);
@@ -106,37 +120,22 @@ export class TradeBatchBuilder {
   }
 }
 
-function allocate(capacity: number, length: number, names: string[]): TradeBatch {
+/** Batches kept for reuse: one being filled, two queued for the sinks, one being written. */
+const MAX_POOLED = 4;
+
+/** One SharedArrayBuffer per batch, 8-byte columns first so every view is aligned. */
+function allocate(capacity: number, length: number): TradeBatch {
+  const memory = new SharedArrayBuffer(capacity * (5 * 8 + 4));
+  const f64 = (column: number) => new Float64Array(memory, column * capacity * 8, capacity);
   return {
     length,
-    names,
-    exchange: new Uint32Array(capacity),
-    base: new Uint32Array(capacity),
-    quote: new Uint32Array(capacity),
-    isBuy: new Uint8Array(capacity),
-    price: new Float64Array(capacity),
-    volume: new Float64Array(capacity),
-    timestamp: new Float64Array(capacity),
-    priceUsd: new Float64Array(capacity),
-    receivedAt: new Float64Array(capacity),
+    keys: [],
+    price: f64(0),
+    volume: f64(1),
+    timestamp: f64(2),
+    priceUsd: f64(3),
+    receivedAt: f64(4),
+    key: new Uint32Array(memory, 5 * capacity * 8, capacity),
     tradeId: null,
   };
-}
-
-/** Reads trade i back as a Trade (for sinks that want objects). */
-export function tradeAt(b: TradeBatch, i: number): Trade {
-  const t: Trade = {
-    exchange: b.names[b.exchange[i]],
-    base: b.names[b.base[i]],
-    quote: b.names[b.quote[i]],
-    direction: b.isBuy[i] === 1 ? 'buy' : 'sell',
-    price: b.price[i],
-    volume: b.volume[i],
-    timestamp: b.timestamp[i],
-    priceUsd: b.priceUsd[i],
-  };
-  const id = b.tradeId?.[i];
-  if (id !== undefined && id !== null) t.tradeId = id;
-  if (!Number.isNaN(b.receivedAt[i])) t.receivedAt = b.receivedAt[i];
-  return t;
 }

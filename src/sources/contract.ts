@@ -4,7 +4,7 @@ import type { RejectedTrade, Trade } from '../core/trade.js';
 
 export type SourceEvent =
   /** Trades accepted by the source's parser, in arrival order. */
-  | { kind: 'trades'; source: string; trades: Trade[] }
+  | { kind: 'trades'; source: string; trades: Trade[]; /** When they arrived, for trades that carry no receivedAt of their own. */ receivedAt?: number }
   /** Input the source could not turn into a trade. */
   | { kind: 'rejected'; rejected: RejectedTrade }
   /** Trade ids jumped: trades between `expected` and `received` never reached us. */

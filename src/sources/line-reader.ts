@@ -64,7 +64,7 @@ export async function* readLineChunks(chunks: AsyncIterable<Buffer | Uint8Array>
   let carry: Buffer[] = [];
   for await (const data of chunks) {
     const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const lines: string[] = [];
+    let lines: string[] = [];
     let from = 0;
     if (carry.length > 0) {
       const firstNewline = chunk.indexOf(10);
@@ -86,7 +86,9 @@ export async function* readLineChunks(chunks: AsyncIterable<Buffer | Uint8Array>
         const nl = chunk.lastIndexOf(10, from + DECODE_PIECE_BYTES - 1);
         to = nl >= from ? nl + 1 : chunk.indexOf(10, from + DECODE_PIECE_BYTES) + 1;
       }
-      splitLines(chunk.toString('utf8', from, to), lines);
+      // One array per piece (~400 lines): what is alive at a young-generation GC stays small.
+      yield splitLines(chunk.toString('utf8', from, to), lines);
+      lines = [];
       from = to;
     }
     if (end < chunk.length) carry.push(Buffer.from(chunk.subarray(end)));

@@ -78,11 +78,11 @@ export class ReplaySource implements Source {
             receivedAt = this.clock.now();
           }
         }
-        // A recorded receive time is kept: the two timestamps are never overwritten.
-        if (trade.receivedAt === undefined) trade.receivedAt = receivedAt;
+        // A recorded receive time is kept; the others get the event's (adding a property to every
+        // parsed object would cost a hidden-class change and a property store each).
         batch.push(trade);
       }
-      if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
+      if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch, receivedAt };
     }
   }
 }

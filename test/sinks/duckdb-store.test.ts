@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/logger.js';
 import type { Trade } from '../../src/core/trade.js';
-import type { WindowResult } from '../../src/engine/contract.js';
+import type { TrendResult, WindowResult } from '../../src/engine/contract.js';
 import type { OutputBatch } from '../../src/sinks/contract.js';
 import { DuckDBSink } from '../../src/sinks/duckdb/duckdb-sink.js';
 import { DuckDBStore } from '../../src/sinks/duckdb/duckdb-store.js';
@@ -42,6 +42,28 @@ describe('DuckDB store', () => {
       { s: 0, trades: 7n, vwap: 101.25, is_final: true, u: 9 },
       { s: 60_000, trades: 1n, vwap: 100, is_final: false, u: 5 },
     ]);
+  });
+
+  it('replaces rows stored by an earlier run, final or not, instead of failing on their keys', async () => {
+    const path = join(dir, 'rerun.duckdb');
+    const trend = (over: Partial<TrendResult>): TrendResult => ({ asset: 'bitcoin', windowStart: 0, windowEnd: 60_000, vwap: 100, prevVwap: null, trend: null, avgPrice6m: 100, change6mPct: 0, windows6m: 1, isFinal: true, ...over });
+    let store = new DuckDBStore(path, silentLogger);
+    await store.open();
+    await store.write(batch({ windows: [window({ isFinal: true }), window({ windowStart: 60_000, windowEnd: 120_000 })], trends: [trend({})] }));
+    await store.close();
+    // The same data again (a second replay), then the open window becoming final, then a new window.
+    store = new DuckDBStore(path, silentLogger);
+    await store.open();
+    await store.write(batch({ windows: [window({ isFinal: true, trades: 3 })], trends: [trend({ vwap: 99 })] }));
+    await store.write(batch({ batchId: 1, windows: [window({ windowStart: 60_000, windowEnd: 120_000, isFinal: true, trades: 4 }), window({ windowStart: 120_000, windowEnd: 180_000 })] }));
+    await store.write(batch({ batchId: 2, windows: [window({ windowStart: 120_000, windowEnd: 180_000, trades: 5, isFinal: true })] }));
+    await store.close();
+    expect(await query(path, 'SELECT epoch_ms(window_start)::DOUBLE AS s, trades, is_final FROM trade_windows ORDER BY s')).toEqual([
+      { s: 0, trades: 3n, is_final: true },
+      { s: 60_000, trades: 4n, is_final: true },
+      { s: 120_000, trades: 5n, is_final: true },
+    ]);
+    expect(await query(path, 'SELECT vwap FROM price_trends')).toEqual([{ vwap: 99 }]);
   });
 
   it('archives trades with their names across reopened stores, in arrival order', async () => {
@@ -111,7 +133,7 @@ describe('DuckDB store', () => {
 });
 
 describe('two DuckDB sinks in one run', () => {
-  it('both archive every trade (the batch is copied to each worker, not handed over)', async () => {
+  it('both archive every trade (the batch is shared with each worker, not handed over)', async () => {
     const a = join(dir, 'twin-a.duckdb');
     const b = join(dir, 'twin-b.duckdb');
     const sinks = [new DuckDBSink(a, silentLogger), new DuckDBSink(b, silentLogger)];

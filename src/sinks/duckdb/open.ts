@@ -2,10 +2,13 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { CoinstreamError } from '../../core/errors.js';
 
 /** Opens (creating if needed) a DuckDB file, turning DuckDB's lock error into one that says what to do. */
-export async function openDuckDB(path: string, options: { readOnly?: boolean } = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
+export async function openDuckDB(path: string, options: { readOnly?: boolean; threads?: number } = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
   let instance: DuckDBInstance;
   try {
-    instance = await DuckDBInstance.create(path, options.readOnly ? { access_mode: 'READ_ONLY' } : undefined);
+    const config: Record<string, string> = {};
+    if (options.readOnly) config.access_mode = 'READ_ONLY';
+    if (options.threads !== undefined) config.threads = String(options.threads);
+    instance = await DuckDBInstance.create(path, config);
   } catch (err) {
     const message = (err as Error).message;
     if (/lock/i.test(message)) {

@@ -41,32 +41,35 @@ CREATE TABLE IF NOT EXISTS rejected_trades (
   detail         VARCHAR   NOT NULL,
   raw            VARCHAR   NOT NULL
 );
--- The embedded log of accepted trades. Stored with its repeated strings (exchange, base, quote) as ids
--- into trade_names, because appending strings is the slow part of writing a million trades; the
--- \`trades\` view reads it back with the trade message's columns.
-CREATE TABLE IF NOT EXISTS trade_names (
+-- The embedded log of accepted trades. What repeats from trade to trade (exchange, base, quote,
+-- direction) is stored once in trade_keys and referenced by id, because appending strings is the slow
+-- part of writing a million trades; the \`trades\` view reads the log back with the message's columns.
+CREATE TABLE IF NOT EXISTS trade_keys (
   id             UINTEGER  PRIMARY KEY,
-  name           VARCHAR   NOT NULL UNIQUE
+  exchange       VARCHAR   NOT NULL,
+  base           VARCHAR   NOT NULL,
+  quote          VARCHAR   NOT NULL,
+  direction      VARCHAR   NOT NULL,
+  UNIQUE (exchange, base, quote, direction)
 );
 CREATE TABLE IF NOT EXISTS trade_log (
-  exchange_id    UINTEGER  NOT NULL,
-  base_id        UINTEGER  NOT NULL,
-  quote_id       UINTEGER  NOT NULL,
-  is_buy         BOOLEAN   NOT NULL,
+  key_id         UINTEGER  NOT NULL,
   price          DOUBLE    NOT NULL,
   volume         DOUBLE    NOT NULL,
-  timestamp_ms   DOUBLE    NOT NULL,
+  "timestamp"    TIMESTAMP NOT NULL,
   price_usd      DOUBLE    NOT NULL,
   trade_id       VARCHAR,
-  received_at_ms DOUBLE    NOT NULL  -- NaN when unknown
+  received_at    TIMESTAMP
 );
--- Names are looked up in a list (built once per query) rather than joined: a scan plus a projection
+-- Keys are looked up in a list (built once per query) rather than joined: a scan plus a projection
 -- keeps the log's insertion order, which is arrival order; a join would not.
 CREATE OR REPLACE VIEW trades AS
-WITH names AS (SELECT list(name ORDER BY id) AS by_id FROM trade_names)
-SELECT names.by_id[l.exchange_id + 1] AS exchange, names.by_id[l.base_id + 1] AS base, names.by_id[l.quote_id + 1] AS quote,
-       CASE WHEN l.is_buy THEN 'buy' ELSE 'sell' END AS direction,
-       l.price, l.volume, epoch_ms(CAST(l.timestamp_ms AS BIGINT)) AS "timestamp", l.price_usd, l.trade_id,
-       CASE WHEN isnan(l.received_at_ms) THEN NULL ELSE epoch_ms(CAST(l.received_at_ms AS BIGINT)) END AS received_at
-FROM trade_log l, names;
+WITH k AS (SELECT list({'exchange': exchange, 'base': base, 'quote': quote, 'direction': direction} ORDER BY id) AS by_id FROM trade_keys)
+SELECT k.by_id[l.key_id + 1].exchange AS exchange, k.by_id[l.key_id + 1].base AS base, k.by_id[l.key_id + 1].quote AS quote,
+       k.by_id[l.key_id + 1].direction AS direction,
+       l.price, l.volume, l."timestamp", l.price_usd, l.trade_id, l.received_at
+FROM trade_log l, k;
 `;
+
+/** A store written by the first layout of the log (names by id, times as doubles) cannot be appended to. */
+export const OLD_LOG_LAYOUT_CHECK = `SELECT count(*) AS n FROM duckdb_columns() WHERE table_name = 'trade_log' AND column_name = 'exchange_id'`;

@@ -1,0 +1,129 @@
+// Appends rows to a DuckDB table column by column, straight from typed arrays.
+//
+// DuckDB's appender takes data chunks of up to 2048 rows. The generic way to fill one (a JS value per
+// cell, converted one by one) cost ~110 ns per cell here; fixed-width columns are instead copied into
+// the chunk's vectors with one memcpy each, and only strings go cell by cell.
+
+import { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR, DuckDBDataChunk, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
+import duckdb from '@duckdb/node-bindings';
+
+/** DuckDB's standard vector size: a data chunk holds at most this many rows. */
+const CHUNK_ROWS = 2048;
+
+export type Column =
+  /** NaN is stored as NULL when `nanIsNull`, else as NaN. */
+  | { kind: 'double'; values: Float64Array; nanIsNull?: boolean }
+  /** Epoch milliseconds (whole numbers) stored as a TIMESTAMP; NaN as NULL when `nanIsNull`. */
+  | { kind: 'timestamp'; values: Float64Array; nanIsNull?: boolean }
+  /** Whole numbers stored as a BIGINT. */
+  | { kind: 'bigint'; values: Float64Array }
+  /** Whole numbers stored as an INTEGER. */
+  | { kind: 'integer'; values: Float64Array }
+  | { kind: 'uinteger'; values: Uint32Array }
+  /** 1 = true, 0 = false. */
+  | { kind: 'boolean'; values: Uint8Array }
+  /** null: every row NULL. */
+  | { kind: 'varchar'; values: readonly (string | null)[] | null };
+
+const TYPES: Record<Column['kind'], DuckDBType> = { double: DOUBLE, timestamp: TIMESTAMP, bigint: BIGINT, integer: INTEGER, uinteger: UINTEGER, boolean: BOOLEAN, varchar: VARCHAR };
+
+/** Reused per chunk: int64 values (as two 32-bit halves) and validity bits. */
+const int64Scratch = new ArrayBuffer(CHUNK_ROWS * 8);
+const int64Low = new Uint32Array(int64Scratch);
+const int64High = new Int32Array(int64Scratch);
+const int32Values = new Int32Array(int64Scratch);
+const int64View = new DataView(int64Scratch);
+const copyScratch = new ArrayBuffer(CHUNK_ROWS * 8);
+const validityScratch = new ArrayBuffer(CHUNK_ROWS / 8);
+const validityBytes = new Uint8Array(validityScratch);
+
+/** Appends rows [0, length) of the columns (in the table's column order) within the caller's transaction. */
+export async function appendColumns(conn: DuckDBConnection, table: string, columns: readonly Column[], length: number): Promise<void> {
+  if (length === 0) return;
+  const types = columns.map((c) => TYPES[c.kind]);
+  const appender = await conn.createAppender(table);
+  try {
+    for (let from = 0; from < length; from += CHUNK_ROWS) {
+      const n = Math.min(CHUNK_ROWS, length - from);
+      const chunk = DuckDBDataChunk.create(types, n);
+      columns.forEach((column, i) => fillVector(duckdb.data_chunk_get_vector(chunk.chunk, i), column, from, n));
+      appender.appendDataChunk(chunk);
+    }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+}
+
+function fillVector(vector: duckdb.Vector, column: Column, from: number, n: number): void {
+  switch (column.kind) {
+    case 'double':
+      copyFixed(vector, column.values, from, n);
+      if (column.nanIsNull) setValidity(vector, n, (i) => !Number.isNaN(column.values[from + i]));
+      return;
+    case 'uinteger':
+    case 'boolean':
+      copyFixed(vector, column.values, from, n);
+      return;
+    case 'timestamp':
+    case 'bigint': {
+      const values = column.values;
+      const scale = column.kind === 'timestamp' ? 1000 : 1; // DuckDB timestamps are microseconds
+      for (let i = 0; i < n; i++) {
+        const v = values[from + i] * scale;
+        if (Number.isSafeInteger(v)) {
+          // The two halves of the 64-bit two's complement, little-endian: no BigInt per value.
+          const high = Math.floor(v / 4294967296);
+          int64Low[2 * i] = v - high * 4294967296;
+          int64High[2 * i + 1] = high;
+        } else {
+          // Beyond 2^53 (a timestamp after the year 2255) or NaN (NULL): exact, slower.
+          int64View.setBigInt64(8 * i, Number.isNaN(v) ? 0n : BigInt(values[from + i]) * BigInt(scale), true);
+        }
+      }
+      duckdb.copy_data_to_vector(vector, 0, int64Scratch, 0, n * 8);
+      if (column.kind === 'timestamp' && column.nanIsNull) setValidity(vector, n, (i) => !Number.isNaN(values[from + i]));
+      return;
+    }
+    case 'integer':
+      for (let i = 0; i < n; i++) int32Values[i] = column.values[from + i];
+      duckdb.copy_data_to_vector(vector, 0, int64Scratch, 0, n * 4);
+      return;
+    case 'varchar': {
+      const values = column.values;
+      if (values === null) {
+        setValidity(vector, n, () => false);
+        return;
+      }
+      let nulls = false;
+      for (let i = 0; i < n; i++) {
+        const v = values[from + i];
+        if (v === null) nulls = true;
+        else duckdb.vector_assign_string_element(vector, i, v);
+      }
+      if (nulls) setValidity(vector, n, (i) => values[from + i] !== null);
+      return;
+    }
+  }
+}
+
+/** Copies rows [from, from + n) of a typed array into a vector. */
+function copyFixed(vector: duckdb.Vector, values: Float64Array | Uint32Array | Uint8Array, from: number, n: number): void {
+  const width = values.BYTES_PER_ELEMENT;
+  if (values.buffer instanceof ArrayBuffer) {
+    duckdb.copy_data_to_vector(vector, 0, values.buffer, values.byteOffset + from * width, n * width);
+    return;
+  }
+  // The binding takes ArrayBuffers only: shared memory goes through one small reused buffer.
+  new Uint8Array(copyScratch, 0, n * width).set(new Uint8Array(values.buffer, values.byteOffset + from * width, n * width));
+  duckdb.copy_data_to_vector(vector, 0, copyScratch, 0, n * width);
+}
+
+/** Writes the validity bits of rows [0, n): row i is NULL where `valid(i)` is false. */
+function setValidity(vector: duckdb.Vector, n: number, valid: (i: number) => boolean): void {
+  const words = Math.ceil(n / 64);
+  validityBytes.fill(0, 0, words * 8);
+  for (let i = 0; i < n; i++) if (valid(i)) validityBytes[i >> 3] |= 1 << (i & 7);
+  duckdb.vector_ensure_validity_writable(vector);
+  duckdb.copy_data_to_vector_validity(vector, 0, validityScratch, 0, words * 8);
+}

@@ -1,0 +1,54 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { appendColumns } from '../../src/sinks/duckdb/columns.js';
+import { withDuckDB } from '../../src/sinks/duckdb/open.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-columns-'));
+
+describe('appendColumns', () => {
+  it('stores every kind exactly, NULLs included, across several chunks and from shared memory', async () => {
+    const n = 5000; // three data chunks of at most 2048 rows
+    const shared = new Float64Array(new SharedArrayBuffer(n * 8));
+    const ms = new Float64Array(n);
+    const specials = [0, -1, 1561939203172, 8_639_999_999_999_999, -62_135_596_800_000];
+    for (let i = 0; i < n; i++) {
+      shared[i] = i % 7 === 0 ? NaN : i * 0.1;
+      ms[i] = specials[i % specials.length] + (i % specials.length === 3 ? 0 : i);
+    }
+    const text = Array.from({ length: n }, (_, i) => (i % 3 === 0 ? null : `s${i}`));
+    const rows = await withDuckDB(join(dir, 'kinds.duckdb'), async (conn) => {
+      await conn.run('CREATE TABLE t (i UINTEGER, d DOUBLE, ts TIMESTAMP, b BIGINT, g INTEGER, f BOOLEAN, s VARCHAR, z VARCHAR)');
+      await appendColumns(
+        conn,
+        't',
+        [
+          { kind: 'uinteger', values: Uint32Array.from({ length: n }, (_, i) => i) },
+          { kind: 'double', values: shared, nanIsNull: true },
+          { kind: 'timestamp', values: ms },
+          { kind: 'bigint', values: Float64Array.from({ length: n }, (_, i) => (i % 2 ? -i : i * 2 ** 40)) },
+          { kind: 'integer', values: Float64Array.from({ length: n }, (_, i) => 1 - i) },
+          { kind: 'boolean', values: Uint8Array.from({ length: n }, (_, i) => i % 2) },
+          { kind: 'varchar', values: text },
+          { kind: 'varchar', values: null },
+        ],
+        n,
+      );
+      return (await conn.runAndReadAll('SELECT i, d, epoch_ms(ts)::DOUBLE AS ms, b::DOUBLE AS b, g, f, s, z FROM t ORDER BY i')).getRowObjectsJS();
+    });
+    expect(rows).toHaveLength(n);
+    rows.forEach((row, i) => {
+      expect(row).toEqual({
+        i,
+        d: i % 7 === 0 ? null : i * 0.1,
+        ms: ms[i],
+        b: i % 2 ? -i : i * 2 ** 40,
+        g: 1 - i,
+        f: i % 2 === 1,
+        s: text[i],
+        z: null,
+      });
+    });
+  });
+});
