@@ -196,8 +196,10 @@ export class Pipeline {
   private armTimer(): void {
     this.timer = this.options.clock.setTimeout(() => {
       if (this.stop.signal.aborted) return;
-      // Sinks behind: skip this tick; what changed rolls into the next batch.
-      if (this.queuedWrites.length < MAX_QUEUED_BATCHES) void this.trigger();
+      // Like Spark, a trigger starts only once the previous batch is written; a tick that finds a write
+      // still running is skipped and what changed rolls into the next batch. At replay speed that leaves
+      // the cuts to MAX_BATCH_TRADES, so every batch is a whole row group.
+      if (this.queuedWrites.length === 0) void this.trigger();
       this.armTimer();
     }, this.options.engine.triggerMs);
   }
