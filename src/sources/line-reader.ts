@@ -52,19 +52,25 @@ export async function* readFileChunks(path: string): AsyncGenerator<Buffer> {
   }
 }
 
+type Chunks = AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>;
+
+/** Splits chunks of bytes into lines (LF or CRLF), one array of lines per piece of text. */
+export async function* readLineChunks(chunks: Chunks): AsyncGenerator<string[]> {
+  for await (const text of readTextPieces(chunks)) yield splitLines(text, []);
+}
+
 /**
- * Splits chunks of bytes into lines (LF or CRLF), one array of lines per chunk. Text is cut at newline
- * bytes and decoded piece by piece: 0x0A never occurs inside a multi-byte UTF-8 sequence, so no
- * character is split. A partial line at the end of a chunk is copied and carried over, so the caller
- * may reuse a chunk's memory once the next one is asked for.
+ * Cuts chunks of bytes into pieces of text made of whole lines, each ending with a newline. Text is
+ * cut at newline bytes: 0x0A never occurs inside a multi-byte UTF-8 sequence, so no character is
+ * split. A partial line at the end of a chunk is copied and carried over, so the caller may reuse a
+ * chunk's memory once the next one is asked for. A last line without a newline gets one.
  */
-export async function* readLineChunks(chunks: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>): AsyncGenerator<string[]> {
+export async function* readTextPieces(chunks: Chunks): AsyncGenerator<string> {
   // The start of a line that has not ended yet, as copied pieces (joined once its newline arrives, so
   // a long line that comes in many small chunks costs linear, not quadratic, time).
   let carry: Buffer[] = [];
   for await (const data of chunks) {
     const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    let lines: string[] = [];
     let from = 0;
     if (carry.length > 0) {
       const firstNewline = chunk.indexOf(10);
@@ -73,7 +79,7 @@ export async function* readLineChunks(chunks: AsyncIterable<Buffer | Uint8Array>
         continue;
       }
       carry.push(chunk.subarray(0, firstNewline + 1));
-      splitLines(Buffer.concat(carry).toString('utf8'), lines);
+      yield Buffer.concat(carry).toString('utf8');
       carry = [];
       from = firstNewline + 1;
     }
@@ -81,24 +87,22 @@ export async function* readLineChunks(chunks: AsyncIterable<Buffer | Uint8Array>
     const end = lastNewline >= from ? lastNewline + 1 : from;
     while (from < end) {
       // Up to the last newline within the next piece; a line longer than a piece is decoded whole.
+      // Pieces of ~400 lines also keep what is alive at a young-generation GC small.
       let to = end;
       if (to - from > DECODE_PIECE_BYTES) {
         const nl = chunk.lastIndexOf(10, from + DECODE_PIECE_BYTES - 1);
         to = nl >= from ? nl + 1 : chunk.indexOf(10, from + DECODE_PIECE_BYTES) + 1;
       }
-      // One array per piece (~400 lines): what is alive at a young-generation GC stays small.
-      yield splitLines(chunk.toString('utf8', from, to), lines);
-      lines = [];
+      yield chunk.toString('utf8', from, to);
       from = to;
     }
     if (end < chunk.length) carry.push(Buffer.from(chunk.subarray(end)));
-    if (lines.length > 0) yield lines;
   }
-  if (carry.length > 0) yield splitLines(Buffer.concat(carry).toString('utf8') + '\n', []);
+  if (carry.length > 0) yield Buffer.concat(carry).toString('utf8') + '\n';
 }
 
 /** Appends the lines of a text that ends with a newline, without their LF or CRLF. */
-function splitLines(text: string, lines: string[]): string[] {
+export function splitLines(text: string, lines: string[]): string[] {
   let from = 0;
   for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
     lines.push(text.slice(from, nl > from && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl));

@@ -6,10 +6,10 @@
 import { existsSync, statSync } from 'node:fs';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError } from '../core/errors.js';
-import { parseTrade } from '../core/parse-trade.js';
+import { parseTrade, validateTrade } from '../core/parse-trade.js';
 import { capRaw, type Trade } from '../core/trade.js';
 import type { Source, SourceEvent } from './contract.js';
-import { readFileChunks, readLineChunks } from './line-reader.js';
+import { readFileChunks, readTextPieces, splitLines } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -44,18 +44,20 @@ export class ReplaySource implements Source {
     // Pacing anchor: the first trade's event time is played at the wall time we started.
     let firstEventTime = NaN;
     let startedAt = NaN;
-    for await (const lines of readLineChunks(readFileChunks(this.options.path))) {
+    for await (const text of readTextPieces(readFileChunks(this.options.path))) {
       if (signal.aborted) return;
       let receivedAt = this.clock.now();
+      const piece = parsePiece(text);
       let batch: Trade[] = [];
-      for (const line of lines) {
+      for (let i = 0; i < piece.values.length; i++) {
         lineNo++;
-        if (isBlank(line)) continue;
-        const parsed = parseTrade(line);
+        const value = piece.values[i];
+        if (value === BLANK) continue;
+        const parsed = value === MALFORMED ? parseTrade(piece.line(i)) : validateTrade(value);
         if (!parsed.ok) {
           yield {
             kind: 'rejected',
-            rejected: { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${lineNo}: ${parsed.detail}`, raw: capRaw(line) },
+            rejected: { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${lineNo}: ${parsed.detail}`, raw: capRaw(piece.line(i)) },
           };
           continue;
         }
@@ -68,7 +70,7 @@ export class ReplaySource implements Source {
           const dueAt = startedAt + (trade.timestamp - firstEventTime) / this.options.speed;
           const wait = dueAt - this.clock.now();
           if (wait >= MIN_SLEEP_MS) {
-            if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch };
+            if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch, receivedAt };
             batch = [];
             try {
               await this.clock.sleep(wait, signal);
@@ -85,6 +87,39 @@ export class ReplaySource implements Source {
       if (batch.length > 0) yield { kind: 'trades', source: this.name, trades: batch, receivedAt };
     }
   }
+}
+
+const BLANK = Symbol('blank line');
+const MALFORMED = Symbol('not JSON');
+
+/**
+ * The JSON values of a piece of text, one per line, with each line's text on demand (only rejects
+ * need it). Fast path: the lines joined into one JSON array and parsed with ONE JSON.parse, which is
+ * ~10% cheaper than a call per line and creates no string per line. Any line that breaks the array
+ * (a blank or malformed line, or a line holding more than one value) sends the piece down the slow
+ * path: one JSON.parse per line, so each line gets its own verdict.
+ */
+function parsePiece(text: string): { values: unknown[]; line: (i: number) => string } {
+  let lines: string[] | null = null;
+  const line = (i: number) => (lines ??= splitLines(text, []))[i];
+  let count = 0;
+  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', nl + 1)) count++;
+  try {
+    const values: unknown = JSON.parse('[' + text.slice(0, -1).replaceAll('\n', ',') + ']');
+    if (Array.isArray(values) && values.length === count) return { values, line };
+  } catch {
+    // some line is not one JSON value: sorted out line by line below
+  }
+  lines = splitLines(text, []);
+  const values = lines.map((l): unknown => {
+    if (isBlank(l)) return BLANK;
+    try {
+      return JSON.parse(l);
+    } catch {
+      return MALFORMED;
+    }
+  });
+  return { values, line };
 }
 
 function isBlank(line: string): boolean {

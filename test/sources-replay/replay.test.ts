@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import type { SourceEvent } from '../../src/sources/contract.js';
 import { ReplaySource } from '../../src/sources/replay.js';
+import { parseTrade } from '../../src/core/parse-trade.js';
+import { seededRandom } from '../../src/core/random.js';
 import { readLineChunks } from '../../src/sources/line-reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-replay-'));
@@ -49,10 +51,12 @@ describe('ReplaySource', () => {
     writeFileSync(join(dir, 'paced.jsonl'), [t(0), t(10_000), t(10_000), t(30_000)].join('\n'));
     const clock = new ManualClock(1_000_000);
     const source = new ReplaySource({ path: join(dir, 'paced.jsonl'), speed: 10, clock });
-    const seen: { at: number; n: number }[] = [];
+    const seen: { at: number; n: number; receivedAt?: number }[] = [];
     let done = false;
     const run = (async () => {
-      for await (const e of source.events(new AbortController().signal)) if (e.kind === 'trades') seen.push({ at: clock.now(), n: e.trades.length });
+      for await (const e of source.events(new AbortController().signal)) {
+      if (e.kind === 'trades') seen.push({ at: clock.now(), n: e.trades.length, receivedAt: e.receivedAt });
+    }
       done = true;
     })();
     // Virtual time moves only while the replay waits for it; real file reads get a moment in between.
@@ -63,6 +67,31 @@ describe('ReplaySource', () => {
     await run;
     // 10 s of market time at 10x is 1 s: trades at +0, +1000 ms (two), +3000 ms.
     expect(seen.map((s) => [s.at - seen[0].at, s.n])).toEqual([[0, 1], [1000, 2], [3000, 1]]);
+    // Each event says when its trades arrived: when the replay played them.
+    expect(seen.map((s) => s.receivedAt)).toEqual(seen.map((s) => s.at));
+  });
+
+  it('gives every line the verdict a JSON.parse of that line alone gives, whatever its neighbours', async () => {
+    // Lines that break a joined JSON array in different ways, among good trades, at random places.
+    const tricky = ['', '  ', '1,2', '3,{}', '[1,2]', '{"a":1} {"b":2}', '1],[2', 'null', '"x"', '{', t(5).replace('}', ',}'), t(7).replace('"sell"', '"sideways"'), t(9) + '\r'];
+    const random = seededRandom(11);
+    const files: string[][] = [];
+    // Each tricky line alone among good trades (it decides its piece's path), then all of them mixed.
+    for (const bad of tricky) files.push(Array.from({ length: 300 }, (_, i) => (i === 150 ? bad : t(i * 10, 100 + (i % 13)))));
+    files.push(Array.from({ length: 3000 }, (_, i) => (random() < 0.02 ? tricky[Math.floor(random() * tricky.length)] : t(i * 10, 100 + (i % 13)))));
+    const kinds = new Set<string>();
+    for (const [n, lines] of files.entries()) {
+      writeFileSync(join(dir, `tricky-${n}.jsonl`), lines.join('\n') + '\n');
+      const events = await drain(new ReplaySource({ path: join(dir, `tricky-${n}.jsonl`), speed: Infinity }));
+      // Trades in order, rejects in order (a piece's rejects may be reported before its trades).
+      const trades = events.flatMap((e) => (e.kind === 'trades' ? e.trades.map((x) => JSON.stringify(x)) : []));
+      const rejects = events.flatMap((e) => (e.kind === 'rejected' ? [`${e.rejected.reason} ${e.rejected.detail} ${e.rejected.raw}`] : []));
+      const verdicts = lines.map((line) => (line.trim() === '' ? null : parseTrade(line)));
+      expect(trades).toEqual(verdicts.flatMap((r) => (r?.ok ? [JSON.stringify(r.trade)] : [])));
+      expect(rejects).toEqual(verdicts.flatMap((r, i) => (r && !r.ok ? [`${r.reason} line ${i + 1}: ${r.detail} ${lines[i]}`] : [])));
+      for (const r of rejects) kinds.add(r.split(' ')[0]);
+    }
+    expect(kinds).toEqual(new Set(['malformed', 'invalid']));
   });
 
   it('refuses a missing file with SOURCE_NOT_FOUND', () => {
