@@ -61,7 +61,7 @@ function baseline(): number {
   return ms;
 }
 
-/** Starts the clock once the sinks are open: opening a store (a worker thread, DuckDB) is a one-off cost, reported apart. */
+/** Notes when every sink before it is open. */
 class OpenTimer implements Sink {
   openedAt = 0;
   readonly name = 'open-timer';
@@ -72,14 +72,18 @@ class OpenTimer implements Sink {
   async close(): Promise<void> {}
 }
 
-async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number }> {
+/** Starts the clock once the sinks are open: opening a store (a worker thread, DuckDB) is a one-off cost, reported apart. */
+async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number; cpuMs: number }> {
   const source = new ReplaySource({ path: file, speed: Infinity });
   const timer = new OpenTimer();
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   const summary = await new Pipeline({ sources: [source], sinks: [...sinks, timer], engine: DEFAULT_ENGINE_CONFIG, clock: systemClock, logger: silentLogger }).run();
   const end = performance.now();
+  const cpu = process.cpuUsage(cpuStart);
   if (summary.accepted !== N) throw new Error(`pipeline accepted ${summary.accepted}, expected ${N}`);
-  return { ms: end - timer.openedAt, openMs: timer.openedAt - start };
+  // CPU of every thread of the process (main, DuckDB worker, GC, libuv), open included.
+  return { ms: end - timer.openedAt, openMs: timer.openedAt - start, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 const rate = (ms: number) => `${Math.round((N / ms) * 1000).toLocaleString('en-US')} trades/s`;
@@ -89,14 +93,17 @@ console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} x${cpus().length}, ${
 console.log(`input: ${N.toLocaleString('en-US')} trades, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB JSONL`);
 // Warm up the JIT on the parse path once, then alternate so neither side gets a warmer machine.
 baseline();
-const results = { baseline: [] as number[], engineOnly: [] as number[], duckdb: [] as number[], duckdbOpen: [] as number[] };
+const results = { baseline: [] as number[], engineOnly: [] as number[], duckdb: [] as number[], duckdbOpen: [] as number[], engineCpu: [] as number[], duckdbCpu: [] as number[] };
 for (let round = 0; round < 2; round++) {
   results.baseline.push(baseline());
-  results.engineOnly.push((await pipeline([])).ms);
+  const engineOnly = await pipeline([]);
+  results.engineOnly.push(engineOnly.ms);
+  results.engineCpu.push(engineOnly.cpuMs);
   const store = join(dir, `bench-${round}.duckdb`);
   const withStore = await pipeline([new DuckDBSink(store, silentLogger)]);
   results.duckdb.push(withStore.ms);
   results.duckdbOpen.push(withStore.openMs);
+  results.duckdbCpu.push(withStore.cpuMs);
   rmSync(store, { force: true });
 }
 const best = (xs: number[]) => Math.min(...xs);
@@ -107,5 +114,6 @@ console.log(`bare JSON.parse loop           ${b.toFixed(0).padStart(6)} ms  ${ra
 console.log(`replay -> engine (no sink)     ${e.toFixed(0).padStart(6)} ms  ${rate(e)}  ratio ${(b / e).toFixed(2)}x`);
 console.log(`replay -> engine -> DuckDB     ${d.toFixed(0).padStart(6)} ms  ${rate(d)}  ratio ${(b / d).toFixed(2)}x  (goal 1.0x, floor 0.5x)`);
 console.log(`  (+ ${best(results.duckdbOpen).toFixed(0)} ms once to start the DuckDB worker and open the store, not counted above)`);
+console.log(`CPU used (all threads): ${(best(results.engineCpu) / 1000).toFixed(2)} s without a sink, ${(best(results.duckdbCpu) / 1000).toFixed(2)} s with DuckDB (open included)`);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 rmSync(dir, { recursive: true, force: true });
