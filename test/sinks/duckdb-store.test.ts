@@ -8,7 +8,7 @@ import type { TrendResult, WindowResult } from '../../src/engine/contract.js';
 import type { OutputBatch } from '../../src/sinks/contract.js';
 import { DuckDBSink } from '../../src/sinks/duckdb/duckdb-sink.js';
 import { DuckDBStore } from '../../src/sinks/duckdb/duckdb-store.js';
-import { openDuckDB, queryRows } from '../../src/sinks/duckdb/open.js';
+import { openDuckDB, queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { TradeBatchBuilder } from '../../src/sinks/trade-batch.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-duckdb-'));
@@ -84,6 +84,13 @@ describe('DuckDB store', () => {
       { exchange: 'binance', base: 'solana', quote: 'tether', direction: 'buy', t: 1000, trade_id: null, r: null },
       { exchange: 'kraken', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', t: 2000, trade_id: null, r: null },
     ]);
+  });
+
+  it('refuses a store whose trade log has the earlier layout, and leaves it as it was', async () => {
+    const path = join(dir, 'old-layout.duckdb');
+    await withDuckDB(path, (conn) => conn.run('CREATE TABLE trade_log (exchange_id UINTEGER, base_id UINTEGER)'));
+    await expect(new DuckDBStore(path, silentLogger).open()).rejects.toThrow(/earlier coinstream.*move it away or use another --sink duckdb:PATH/);
+    expect(await query(path, "SELECT table_name FROM duckdb_tables() ORDER BY 1")).toEqual([{ table_name: 'trade_log' }]);
   });
 
   it('writes a batch all or nothing', async () => {
