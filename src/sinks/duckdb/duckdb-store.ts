@@ -1,13 +1,14 @@
 // The embedded store: DuckDB. One transaction per trigger, so a crash leaves the store at a trigger
-// boundary, never half a batch. Rows go in through DuckDB's appender (exact doubles, no SQL text
-// parsing): window, trend and rejected rows into temporary staging tables, from which one
-// INSERT OR REPLACE per table upserts by key; accepted trades straight into trade_log.
+// boundary, never half a batch. Rows go in through DuckDB's appender, column by column (exact values,
+// no SQL text): window and trend rows that cannot be stored yet are appended to their tables, the few
+// that may be (see KeyedRows) go through a staging table and INSERT OR REPLACE; rejects and accepted
+// trades are appended.
 //
-// The trade archive is the hot path (every accepted trade): its low-cardinality strings (exchange,
-// base, quote) are stored as ids into trade_names and read back by the `trades` view, because appending
-// a VARCHAR costs about five times as much as a number (measured: 4 VARCHAR columns 750 ms, 4 integer
-// columns 155 ms per million rows), and an INSERT ... SELECT that turns ids into names in DuckDB cost
-// another 0.6 s per million.
+// The trade archive is the hot path (every accepted trade): what repeats from trade to trade
+// (exchange, base, quote, direction) is stored once in trade_keys and referenced by id, because
+// appending a VARCHAR costs about five times as much as a number (measured: 4 VARCHAR columns 750 ms,
+// 4 integer columns 155 ms per million rows), and an INSERT ... SELECT that turns ids into names in
+// DuckDB cost another 0.6 s per million.
 
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../core/logger.js';
