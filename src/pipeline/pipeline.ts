@@ -138,12 +138,10 @@ export class Pipeline {
     this.stop.abort();
   }
 
-  private handle(event: SourceEvent): void {
+  /** Everything but trades, which the run loop feeds to ingest() so that it can cut full batches. */
+  private handle(event: Exclude<SourceEvent, { kind: 'trades' }>): void {
     const { logger } = this.options;
     switch (event.kind) {
-      case 'trades':
-        this.ingest(event, 0);
-        break;
       case 'rejected':
         this.reject(event.rejected);
         break;

@@ -18,6 +18,9 @@ export interface TradeKey {
   direction: Direction;
 }
 
+/** A TradeKey as one string, for maps keyed by it. */
+export const tradeKeyText = (k: TradeKey) => `${k.exchange}\u0000${k.base}\u0000${k.quote}\u0000${k.direction}`;
+
 /** The plain-data form that crosses to a worker: typed arrays sized >= length. */
 export interface TradeBatch {
   length: number;
@@ -94,7 +97,7 @@ export class TradeBatchBuilder {
   }
 
   private keyOf(t: Trade): number {
-    const text = `${t.exchange}\u0000${t.base}\u0000${t.quote}\u0000${t.direction}`;
+    const text = tradeKeyText(t);
     let id = this.keyIds.get(text);
     if (id === undefined) {
       id = this.batch.keys.length;

@@ -16,7 +16,7 @@ import { CoinstreamError } from '../../core/errors.js';
 import type { RejectedTrade } from '../../core/trade.js';
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
 import type { OutputBatch, Sink } from '../contract.js';
-import type { TradeKey } from '../trade-batch.js';
+import { tradeKeyText, type TradeKey } from '../trade-batch.js';
 import { appendColumns, type Column } from './columns.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
 import { openDuckDB } from './open.js';
@@ -90,7 +90,7 @@ export class DuckDBStore implements Sink {
     await conn.run(DUCKDB_SCHEMA);
     await conn.run(STAGING);
     for (const [id, exchange, base, quote, direction] of (await conn.runAndReadAll('SELECT id, exchange, base, quote, direction FROM trade_keys')).getRowsJS()) {
-      this.keyIds.set(keyText({ exchange, base, quote, direction } as TradeKey), Number(id));
+      this.keyIds.set(tradeKeyText({ exchange, base, quote, direction } as TradeKey), Number(id));
     }
     const latest = async (table: string) => {
       const [[end]] = (await conn.runAndReadAll(`SELECT coalesce(epoch_ms(max(window_end)), -1e300)::DOUBLE FROM ${table}`)).getRowsJS();
@@ -112,7 +112,7 @@ export class DuckDBStore implements Sink {
       const addedKeys = await this.archiveTrades(conn, batch);
       await conn.run('COMMIT');
       // Only what is committed counts as stored: a rolled-back batch changes none of this.
-      for (const key of addedKeys) this.keyIds.set(keyText(key), this.keyIds.size);
+      for (const key of addedKeys) this.keyIds.set(tradeKeyText(key), this.keyIds.size);
       this.windows.committed(batch.windows);
       this.trends.committed(batch.trends);
     } catch (err) {
@@ -145,7 +145,7 @@ export class DuckDBStore implements Sink {
     const added: TradeKey[] = [];
     const toStore = new Uint32Array(t.keys.length);
     t.keys.forEach((key, i) => {
-      let id = this.keyIds.get(keyText(key));
+      let id = this.keyIds.get(tradeKeyText(key));
       if (id === undefined) {
         id = this.keyIds.size + added.length;
         added.push(key);
@@ -178,8 +178,6 @@ export class DuckDBStore implements Sink {
     return added;
   }
 }
-
-const keyText = (k: TradeKey) => `${k.exchange}\u0000${k.base}\u0000${k.quote}\u0000${k.direction}`;
 
 function mapIds(ids: Uint32Array, length: number, toStore: Uint32Array): Uint32Array {
   if (toStore.every((storeId, batchId) => storeId === batchId)) return ids;
