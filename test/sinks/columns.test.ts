@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { appendColumns } from '../../src/sinks/duckdb/columns.js';
+import { appendColumns, pickRows, type Column } from '../../src/sinks/duckdb/columns.js';
 import { withDuckDB } from '../../src/sinks/duckdb/open.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-columns-'));
@@ -50,5 +50,25 @@ describe('appendColumns', () => {
         z: null,
       });
     });
+  });
+});
+
+describe('pickRows', () => {
+  it('takes the given rows of every column, in the given order, and keeps all-NULL columns', () => {
+    const columns: Column[] = [
+      { kind: 'double', values: Float64Array.of(0.5, NaN, 2.5, 3.5), nanIsNull: true },
+      { kind: 'uinteger', values: Uint32Array.of(10, 11, 12, 13) },
+      { kind: 'boolean', values: Uint8Array.of(1, 0, 1, 0) },
+      { kind: 'varchar', values: ['a', null, 'c', 'd'] },
+      { kind: 'varchar', values: null },
+    ];
+    const picked = pickRows(columns, [3, 1]);
+    expect(picked.map((c) => c.kind)).toEqual(['double', 'uinteger', 'boolean', 'varchar', 'varchar']);
+    expect(picked[0]).toEqual({ kind: 'double', values: Float64Array.of(3.5, NaN), nanIsNull: true });
+    expect(picked[1].values).toEqual(Uint32Array.of(13, 11));
+    expect(picked[2].values).toEqual(Uint8Array.of(0, 0));
+    expect(picked[3].values).toEqual(['d', null]);
+    expect(picked[4].values).toBeNull();
+    expect(columns[1].values).toEqual(Uint32Array.of(10, 11, 12, 13));
   });
 });

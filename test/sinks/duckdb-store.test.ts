@@ -30,19 +30,29 @@ function batch(over: Partial<OutputBatch>): OutputBatch {
 const query = queryRows;
 
 describe('DuckDB store', () => {
-  it('upserts windows by key across batches and keeps the last version', async () => {
-    const path = join(dir, 'upsert.duckdb');
-    const store = new DuckDBStore(path, silentLogger);
-    await store.open();
-    await store.write(batch({ windows: [window({ trades: 1 }), window({ windowStart: 60_000, windowEnd: 120_000 })] }));
-    await store.write(batch({ batchId: 1, windows: [window({ trades: 7, vwap: 101.25, isFinal: true, updatedAt: 9 })] }));
-    await store.close();
-    const rows = await query(path, 'SELECT epoch_ms(window_start)::DOUBLE AS s, trades, vwap, is_final, epoch_ms(updated_at)::DOUBLE AS u FROM trade_windows ORDER BY s');
-    expect(rows).toEqual([
-      { s: 0, trades: 7n, vwap: 101.25, is_final: true, u: 9 },
-      { s: 60_000, trades: 1n, vwap: 100, is_final: false, u: 5 },
-    ]);
-  });
+  for (const via of ['the store', 'the worker'] as const) {
+    it(`upserts windows by key across batches and keeps the last version (through ${via})`, async () => {
+      const path = join(dir, `upsert-${via.replace(' ', '-')}.duckdb`);
+      const store = via === 'the store' ? new DuckDBStore(path, silentLogger) : new DuckDBSink(path, silentLogger);
+      await store.open();
+      await store.write(batch({ windows: [window({ trades: 1 }), window({ windowStart: 60_000, windowEnd: 120_000 })] }));
+      // New rows around one that replaces a stored row: each goes its own way, none is lost or swapped.
+      const next = [
+        window({ windowStart: 120_000, windowEnd: 180_000, trades: 3, vwap: 99.5 }),
+        window({ trades: 7, vwap: 101.25, isFinal: true, updatedAt: 9 }),
+        window({ windowStart: 180_000, windowEnd: 240_000, trades: 4, isFinal: true, high: 104 }),
+      ];
+      await store.write(batch({ batchId: 1, windows: next }));
+      await store.close();
+      const rows = await query(path, 'SELECT epoch_ms(window_start)::DOUBLE AS s, trades, vwap, high, is_final, epoch_ms(updated_at)::DOUBLE AS u FROM trade_windows ORDER BY s');
+      expect(rows).toEqual([
+        { s: 0, trades: 7n, vwap: 101.25, high: 100, is_final: true, u: 9 },
+        { s: 60_000, trades: 1n, vwap: 100, high: 100, is_final: false, u: 5 },
+        { s: 120_000, trades: 3n, vwap: 99.5, high: 100, is_final: false, u: 5 },
+        { s: 180_000, trades: 4n, vwap: 100, high: 104, is_final: true, u: 5 },
+      ]);
+    });
+  }
 
   it('replaces rows stored by an earlier run, final or not, instead of failing on their keys', async () => {
     const path = join(dir, 'rerun.duckdb');

@@ -125,6 +125,21 @@ function fillVector(vector: duckdb.Vector, column: Column, from: number, n: numb
   }
 }
 
+/** The given rows of every column, in that order. */
+export function pickRows(columns: readonly Column[], rows: readonly number[]): Column[] {
+  return columns.map((column): Column => {
+    const values = column.values;
+    if (values === null) return column;
+    if (!isTyped(values)) return { ...column, values: rows.map((i) => values[i]) } as Column;
+    const picked = new (values.constructor as new (n: number) => Float64Array | Uint32Array | Uint8Array)(rows.length);
+    rows.forEach((from, to) => (picked[to] = values[from]));
+    return { ...column, values: picked } as Column;
+  });
+}
+
+/** Whether a column's values are a typed array (every kind but varchar). */
+export const isTyped = (values: Column['values']): values is Float64Array | Uint32Array | Uint8Array => ArrayBuffer.isView(values);
+
 /** Copies rows [from, from + n) of a typed array into a vector. */
 function copyFixed(vector: duckdb.Vector, values: Float64Array | Uint32Array | Uint8Array, from: number, n: number): void {
   const width = values.BYTES_PER_ELEMENT;

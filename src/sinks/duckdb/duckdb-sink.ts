@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink } from '../contract.js';
+import { toStoreBatch, transferables } from './duckdb-store.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 type Pending = { resolve: () => void; reject: (err: Error) => void };
@@ -40,9 +41,11 @@ export class DuckDBSink implements Sink {
 
   // Trade columns live in shared memory: the worker reads them where they are (no copy), and another
   // sink may read the same batch at the same time. The pipeline reuses them only after every write of
-  // the batch has resolved, i.e. after this worker's commit.
+  // the batch has resolved, i.e. after this worker's commit. Window and trend rows go as columns, whose
+  // buffers the worker takes over: serialising and rebuilding ~5,000 objects per batch cost ~7 ms.
   write(batch: OutputBatch): Promise<void> {
-    return this.call({ id: this.nextId++, op: 'write', batch });
+    const columns = toStoreBatch(batch);
+    return this.call({ id: this.nextId++, op: 'write', batch: columns }, transferables(columns));
   }
 
   async close(): Promise<void> {
@@ -52,12 +55,12 @@ export class DuckDBSink implements Sink {
     this.worker = null;
   }
 
-  private call(request: WorkerRequest): Promise<void> {
+  private call(request: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<void> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new CoinstreamError('SINK_FAILED', `${this.name}: not open`));
     return new Promise<void>((resolve, reject) => {
       this.pending.set(request.id, { resolve, reject });
-      worker.postMessage(request);
+      worker.postMessage(request, transfer);
     });
   }
 

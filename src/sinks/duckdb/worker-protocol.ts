@@ -1,9 +1,9 @@
 import type { ErrorCode } from '../../core/errors.js';
-import type { OutputBatch } from '../contract.js';
+import type { StoreBatch } from './duckdb-store.js';
 
 export type WorkerRequest =
   | { id: number; op: 'open' }
-  | { id: number; op: 'write'; batch: OutputBatch }
+  | { id: number; op: 'write'; batch: StoreBatch }
   | { id: number; op: 'close' };
 
 export type WorkerReply = { id: number; ok: true } | { id: number; ok: false; message: string; code?: ErrorCode; retriable: boolean };

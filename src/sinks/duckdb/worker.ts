@@ -19,7 +19,7 @@ async function handle(request: WorkerRequest): Promise<void> {
   let reply: WorkerReply;
   try {
     if (request.op === 'open') await store.open();
-    else if (request.op === 'write') await store.write(request.batch);
+    else if (request.op === 'write') await store.writeColumns(request.batch);
     else await store.close();
     reply = { id: request.id, ok: true };
   } catch (err) {
