@@ -95,6 +95,8 @@ export class Pipeline {
             if (this.pendingTrades.length >= MAX_BATCH_TRADES) {
               if (this.queuedWrites.length >= MAX_QUEUED_BATCHES) await this.queuedWrites[0];
               void this.trigger();
+              // A size cut is a trigger too: the next timer trigger comes --trigger after it.
+              this.rearmTimer();
               // Nothing was cut (the last of --batches is already on its way): its write stops the run.
               if (this.pendingTrades.length >= MAX_BATCH_TRADES) await this.chain;
               if (this.failure || this.stop.signal.aborted) break;
@@ -191,15 +193,26 @@ export class Pipeline {
     this.pendingRejected.push(rejected);
   }
 
+  /**
+   * The trigger timer: fires --trigger after the previous cut, whether that cut came from the timer or
+   * from a full batch. So no change waits longer than --trigger, and at replay speed, where full
+   * batches are cut several times a second, the timer never cuts a part-filled batch in between
+   * (one did about every second: a part-filled row group goes through DuckDB's WAL and is rewritten at
+   * the next checkpoint, where a whole one is written once).
+   */
   private armTimer(): void {
     this.timer = this.options.clock.setTimeout(() => {
       if (this.stop.signal.aborted) return;
       // Like Spark, a trigger starts only once the previous batch is written; a tick that finds a write
-      // still running is skipped and what changed rolls into the next batch. At replay speed that leaves
-      // the cuts to MAX_BATCH_TRADES, so every batch is a whole row group.
+      // still running is skipped and what changed rolls into the next batch.
       if (this.queuedWrites.length === 0) void this.trigger();
       this.armTimer();
     }, this.options.engine.triggerMs);
+  }
+
+  private rearmTimer(): void {
+    this.timer?.cancel();
+    this.armTimer();
   }
 
   /**

@@ -138,6 +138,39 @@ describe('Pipeline', () => {
     expect(sink.timestamps[1][0] - T0).toBe(122_880 * 10);
     expect(sink.receivedAt.every((r) => r === 42)).toBe(true);
   });
+
+  it('counts the trigger interval from the last cut, a full batch included, so the timer never splits a row group', async () => {
+    const clock = new ManualClock(0);
+    const source = new FedSource();
+    const sink = new MemorySink();
+    const stop = new AbortController();
+    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    await settle();
+    clock.advance(600);
+    // A full batch at t = 600 ms: cut at once, by size.
+    source.push({ kind: 'trades', source: 'fed', trades: Array.from({ length: 122_880 }, (_, i) => trade(i, 100)) });
+    await settle();
+    expect(sink.batches.map((b) => b.trades.length)).toEqual([122_880]);
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(200_000, 101)] });
+    await settle();
+    clock.advance(400); // t = 1 s: a fixed-rate timer would cut the lone trade here
+    await settle();
+    expect(sink.batches).toHaveLength(1);
+    clock.advance(599);
+    await settle();
+    expect(sink.batches).toHaveLength(1);
+    clock.advance(1); // t = 1.6 s: --trigger after the size cut
+    await settle();
+    expect(sink.batches.map((b) => b.trades.length)).toEqual([122_880, 1]);
+    clock.advance(1000); // and from then on every --trigger again
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(200_001, 102)] });
+    await settle();
+    clock.advance(1000);
+    await settle();
+    expect(sink.batches.map((b) => b.trades.length)).toEqual([122_880, 1, 1]);
+    stop.abort();
+    await run;
+  });
 });
 
 /** Keeps copies of what it needs: a batch's trade columns are reused once write() has resolved. */
