@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -128,6 +128,20 @@ describe('DuckDB store', () => {
     await sink.close();
     expect(await query(path, 'SELECT asset FROM trade_windows')).toEqual([{ asset: 'ethereum' }]);
     expect(await query(path, 'SELECT base FROM trades')).toEqual([{ base: 'ethereum' }]);
+  });
+
+  it.runIf(process.platform === 'linux')('runs the worker at a lower priority than the pipeline thread', async () => {
+    const niceByThread = () =>
+      new Map(readdirSync('/proc/self/task').map((tid) => [tid, Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16])]));
+    const before = niceByThread();
+    const sink = new DuckDBSink(join(dir, 'nice.duckdb'), silentLogger);
+    await sink.open();
+    const after = niceByThread();
+    await sink.close();
+    const lowered = [...after].filter(([tid, nice]) => nice === 10 && before.get(tid) !== 10);
+    expect(lowered).toHaveLength(1); // the worker, and only it
+    const self = readlinkSync('/proc/thread-self').split('/').pop()!;
+    expect(after.get(self)).toBe(before.get(self));
   });
 
   it('says what to do when another process holds the file', async () => {

@@ -1,13 +1,37 @@
 // The DuckDB worker thread: owns the DuckDB connection and writes what the main thread sends.
 // One message at a time, answered in order, so batches commit in trigger order.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import { createLogger } from '../../core/logger.js';
+import { createLogger, type Logger } from '../../core/logger.js';
 import { DuckDBStore } from './duckdb-store.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
+/**
+ * The nice value of this thread. The pipeline's thread parses every trade and is the one the run waits
+ * for; this one writes behind it, with two batches of slack before the pipeline waits. When both want
+ * the same core (two cores, plus GC and libuv threads), the pipeline should get it. Measured, 1M
+ * trades, 2 vCPUs, 12 runs each: the pipeline thread's run-queue wait fell from ~195 ms to ~130 ms and
+ * the best-of-3 wall time by 5-10%. Not 19: on a machine busy with other work, the store should still
+ * keep up with live feeds.
+ */
+const WORKER_NICE = 10;
+
+/** Lowers this thread's priority: Linux's nice is per thread, and a thread id goes where a pid would. */
+function yieldToPipeline(logger: Logger): void {
+  try {
+    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    setPriority(threadId, WORKER_NICE);
+  } catch (err) {
+    logger.debug({ err }, 'duckdb worker keeps normal priority (no per-thread nice here)');
+  }
+}
+
 const { path, logLevel } = workerData as { path: string; logLevel: string };
-const store = new DuckDBStore(path, createLogger(logLevel));
+const logger = createLogger(logLevel);
+yieldToPipeline(logger);
+const store = new DuckDBStore(path, logger);
 const port = parentPort!;
 
 let queue: Promise<void> = Promise.resolve();
