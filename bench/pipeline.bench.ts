@@ -86,8 +86,11 @@ async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number; cp
   return { ms: end - timer.openedAt, openMs: timer.openedAt - start, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-/** Best of three: these machines are shared, and a neighbour's burst should not decide a ratio. */
-const ROUNDS = 3;
+/**
+ * Best of five: these machines are shared, and a neighbour's burst should not decide a ratio (the bare
+ * parse loop alone varies by up to 1.8x from round to round here). The per-round ratios are printed too.
+ */
+const ROUNDS = 5;
 
 const rate = (ms: number) => `${Math.round((N / ms) * 1000).toLocaleString('en-US')} trades/s`;
 
@@ -116,6 +119,9 @@ const d = best(results.duckdb);
 console.log(`bare JSON.parse loop           ${b.toFixed(0).padStart(6)} ms  ${rate(b)}`);
 console.log(`replay -> engine (no sink)     ${e.toFixed(0).padStart(6)} ms  ${rate(e)}  ratio ${(b / e).toFixed(2)}x`);
 console.log(`replay -> engine -> DuckDB     ${d.toFixed(0).padStart(6)} ms  ${rate(d)}  ratio ${(b / d).toFixed(2)}x  (goal 1.0x, floor 0.5x)`);
+// Within one round the two ran a second apart, so a slow spell of the machine usually hits both.
+const perRound = results.baseline.map((ms, i) => ms / results.duckdb[i]).sort((x, y) => x - y);
+console.log(`  DuckDB ratio round by round: median ${perRound[perRound.length >> 1].toFixed(2)}x, range ${perRound[0].toFixed(2)}-${perRound[perRound.length - 1].toFixed(2)}x`);
 console.log(`  (+ ${best(results.duckdbOpen).toFixed(0)} ms once to start the DuckDB worker and open the store, not counted above)`);
 console.log(`CPU used (all threads): ${(best(results.engineCpu) / 1000).toFixed(2)} s without a sink, ${(best(results.duckdbCpu) / 1000).toFixed(2)} s with DuckDB (open included)`);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
