@@ -84,7 +84,7 @@ export class TradeBatchBuilder {
   take(): TradeBatch {
     const out = this.batch;
     const reused = this.pool.pop();
-    this.batch = reused ? { ...reused, length: 0, keys: [], tradeId: null } : allocate(this.capacity, 0);
+    this.batch = reused ? emptied(reused) : allocate(this.capacity, 0);
     this.keyIds.clear();
     this.last.buy.key = null;
     this.last.sell.key = null;
@@ -130,15 +130,18 @@ const MAX_POOLED = 4;
 function allocate(capacity: number, length: number): TradeBatch {
   const memory = new SharedArrayBuffer(capacity * (5 * 8 + 4));
   const f64 = (column: number) => new Float64Array(memory, column * capacity * 8, capacity);
-  return {
-    length,
-    keys: [],
-    price: f64(0),
-    volume: f64(1),
-    timestamp: f64(2),
-    priceUsd: f64(3),
-    receivedAt: f64(4),
-    key: new Uint32Array(memory, 5 * capacity * 8, capacity),
-    tradeId: null,
-  };
+  return batchOf(length, new Uint32Array(memory, 5 * capacity * 8, capacity), f64(0), f64(1), f64(2), f64(3), f64(4));
+}
+
+/** A reused batch's memory, holding no trades. */
+function emptied(b: TradeBatch): TradeBatch {
+  return batchOf(0, b.key, b.price, b.volume, b.timestamp, b.priceUsd, b.receivedAt);
+}
+
+/**
+ * Every batch object is built here, so all have one hidden class: push() runs per trade, and a batch
+ * made by spreading a pooled one had another, which deoptimised push() and left it polymorphic.
+ */
+function batchOf(length: number, key: Uint32Array, price: Float64Array, volume: Float64Array, timestamp: Float64Array, priceUsd: Float64Array, receivedAt: Float64Array): TradeBatch {
+  return { length, keys: [], key, price, volume, timestamp, priceUsd, receivedAt, tradeId: null };
 }
