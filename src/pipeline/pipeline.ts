@@ -96,7 +96,7 @@ export class Pipeline {
               if (this.queuedWrites.length >= MAX_QUEUED_BATCHES) await this.queuedWrites[0];
               void this.trigger();
               // A size cut is a trigger too: the next timer trigger comes --trigger after it.
-              this.rearmTimer();
+              this.armTimer();
               // Nothing was cut (the last of --batches is already on its way): its write stops the run.
               if (this.pendingTrades.length >= MAX_BATCH_TRADES) await this.chain;
               if (this.failure || this.stop.signal.aborted) break;
@@ -201,6 +201,7 @@ export class Pipeline {
    * the next checkpoint, where a whole one is written once).
    */
   private armTimer(): void {
+    this.timer?.cancel();
     this.timer = this.options.clock.setTimeout(() => {
       if (this.stop.signal.aborted) return;
       // Like Spark, a trigger starts only once the previous batch is written; a tick that finds a write
@@ -208,11 +209,6 @@ export class Pipeline {
       if (this.queuedWrites.length === 0) void this.trigger();
       this.armTimer();
     }, this.options.engine.triggerMs);
-  }
-
-  private rearmTimer(): void {
-    this.timer?.cancel();
-    this.armTimer();
   }
 
   /**

@@ -41,13 +41,19 @@ const T0 = 1_561_939_200_000;
 const trade = (offset: number, price: number): Trade => ({ exchange: 'x', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', price, volume: 1, timestamp: T0 + offset, priceUsd: price });
 const settle = () => new Promise((r) => setTimeout(r, 5));
 
+/** A run on default engine settings, fed by hand, in virtual time from `now`, until `stop` aborts it. */
+function startRun(now = 0) {
+  const clock = new ManualClock(now);
+  const source = new FedSource();
+  const sink = new MemorySink();
+  const stop = new AbortController();
+  const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+  return { clock, source, sink, stop, run };
+}
+
 describe('Pipeline', () => {
   it('writes what changed on each trigger, nothing on quiet ticks, and the open windows on shutdown', async () => {
-    const clock = new ManualClock(1_000_000);
-    const source = new FedSource();
-    const sink = new MemorySink();
-    const stop = new AbortController();
-    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    const { clock, source, sink, stop, run } = startRun(1_000_000);
 
     source.push({ kind: 'trades', source: 'fed', trades: [trade(1000, 100), trade(2000, 110)] });
     source.push({ kind: 'rejected', rejected: { receivedAt: 1, source: 'fed', reason: 'malformed', detail: 'x', raw: '{' } });
@@ -83,11 +89,7 @@ describe('Pipeline', () => {
   });
 
   it('counts late trades and keeps them as rejected', async () => {
-    const clock = new ManualClock(0);
-    const source = new FedSource();
-    const sink = new MemorySink();
-    const stop = new AbortController();
-    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    const { clock, source, sink, stop, run } = startRun();
     source.push({ kind: 'trades', source: 'fed', trades: [trade(20 * 60_000, 100), trade(1000, 99)] });
     await settle();
     clock.advance(1000);
@@ -140,11 +142,7 @@ describe('Pipeline', () => {
   });
 
   it('counts the trigger interval from the last cut, a full batch included, so the timer never splits a row group', async () => {
-    const clock = new ManualClock(0);
-    const source = new FedSource();
-    const sink = new MemorySink();
-    const stop = new AbortController();
-    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    const { clock, source, sink, stop, run } = startRun();
     await settle();
     clock.advance(600);
     // A full batch at t = 600 ms: cut at once, by size.
