@@ -1,12 +1,27 @@
 // `coinstream record`: writes what live sources receive to JSONL (gzip when the name ends in .gz),
 // one trade message per line, rotating to a new numbered file past a size. What the record holds is
 // exactly what `--source replay:FILE` and `replay-server` read back.
+//
+// Crash safety: trades are buffered as text and flushed at least every `flushEveryMs` (2 s) while data
+// arrives, whenever 1 MiB is buffered, on rotation and on close. A .gz file is a sequence of complete
+// gzip members (RFC 1952 §2.2: gunzip, `gzip -dc` and createGunzip read them as one stream), one per
+// flush, so a recorder killed at any moment (SIGKILL, power loss of the process) leaves a file that
+// reads back up to its last flush. A plain .jsonl file gets whole lines in the same rhythm.
+import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { createGzip, type Gzip } from 'node:zlib';
+import { finished } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { systemClock, type Clock, type Timer } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import { tradeToJson } from '../../core/trade.js';
 import type { Source } from '../contract.js';
 import { mergeEvents } from '../merge.js';
+
+const gzipAsync = promisify(gzip);
+
+/** Flush once this much uncompressed text is buffered, whatever the clock says. */
+const MAX_BUFFERED_BYTES = 1 << 20;
 
 export interface RecordOptions {
   out: string;
@@ -14,6 +29,10 @@ export interface RecordOptions {
   rotateBytes: number;
   signal: AbortSignal;
   logger: Logger;
+  /** Longest time received trades stay in memory before they reach the file; default 2000 ms. */
+  flushEveryMs?: number;
+  /** Schedules the periodic flush; default the system clock. */
+  clock?: Clock;
 }
 
 /** `trades.jsonl.gz`, then `trades.1.jsonl.gz`, `trades.2.jsonl.gz`, … */
@@ -23,56 +42,163 @@ export function rotatedName(out: string, index: number): string {
   return m ? `${m[1]}.${index}${m[2]}` : `${out}.${index}`;
 }
 
+/** Opens a file for writing; rejects (rather than emitting an unhandled 'error') when it cannot. */
+async function openFile(name: string): Promise<WriteStream> {
+  const file = createWriteStream(name);
+  await once(file, 'ready');
+  return file;
+}
+
+/** Writes one chunk, honouring backpressure, and resolves once the OS has it. */
+async function writeChunk(file: WriteStream, chunk: Buffer): Promise<void> {
+  let settled: (err?: Error | null) => void = () => undefined;
+  const written = new Promise<void>((resolve, reject) => (settled = (err) => (err ? reject(err) : resolve())));
+  written.catch(() => undefined); // a failed write also rejects below, through 'drain' or this await
+  if (!file.write(chunk, settled)) await once(file, 'drain');
+  await written;
+}
+
 class RotatingFile {
   private index = 0;
+  /** Uncompressed bytes given to the current file, buffered or written. */
   private bytes = 0;
-  private file: WriteStream;
-  private gzip: Gzip | null = null;
+  private buffer: string[] = [];
+  private bufferedBytes = 0;
+  private bufferedLines = 0;
+  private timer: Timer | null = null;
+  /** File operations run one after the other: timer flushes, size flushes, rotation, close. */
+  private queue: Promise<void> = Promise.resolve();
+  /** The first write or flush error; every later call rethrows it. */
+  private failure: Error | null = null;
+  private closed = false;
   readonly written: string[] = [];
 
-  constructor(private readonly out: string, private readonly rotateBytes: number) {
-    this.file = this.open();
-  }
-
-  private open(): WriteStream {
-    const name = rotatedName(this.out, this.index);
+  private constructor(
+    private file: WriteStream,
+    private name: string,
+    private readonly o: { out: string; rotateBytes: number; flushEveryMs: number; clock: Clock; logger: Logger },
+  ) {
+    this.watch(file);
     this.written.push(name);
-    const file = createWriteStream(name);
-    if (name.endsWith('.gz')) {
-      this.gzip = createGzip();
-      this.gzip.pipe(file);
-    } else {
-      this.gzip = null;
-    }
-    return file;
   }
 
+  static async open(o: { out: string; rotateBytes: number; flushEveryMs: number; clock: Clock; logger: Logger }): Promise<RotatingFile> {
+    const name = rotatedName(o.out, 0);
+    return new RotatingFile(await openFile(name), name, o);
+  }
+
+  private watch(file: WriteStream): void {
+    // Errors surface through the awaited write/finish; this listener only keeps an 'error' event
+    // between operations from being unhandled, and remembers it for the next call.
+    file.on('error', (err) => (this.failure ??= err));
+  }
+
+  private get gz(): boolean {
+    return this.name.endsWith('.gz');
+  }
+
+  /** Buffers whole lines; flushes or rotates when a size is reached. */
   async write(text: string): Promise<void> {
-    const target = this.gzip ?? this.file;
-    if (!target.write(text)) await new Promise((r) => target.once('drain', r));
-    this.bytes += Buffer.byteLength(text);
-    if (this.bytes >= this.rotateBytes) {
-      await this.close();
-      this.index++;
-      this.bytes = 0;
-      this.file = this.open();
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new Error('recorder: write after close');
+    if (text === '') return;
+    const size = Buffer.byteLength(text);
+    this.buffer.push(text);
+    this.bufferedBytes += size;
+    this.bufferedLines += countLines(text);
+    this.bytes += size;
+    if (this.bytes >= this.o.rotateBytes) {
+      await this.enqueue(() => this.rotate());
+    } else if (this.bufferedBytes >= MAX_BUFFERED_BYTES) {
+      await this.enqueue(() => this.flush());
+    } else if (!this.timer) {
+      this.timer = this.o.clock.setTimeout(() => {
+        this.timer = null;
+        // Its error is kept in `failure` and thrown by the next write or close.
+        this.enqueue(() => this.flush()).catch(() => undefined);
+      }, this.o.flushEveryMs);
     }
   }
 
-  async close(): Promise<void> {
-    const file = this.file;
-    const done = new Promise<void>((resolve, reject) => {
-      file.once('finish', resolve);
-      file.once('error', reject);
+  private enqueue(op: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(async () => {
+      if (this.failure) throw this.failure;
+      try {
+        await op();
+      } catch (err) {
+        this.failure ??= err as Error;
+        throw err;
+      }
     });
-    if (this.gzip) this.gzip.end();
-    else file.end();
-    await done;
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Appends what is buffered: one complete gzip member, or the plain lines. */
+  private async flush(): Promise<void> {
+    this.timer?.cancel();
+    this.timer = null;
+    if (this.buffer.length === 0) return;
+    const text = this.buffer.join('');
+    const lines = this.bufferedLines;
+    this.buffer = [];
+    this.bufferedBytes = 0;
+    this.bufferedLines = 0;
+    const chunk = this.gz ? await gzipAsync(text) : Buffer.from(text, 'utf8');
+    await writeChunk(this.file, chunk);
+    this.o.logger.debug({ file: this.name, bytes: chunk.length, lines }, 'recording flushed');
+  }
+
+  private async endFile(): Promise<void> {
+    const file = this.file;
+    file.end();
+    await finished(file);
+    if (this.failure) throw this.failure;
+  }
+
+  private async rotate(): Promise<void> {
+    await this.flush();
+    await this.endFile();
+    this.index++;
+    this.bytes = 0;
+    const name = rotatedName(this.o.out, this.index);
+    this.file = await openFile(name);
+    this.name = name;
+    this.watch(this.file);
+    this.written.push(name);
+  }
+
+  /** Flushes what is left and closes the file; afterwards no timer is left running. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.timer?.cancel();
+    this.timer = null;
+    try {
+      await this.enqueue(async () => {
+        await this.flush();
+        await this.endFile();
+      });
+    } finally {
+      if (!this.file.destroyed && this.failure) this.file.destroy();
+    }
   }
 }
 
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
 export async function recordSources(sources: Source[], o: RecordOptions): Promise<{ trades: number; files: string[] }> {
-  const out = new RotatingFile(o.out, o.rotateBytes);
+  const out = await RotatingFile.open({
+    out: o.out,
+    rotateBytes: o.rotateBytes,
+    flushEveryMs: o.flushEveryMs ?? 2000,
+    clock: o.clock ?? systemClock,
+    logger: o.logger,
+  });
   let trades = 0;
   try {
     for await (const event of mergeEvents(sources.map((s) => s.events(o.signal)))) {
@@ -82,9 +208,11 @@ export async function recordSources(sources: Source[], o: RecordOptions): Promis
       await out.write(text);
       trades += event.trades.length;
     }
-  } finally {
-    await out.close();
+  } catch (err) {
+    await out.close().catch(() => undefined); // the first error is the one to report
+    throw err;
   }
+  await out.close();
   o.logger.info({ trades, files: out.written }, `recorded ${trades} trades`);
   return { trades, files: out.written };
 }
