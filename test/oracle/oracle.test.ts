@@ -1,5 +1,6 @@
 // The store after `coinstream run --source replay:FILE --speed max` equals, to 1e-9 relative, what
-// plain DuckDB SQL computes from FILE under the contract (oracle.ts): every row, every column.
+// plain DuckDB SQL computes from FILE under the contract (oracle.ts): every row, every column. So does
+// the store after a paced replay (--speed N), where open windows are upserted at many triggers first.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,21 +12,42 @@ import { KRAKEN_FILE, inputs } from './inputs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-oracle-'));
 
-function run(args: string[]): Promise<{ code: number; stderr: string }> {
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('node', ['bin/coinstream.js', ...args], { maxBuffer: 64 << 20 }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }));
+    execFile('node', ['bin/coinstream.js', ...args], { maxBuffer: 64 << 20, env: { ...process.env, ...env } }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }));
   });
+}
+
+/** The `batch written` debug lines (pino JSON on stderr): how many batches, and the window rows they wrote in all. */
+function batchesWritten(stderr: string): { batches: number; windowRows: number } {
+  const parse = (l: string): { msg?: string; windows?: number } | null => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      return null; // not a JSON log line
+    }
+  };
+  const lines = stderr.split('\n').map(parse).filter((l) => l !== null);
+  const written = lines.filter((l) => l.msg === 'batch written');
+  return { batches: written.length, windowRows: written.reduce((sum, l) => sum + (l.windows ?? 0), 0) };
+}
+
+interface RunOptions {
+  /** --speed: 'max' (default) or N times real time. */
+  speed?: string;
+  /** Extra environment for the CLI (e.g. COINSTREAM_LOG_LEVEL=debug). */
+  env?: Record<string, string>;
 }
 
 const WINDOW_COLUMNS = ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume'];
 const TREND_COLUMNS = ['vwap', 'prev_vwap', 'avg_price_6m', 'change_6m_pct', 'windows_6m'];
 const differs = (c: string) => `NOT (s.${c} IS NOT DISTINCT FROM o.${c} OR abs(s.${c} - o.${c}) <= 1e-9 * greatest(abs(o.${c}), 1e-300))`;
 
-async function compare(name: string, text: string, flags: string[], o: OracleOptions) {
+async function compare(name: string, text: string, flags: string[], o: OracleOptions, runOptions: RunOptions = {}) {
   const file = join(dir, `${name}.jsonl`);
   const store = join(dir, `${name}.duckdb`);
   writeFileSync(file, text);
-  const r = await run(['run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard', ...flags]);
+  const r = await run(['run', '--source', `replay:${file}`, '--speed', runOptions.speed ?? 'max', '--sink', `duckdb:${store}`, '--no-dashboard', ...flags], runOptions.env);
   expect(r.code, r.stderr).toBe(0);
 
   return withDuckDB(store, async (conn) => {
@@ -58,6 +80,17 @@ async function compare(name: string, text: string, flags: string[], o: OracleOpt
     expect(counts[0].not_final).toBe(0);
     expect(counts[0].trends_not_final).toBe(0);
 
+    // Every window, stored and expected, starts at offset + k * slide and is one window long.
+    const offset = o.offsetMs ?? 0;
+    const misaligned = await rows(`
+      SELECT 'store' AS side, asset, epoch_ms(window_start)::DOUBLE AS start, epoch_ms(window_end)::DOUBLE AS end FROM trade_windows
+       WHERE (epoch_ms(window_start) - ${offset}) % ${o.slideMs} <> 0 OR epoch_ms(window_end) - epoch_ms(window_start) <> ${o.windowMs}
+      UNION ALL
+      SELECT 'oracle', asset, window_start::DOUBLE, window_end::DOUBLE FROM oracle_windows
+       WHERE (window_start::BIGINT - ${offset}) % ${o.slideMs} <> 0 OR window_end - window_start <> ${o.windowMs}
+      LIMIT 10`);
+    expect(misaligned, `windows start at ${offset} ms + k * ${o.slideMs} ms`).toEqual([]);
+
     const rejected = await rows(`
       SELECT reason, count(*)::DOUBLE AS n FROM rejected_trades GROUP BY reason
       UNION ALL SELECT 'accepted', count(*)::DOUBLE FROM trades ORDER BY reason`);
@@ -66,7 +99,7 @@ async function compare(name: string, text: string, flags: string[], o: OracleOpt
 
     const malformedRaw = await rows(`SELECT raw FROM rejected_trades WHERE reason IN ('malformed', 'invalid') EXCEPT ALL SELECT line FROM oracle_lines WHERE verdict IN ('malformed', 'invalid')`);
     expect(malformedRaw, 'every rejected line is kept with its raw text').toEqual([]);
-    return { windows: counts[0].windows, rejected: rejected.filter((r) => r.reason !== 'accepted') };
+    return { windows: counts[0].windows, rejected: rejected.filter((r) => r.reason !== 'accepted'), ...batchesWritten(r.stderr) };
   });
 }
 
@@ -79,6 +112,17 @@ describe('the oracle itself', () => {
         (SELECT count(*) FROM oracle_trades WHERE direction = 'sell')::DOUBLE AS sells,
         round(sum(total_volume), 2) AS volume FROM oracle_windows`)).getRowObjectsJS();
       expect(facts).toEqual({ windows: 60, trades: 2672, buys: 1549, sells: 1123, volume: 903.7 });
+    });
+  });
+
+  it('with --window-offset 15s: every window starts 15 s past a minute, and the hour spans one window more', async () => {
+    await withDuckDB(':memory:', async (conn) => {
+      await runOracle(conn, KRAKEN_FILE, { ...DEFAULT_ORACLE, offsetMs: 15_000 });
+      const [facts] = (await conn.runAndReadAll(`SELECT count(*)::DOUBLE AS windows, sum(trades)::DOUBLE AS trades, round(sum(total_volume), 2) AS volume,
+        count(*) FILTER (WHERE window_start::BIGINT % 60000 <> 15000)::DOUBLE AS misaligned,
+        (SELECT count(*) FROM oracle_members WHERE NOT (ts >= window_start AND ts < window_start + 60000))::DOUBLE AS outside
+        FROM oracle_windows`)).getRowObjectsJS();
+      expect(facts).toEqual({ windows: 61, trades: 2672, volume: 903.7, misaligned: 0, outside: 0 });
     });
   });
 });
@@ -115,4 +159,28 @@ describe('store equals the SQL oracle', () => {
     });
     expect(result.rejected.find((r) => r.reason === 'late')?.n).toBeGreaterThan(0);
   });
+
+  it('--window-offset 15s (tumbling 1m), disordered input', async () => {
+    await compare('offset', inputs.disordered(), ['--window-offset', '15s'], { ...DEFAULT_ORACLE, offsetMs: 15_000 });
+  });
+
+  it('--window 1m --slide 30s --window-offset 10s, disordered input', async () => {
+    await compare('offset-sliding', inputs.disordered(), ['--window', '1m', '--slide', '30s', '--window-offset', '10s'], { ...DEFAULT_ORACLE, slideMs: 30_000, offsetMs: 10_000 });
+  });
+});
+
+// Update mode: the hour replayed in about 3 s (--speed 1200) with a trigger every 100 ms, so open windows
+// are upserted (not final) at many triggers before they are finalised. The end state must not differ.
+describe('store equals the SQL oracle after a paced run over many triggers (update mode)', () => {
+  const paced: RunOptions = { speed: '1200', env: { COINSTREAM_LOG_LEVEL: 'debug' } };
+
+  for (const [name, text] of [['in-order', inputs.inOrder], ['disordered', inputs.disordered]] as const) {
+    it(`${name} input, --speed 1200 --trigger 100ms`, async () => {
+      const result = await compare(`paced-${name}`, text(), ['--trigger', '100ms'], DEFAULT_ORACLE, paced);
+      expect(result.batches, 'batches written').toBeGreaterThanOrEqual(10);
+      // More window rows written than stored: some windows were written before they were final.
+      expect(result.windowRows, 'window rows written over all batches').toBeGreaterThan(Number(result.windows));
+      console.log(`paced ${name}: ${result.batches} batches, ${result.windowRows} window rows written for ${result.windows} windows`);
+    });
+  }
 });

@@ -8,9 +8,11 @@ export interface OracleOptions {
   slideMs: number;
   watermarkMs: number;
   trendSpanMs: number;
+  /** --window-offset: windows start at offset + k * slide from the epoch (0 <= offset < slide). Default 0. */
+  offsetMs?: number;
 }
 
-export const DEFAULT_ORACLE: OracleOptions = { windowMs: 60_000, slideMs: 60_000, watermarkMs: 300_000, trendSpanMs: 360_000 };
+export const DEFAULT_ORACLE: OracleOptions = { windowMs: 60_000, slideMs: 60_000, watermarkMs: 300_000, trendSpanMs: 360_000, offsetMs: 0 };
 
 const sqlPath = (p: string) => `'${p.replace(/'/g, "''")}'`;
 
@@ -19,7 +21,10 @@ const sqlPath = (p: string) => `'${p.replace(/'/g, "''")}'`;
  * oracle_lines.verdict is 'accepted' | 'late' | 'malformed' | 'invalid' | 'blank'.
  */
 export async function runOracle(conn: DuckDBConnection, file: string, o: OracleOptions): Promise<void> {
-  const { windowMs: W, slideMs: S, watermarkMs: D, trendSpanMs: SPAN } = o;
+  const { windowMs: W, slideMs: S, watermarkMs: D, trendSpanMs: SPAN, offsetMs: O = 0 } = o;
+  if (!(O >= 0 && O < S)) throw new Error(`oracle: offsetMs (${O}) must be in [0, slideMs = ${S})`);
+  // The start of the last window holding a trade at ts: windows start at O + k * S.
+  const LAST_START = `(floor((ts - ${O}) / ${S}) * ${S} + ${O})`;
   const NUMERIC = `('BIGINT', 'UBIGINT', 'DOUBLE', 'HUGEINT')`;
   await conn.run(`
     -- 1. Lines, numbered in file order (arrival order), CR stripped.
@@ -75,14 +80,14 @@ export async function runOracle(conn: DuckDBConnection, file: string, o: OracleO
 
     -- 3. Watermark before each trade = max event time of the earlier valid trades - delay. (Late trades
     --    never raise that max: their time is below it.) A trade is late when the last window holding
-    --    it, starting at floor(ts / slide) * slide, ends at or before that watermark.
+    --    it, starting at floor((ts - offset) / slide) * slide + offset, ends at or before that watermark.
     CREATE OR REPLACE TEMP TABLE oracle_trades AS
     WITH ordered AS (
       SELECT *, max(ts) OVER (ORDER BY n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) - ${D} AS wm_before
       FROM oracle_lines WHERE verdict = 'valid'
     )
-    SELECT *, floor(ts / ${S}) * ${S} AS last_start,
-      (wm_before IS NOT NULL AND floor(ts / ${S}) * ${S} + ${W} <= wm_before) AS late
+    SELECT *, ${LAST_START} AS last_start,
+      (wm_before IS NOT NULL AND ${LAST_START} + ${W} <= wm_before) AS late
     FROM ordered;
 
     UPDATE oracle_lines SET verdict = CASE WHEN t.late THEN 'late' ELSE 'accepted' END
