@@ -47,7 +47,14 @@ export function capRaw(raw: string): string {
   return raw.length <= MAX_RAW_CHARS ? raw : raw.slice(0, MAX_RAW_CHARS) + `…[${raw.length - MAX_RAW_CHARS} more chars]`;
 }
 
-/** The JSON text of a trade in the message shape (field order as CoinCap's). */
-export function tradeToJson(trade: Trade): string {
-  return JSON.stringify(trade);
+/**
+ * The JSON text of a trade in the message shape (field order as CoinCap's): the contract's fields
+ * only, written out one by one. Extra fields a parsed line carried are left out, and so is any
+ * recursion over them (a deeply nested extra field would overflow JSON.stringify's stack).
+ */
+export function tradeToJson(t: Trade): string {
+  let text = `{"exchange":${JSON.stringify(t.exchange)},"base":${JSON.stringify(t.base)},"quote":${JSON.stringify(t.quote)},"direction":"${t.direction}","price":${t.price},"volume":${t.volume},"timestamp":${t.timestamp},"priceUsd":${t.priceUsd}`;
+  if (t.tradeId !== undefined) text += `,"tradeId":${JSON.stringify(t.tradeId)}`;
+  if (t.receivedAt !== undefined) text += `,"receivedAt":${t.receivedAt}`;
+  return text + '}';
 }

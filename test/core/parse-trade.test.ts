@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseTrade } from '../../src/core/parse-trade.js';
+import { parseTrade, validateTrade } from '../../src/core/parse-trade.js';
+import { tradeToJson, type Trade } from '../../src/core/trade.js';
 
 const good = { exchange: 'binance', base: 'bitcoin', quote: 'tether', direction: 'buy', price: 36.59, volume: 0.901, timestamp: 1666422331415, priceUsd: 36.61 };
 const line = (over: Record<string, unknown>) => JSON.stringify({ ...good, ...over });
@@ -46,4 +47,51 @@ describe('parseTrade', () => {
     const r = parseTrade(line({}).replace('"price":36.59', '"price":1e400'));
     expect(r).toMatchObject({ ok: false, reason: 'invalid', detail: expect.stringMatching(/price must be a finite number/) });
   });
+
+  it('judges a line nested 100,000 deep without recursing (it used to overflow the stack)', () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    expect(parseTrade(deep)).toMatchObject({ ok: false, reason: 'malformed', detail: 'not a JSON object: got an array' });
+    const deepField = line({ direction: 'x' }).replace('"direction":"x"', `"direction":${deep}`);
+    expect(parseTrade(deepField)).toMatchObject({ ok: false, reason: 'invalid', detail: 'direction must be "buy" or "sell", got an array' });
+    // A valid trade may carry a deep extra field; its message text leaves it out instead of overflowing.
+    const r = parseTrade(line({}).replace('{', `{"extra":${'{"a":'.repeat(50_000)}1${'}'.repeat(50_000)},`));
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(JSON.parse(tradeToJson(r.trade))).toEqual(good);
+  });
+
+  it.each([
+    [{ priceUsd: 1e308, volume: 1e308 }, /volume 1e\+308 is outside 1e-50\.\.1e\+50: window sums of it would overflow/],
+    [{ priceUsd: 1e308 }, /priceUsd 1e\+308 is outside/],
+    [{ priceUsd: 5e-324 }, /priceUsd 5e-324 is outside 1e-50\.\.1e\+50: window sums of it would lose their precision/],
+    [{ volume: 1e-60 }, /volume 1e-60 is outside/],
+  ])('rejects values whose window sums would overflow or lose meaning: %j', (over, detail) => {
+    expect(parseTrade(line(over))).toMatchObject({ ok: false, reason: 'invalid', detail: expect.stringMatching(detail) });
+  });
+
+  it('accepts the extremes of real markets (a 1e-10 USD token, a 1e12-unit trade)', () => {
+    expect(parseTrade(line({ priceUsd: 1e-10, price: 1e-10, volume: 1e12 })).ok).toBe(true);
+  });
+
+  it.each([
+    [1666422331, /timestamp 1666422331 is 1970-01-20T06:53:42.331Z, before 2009-01-03.*\(seconds, not milliseconds\?\)/],
+    [1666422331415000, /more than a day after it was received.*\(microseconds, not milliseconds\?\)/],
+    [1666422331415000000, /timestamp must be an integer/], // beyond 2^53: not an exact integer at all
+    [8.6e15, /timestamp 8600000000000000 is \+274493-.*, more than a day after it was received \(2022-10-22T07:05:32\.415Z\)$/],
+    [0, /before 2009-01-03/],
+  ])('rejects the implausible event time %d and says what it looks like', (timestamp, detail) => {
+    const receivedAt = 1666422331415 + 1000;
+    expect(parseTrade(line({ timestamp }), receivedAt)).toMatchObject({ ok: false, reason: 'invalid', detail: expect.stringMatching(detail) });
+  });
+
+  it('bounds event times by the receive time plus a day, not by today', () => {
+    const at = good.timestamp;
+    expect(validateTrade({ ...good }, at - 86_400_000).ok).toBe(true);
+    expect(validateTrade({ ...good }, at - 86_400_001).ok).toBe(false);
+  });
+
+  it('writes the message text field by field, in CoinCap order, with the optional fields', () => {
+    const trade: Trade = { ...good, direction: 'buy', tradeId: 'a"b', receivedAt: 5 };
+    expect(tradeToJson(trade)).toBe(JSON.stringify({ ...good, tradeId: 'a"b', receivedAt: 5 }));
+  });
 });
+

@@ -12,7 +12,26 @@ import { seededRandom } from '../../src/core/random.js';
 import { readLineChunks } from '../../src/sources/line-reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-replay-'));
-const t = (ts: number, price = 100) => JSON.stringify({ exchange: 'x', base: 'bitcoin', quote: 'tether', direction: 'sell', price, volume: 1, timestamp: ts, priceUsd: price });
+/** Event times are offsets from 2019-07-01 (times before 2009 are rejected as implausible). */
+const T0 = Date.UTC(2019, 6, 1);
+const t = (ts: number, price = 100) => JSON.stringify({ exchange: 'x', base: 'bitcoin', quote: 'tether', direction: 'sell', price, volume: 1, timestamp: T0 + ts, priceUsd: price });
+
+/** A ManualClock that reports every sleep asked of it, so a test moves time exactly when something waits. */
+class WatchedClock extends ManualClock {
+  private sleeps: number[] = [];
+  private onSleep: (() => void) | null = null;
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    this.sleeps.push(ms);
+    this.onSleep?.();
+    return super.sleep(ms, signal);
+  }
+  /** The length of the next sleep asked for, oldest first; waits for one if none is pending. */
+  async nextSleep(): Promise<number> {
+    while (this.sleeps.length === 0) await new Promise<void>((r) => (this.onSleep = r));
+    this.onSleep = null;
+    return this.sleeps.shift()!;
+  }
+}
 
 async function drain(source: ReplaySource): Promise<SourceEvent[]> {
   const events: SourceEvent[] = [];
@@ -40,7 +59,7 @@ describe('ReplaySource', () => {
       const events = await drain(new ReplaySource({ path: join(dir, name), speed: Infinity }));
       const trades = events.flatMap((e) => (e.kind === 'trades' ? e.trades : []));
       const rejected = events.flatMap((e) => (e.kind === 'rejected' ? [e.rejected] : []));
-      expect(trades.map((x) => x.timestamp)).toEqual([1000, 2000]);
+      expect(trades.map((x) => x.timestamp - T0)).toEqual([1000, 2000]);
       expect(rejected).toHaveLength(1);
       expect(rejected[0]).toMatchObject({ reason: 'malformed', raw: 'not json', source: `replay:${join(dir, name)}` });
       expect(rejected[0].detail).toMatch(/^line 3: /);
@@ -49,22 +68,21 @@ describe('ReplaySource', () => {
 
   it('paces by event-time gaps at N times real time', async () => {
     writeFileSync(join(dir, 'paced.jsonl'), [t(0), t(10_000), t(10_000), t(30_000)].join('\n'));
-    const clock = new ManualClock(1_000_000);
+    const clock = new WatchedClock(Date.now()); // a replay bounds event times by its clock: no trade is from the future
     const source = new ReplaySource({ path: join(dir, 'paced.jsonl'), speed: 10, clock });
     const seen: { at: number; n: number; receivedAt?: number }[] = [];
-    let done = false;
     const run = (async () => {
       for await (const e of source.events(new AbortController().signal)) {
-      if (e.kind === 'trades') seen.push({ at: clock.now(), n: e.trades.length, receivedAt: e.receivedAt });
-    }
-      done = true;
+        if (e.kind === 'trades') seen.push({ at: clock.now(), n: e.trades.length, receivedAt: e.receivedAt });
+      }
+      return 'done' as const;
     })();
-    // Virtual time moves only while the replay waits for it; real file reads get a moment in between.
-    for (let i = 0; i < 500 && !done; i++) {
-      await new Promise((r) => setTimeout(r, 2));
-      clock.advance(100);
+    // Virtual time moves only when the replay waits for it, by exactly as long as it asked to wait.
+    for (;;) {
+      const next = await Promise.race([clock.nextSleep(), run]);
+      if (next === 'done') break;
+      clock.advance(next);
     }
-    await run;
     // 10 s of market time at 10x is 1 s: trades at +0, +1000 ms (two), +3000 ms.
     expect(seen.map((s) => [s.at - seen[0].at, s.n])).toEqual([[0, 1], [1000, 2], [3000, 1]]);
     // Each event says when its trades arrived: when the replay played them.
