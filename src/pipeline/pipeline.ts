@@ -32,9 +32,13 @@ export interface PipelineOptions {
 
 export interface PipelineSummary {
   batches: number;
+  /** Trades in the batches written: what the stores hold, not what was read after the last write. */
   accepted: number;
+  /** Rejections in the batches written, by reason. */
   rejected: Record<RejectReason, number>;
   gaps: number;
+  /** Sources that turned out damaged (a truncated .gz): read up to the damage, the rest skipped. */
+  damaged: number;
   watermark: number;
   /** Why it stopped. */
   reason: 'end-of-input' | 'max-batches' | 'aborted';
@@ -66,7 +70,10 @@ export class Pipeline {
   private failure: unknown = null;
   private timer: Timer | null = null;
   private stopReason: PipelineSummary['reason'] | null = null;
-  private readonly counts = { gaps: 0, rejected: { malformed: 0, invalid: 0, late: 0, duplicate: 0 } as Record<RejectReason, number> };
+  /** What the written batches held (the summary), and events that are counted, not stored. */
+  private readonly counts = { accepted: 0, gaps: 0, damaged: 0, rejected: { malformed: 0, invalid: 0, late: 0, duplicate: 0 } as Record<RejectReason, number> };
+  /** When ingest last logged that it waits for the sinks (logged at most every 10 s). */
+  private lastWaitLog = -Infinity;
 
   constructor(private readonly options: PipelineOptions) {
     this.engine = new WindowEngine(options.engine);
@@ -93,7 +100,7 @@ export class Pipeline {
           for (let from = 0; from < event.trades.length; ) {
             from = this.ingest(event, from);
             if (this.pendingTrades.length >= MAX_BATCH_TRADES) {
-              if (this.queuedWrites.length >= MAX_QUEUED_BATCHES) await this.queuedWrites[0];
+              if (this.queuedWrites.length >= MAX_QUEUED_BATCHES) await this.waitForSinks();
               void this.trigger();
               // A size cut is a trigger too: the next timer trigger comes --trigger after it.
               this.armTimer();
@@ -147,6 +154,10 @@ export class Pipeline {
       case 'rejected':
         this.reject(event.rejected);
         break;
+      case 'damaged':
+        this.counts.damaged++;
+        logger.warn({ source: event.source }, `${event.source}: ${event.detail}; going on without the rest of it`);
+        break;
       case 'gap':
         this.counts.gaps++;
         logger.warn({ source: event.source, symbol: event.symbol, expected: event.expected, received: event.received }, 'gap in trade ids: trades were missed');
@@ -176,21 +187,37 @@ export class Pipeline {
       if (this.engine.ingest(trade)) {
         this.pendingTrades.push(trade, receivedAt);
       } else {
-        this.reject({
-          receivedAt: trade.receivedAt ?? receivedAt ?? this.options.clock.now(),
-          source: event.source,
-          reason: 'late',
-          detail: `event time ${new Date(trade.timestamp).toISOString()} is behind the watermark ${new Date(this.engine.watermark).toISOString()}: every window it belongs to is final`,
-          raw: capRaw(tradeToJson(trade)),
-        });
+        this.rejectLate(event, i - 1);
       }
     }
     return i;
   }
 
+  /** A late trade, kept with the input text it came in as and where it was, like every other rejection. */
+  private rejectLate(event: Extract<SourceEvent, { kind: 'trades' }>, i: number): void {
+    const trade = event.trades[i];
+    const where = event.origins?.where(i);
+    this.pendingRejected.push({
+      receivedAt: trade.receivedAt ?? event.receivedAt ?? this.options.clock.now(),
+      source: event.source,
+      reason: 'late',
+      detail: `${where ? `${where}: ` : ''}event time ${new Date(trade.timestamp).toISOString()} is behind the watermark ${new Date(this.engine.watermark).toISOString()}: every window it belongs to is final`,
+      raw: capRaw(event.origins?.raw(i) ?? tradeToJson(trade)),
+    });
+  }
+
   private reject(rejected: RejectedTrade): void {
-    this.counts.rejected[rejected.reason]++;
     this.pendingRejected.push(rejected);
+  }
+
+  /** Ingest waits for the oldest queued write: the sinks are behind (and live sockets pause behind us). */
+  private async waitForSinks(): Promise<void> {
+    const now = this.options.clock.now();
+    if (now - this.lastWaitLog >= 10_000) {
+      this.lastWaitLog = now;
+      this.options.logger.info({ queuedBatches: this.queuedWrites.length }, 'the sinks are behind: reading waits for them (logged at most every 10 s)');
+    }
+    await this.queuedWrites[0];
   }
 
   /**
@@ -225,6 +252,8 @@ export class Pipeline {
       try {
         for (const sink of this.options.sinks) await sink.write(batch);
         // Every sink is done with the trade columns: their memory goes to the next batch.
+        this.counts.accepted += batch.trades.length;
+        for (const r of batch.rejected) this.counts.rejected[r.reason]++;
         this.pendingTrades.release(batch.trades);
         this.batchesWritten++;
         this.options.logger.debug({ batchId: batch.batchId, windows: batch.windows.length, trades: batch.trades.length, rejected: batch.rejected.length }, 'batch written');
@@ -266,7 +295,7 @@ export class Pipeline {
     const handle = setInterval(() => {
       const s = this.engine.stats();
       this.options.logger.info(
-        { accepted: s.accepted, perSecond: Math.round(((s.accepted - last) * 1000) / every), rejected: this.counts.rejected, batches: this.batchesWritten, watermark: Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString() : String(s.watermark), openWindows: s.windows },
+        { accepted: s.accepted, perSecond: Math.round(((s.accepted - last) * 1000) / every), rejected: this.counts.rejected, damaged: this.counts.damaged, batches: this.batchesWritten, watermark: Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString() : String(s.watermark), openWindows: s.windows },
         'progress',
       );
       last = s.accepted;
@@ -276,7 +305,6 @@ export class Pipeline {
   }
 
   private summary(reason: PipelineSummary['reason']): PipelineSummary {
-    const s = this.engine.stats();
-    return { batches: this.batchesWritten, accepted: s.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, watermark: s.watermark, reason };
+    return { batches: this.batchesWritten, accepted: this.counts.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, damaged: this.counts.damaged, watermark: this.engine.watermark, reason };
   }
 }

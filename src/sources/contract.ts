@@ -4,7 +4,15 @@ import type { RejectedTrade, Trade } from '../core/trade.js';
 
 export type SourceEvent =
   /** Trades accepted by the source's parser, in arrival order. */
-  | { kind: 'trades'; source: string; trades: Trade[]; /** When they arrived, for trades that carry no receivedAt of their own. */ receivedAt?: number }
+  | {
+      kind: 'trades';
+      source: string;
+      trades: Trade[];
+      /** When they arrived, for trades that carry no receivedAt of their own. */
+      receivedAt?: number;
+      /** Where each trade came from, for the few that a later stage rejects (late). */
+      origins?: TradeOrigins;
+    }
   /** Input the source could not turn into a trade. */
   | { kind: 'rejected'; rejected: RejectedTrade }
   /** Trade ids jumped: trades between `expected` and `received` never reached us. */
@@ -12,8 +20,21 @@ export type SourceEvent =
   | { kind: 'connected'; source: string; url: string; at: number }
   | { kind: 'disconnected'; source: string; reason: string; retryInMs: number; at: number }
   | { kind: 'heartbeat'; source: string; at: number }
+  /** The source is damaged from here on (a truncated .gz): what came before was delivered, the rest cannot be. */
+  | { kind: 'damaged'; source: string; detail: string; at: number }
   /** A price quote (CoinCap prices): not a trade, never aggregated into volume windows. */
   | { kind: 'price'; source: string; asset: string; priceUsd: number; at: number };
+
+/**
+ * The input behind the trades of one event. Asked only for trades rejected downstream, so a source
+ * keeps references, not copies: the text is cut out when asked.
+ */
+export interface TradeOrigins {
+  /** Trade i's input text, as received (a file's line, a websocket frame). */
+  raw(i: number): string;
+  /** Where trade i was in its source (`line 1234`), or undefined where a source has no positions. */
+  where(i: number): string | undefined;
+}
 
 export interface Source {
   /** Stable, human-readable name (`replay:data/x.jsonl`, `binance`). */
@@ -23,3 +44,6 @@ export interface Source {
   /** Starts reading. The iterable ends when the source is exhausted or the signal aborts. */
   events(signal: AbortSignal): AsyncIterable<SourceEvent>;
 }
+
+/** The SOURCE SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no source. */
+export const SOURCE_SPEC_HELP = 'replay:PATH | synthetic[:TRADES_PER_S] | coincap[:ASSETS][@URL] | coincap-prices:ASSETS | binance[:SYMBOLS][@URL] | coinbase[:PRODUCTS][@URL] | kraken[:PAIRS][@URL] | bybit[...] | okx[...]';

@@ -25,14 +25,45 @@ export function isGzipFile(path: string): boolean {
   }
 }
 
+/** Lines longer than this many bytes are rejected by default (`--max-line`): a trade message is ~200. */
+export const DEFAULT_MAX_LINE_BYTES = 1 << 20;
+/** How much of an over-long line is kept for rejected_trades (the raw column holds 4 KiB). */
+const LONG_LINE_PREFIX_BYTES = 4096;
+
+/**
+ * A line longer than the limit. Only its first bytes were kept, so reading it took bounded memory
+ * however long it was (a 600 MB line used to need 1.35 GB and then failed anyway).
+ */
+export interface LongLine {
+  kind: 'long-line';
+  prefix: string;
+  /** The whole line's length in bytes, without its newline. */
+  bytes: number;
+}
+
+/** Whole lines of text (each ending with a newline), or one over-long line. */
+export type TextPiece = string | LongLine;
+
+/**
+ * A compressed file that cannot be decompressed past `offset` (compressed bytes): truncated by a
+ * killed writer, or corrupt. Everything before it was read.
+ */
+export class DamagedFileError extends Error {
+  constructor(readonly path: string, readonly offset: number, cause: Error) {
+    super(`${path} is damaged at compressed byte ${offset} (${cause.message}); every line before that was read`, { cause });
+    this.name = 'DamagedFileError';
+  }
+}
+
 /**
  * A file's bytes, chunk by chunk, gunzipped when it is gzip (by content, not by name). A chunk is only
  * valid until the next one is asked for: plain files are read into two buffers in turn, the next read
- * running while the caller works on the current chunk.
+ * running while the caller works on the current chunk. A gzip file that is truncated or corrupt yields
+ * what decompresses, then throws DamagedFileError.
  */
 export async function* readFileChunks(path: string): AsyncGenerator<Buffer> {
   if (isGzipFile(path)) {
-    yield* createReadStream(path, { highWaterMark: READ_CHUNK_BYTES }).pipe(createGunzip()) as AsyncIterable<Buffer>;
+    yield* gunzipChunks(path);
     return;
   }
   const file = await open(path, 'r');
@@ -52,53 +83,138 @@ export async function* readFileChunks(path: string): AsyncGenerator<Buffer> {
   }
 }
 
+async function* gunzipChunks(path: string): AsyncGenerator<Buffer> {
+  const input = createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
+  const gunzip = createGunzip();
+  // pipe() does not forward a read error: do it, so that an unreadable file fails instead of hanging.
+  input.on('error', (err) => gunzip.destroy(err));
+  input.pipe(gunzip);
+  try {
+    for await (const chunk of gunzip) yield chunk as Buffer;
+  } catch (err) {
+    // zlib's own errors (Z_BUF_ERROR: unexpected end of file, Z_DATA_ERROR: corrupt) mean damage; an
+    // I/O error reading the file is not damage and goes up as it is.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code.startsWith('Z_')) throw new DamagedFileError(path, gunzip.bytesWritten, err as Error);
+    throw err;
+  } finally {
+    input.destroy();
+  }
+}
+
 type Chunks = AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>;
 
-/** Splits chunks of bytes into lines (LF or CRLF), one array of lines per piece of text. */
-export async function* readLineChunks(chunks: Chunks): AsyncGenerator<string[]> {
-  for await (const text of readTextPieces(chunks)) yield splitLines(text, []);
+/**
+ * Splits chunks of bytes into lines (LF or CRLF), one array of lines per piece of text. Over-long lines
+ * are skipped and reported to `onLongLine`.
+ */
+export async function* readLineChunks(chunks: Chunks, options: { maxLineBytes?: number; onLongLine?: (line: LongLine) => void } = {}): AsyncGenerator<string[]> {
+  for await (const piece of readTextPieces(chunks, options.maxLineBytes)) {
+    if (typeof piece === 'string') yield splitLines(piece, []);
+    else options.onLongLine?.(piece);
+  }
 }
 
 /**
  * Cuts chunks of bytes into pieces of text made of whole lines, each ending with a newline. Text is
  * cut at newline bytes: 0x0A never occurs inside a multi-byte UTF-8 sequence, so no character is
  * split. A partial line at the end of a chunk is copied and carried over, so the caller may reuse a
- * chunk's memory once the next one is asked for. A last line without a newline gets one.
+ * chunk's memory once the next one is asked for. A last line without a newline gets one. A line of
+ * more than `maxLineBytes` comes out as a LongLine, in order, and costs no more memory than its prefix.
+ * If the chunks fail (a damaged file), the partial line read so far comes out first, then the error.
  */
-export async function* readTextPieces(chunks: Chunks): AsyncGenerator<string> {
-  // The start of a line that has not ended yet, as copied pieces (joined once its newline arrives, so
-  // a long line that comes in many small chunks costs linear, not quadratic, time).
-  let carry: Buffer[] = [];
-  for await (const data of chunks) {
-    const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    let from = 0;
-    if (carry.length > 0) {
-      const firstNewline = chunk.indexOf(10);
-      if (firstNewline === -1) {
-        carry.push(Buffer.from(chunk));
-        continue;
+export async function* readTextPieces(chunks: Chunks, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<TextPiece> {
+  const pending = new PendingLine(maxLineBytes);
+  try {
+    for await (const data of chunks) {
+      const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      let from = 0;
+      if (!pending.empty) {
+        const firstNewline = chunk.indexOf(10);
+        if (firstNewline === -1) {
+          pending.append(chunk, 0, chunk.length);
+          continue;
+        }
+        pending.append(chunk, 0, firstNewline);
+        yield pending.take();
+        from = firstNewline + 1;
       }
-      carry.push(chunk.subarray(0, firstNewline + 1));
-      yield Buffer.concat(carry).toString('utf8');
-      carry = [];
-      from = firstNewline + 1;
+      const lastNewline = chunk.lastIndexOf(10);
+      const end = lastNewline >= from ? lastNewline + 1 : from;
+      yield* wholeLines(chunk, from, end, maxLineBytes);
+      if (end < chunk.length) pending.append(chunk, end, chunk.length);
     }
-    const lastNewline = chunk.lastIndexOf(10);
-    const end = lastNewline >= from ? lastNewline + 1 : from;
-    while (from < end) {
-      // Up to the last newline within the next piece; a line longer than a piece is decoded whole.
-      // Pieces of ~400 lines also keep what is alive at a young-generation GC small.
-      let to = end;
-      if (to - from > DECODE_PIECE_BYTES) {
-        const nl = chunk.lastIndexOf(10, from + DECODE_PIECE_BYTES - 1);
-        to = nl >= from ? nl + 1 : chunk.indexOf(10, from + DECODE_PIECE_BYTES) + 1;
-      }
-      yield chunk.toString('utf8', from, to);
-      from = to;
-    }
-    if (end < chunk.length) carry.push(Buffer.from(chunk.subarray(end)));
+  } catch (err) {
+    // The line cut short by the damage is still a line the caller must judge, before the error.
+    if (!pending.empty) yield pending.take();
+    throw err;
   }
-  if (carry.length > 0) yield Buffer.concat(carry).toString('utf8') + '\n';
+  if (!pending.empty) yield pending.take();
+}
+
+/** Pieces of decoded text for the whole lines in chunk[from, end), and a LongLine for each too long. */
+function* wholeLines(chunk: Buffer, from: number, end: number, maxLineBytes: number): Generator<TextPiece> {
+  while (from < end) {
+    // Up to the last newline within the next piece; a line longer than a piece is decoded whole.
+    // Pieces of ~400 lines also keep what is alive at a young-generation GC small.
+    let to = end;
+    if (to - from > DECODE_PIECE_BYTES) {
+      const nl = chunk.lastIndexOf(10, from + DECODE_PIECE_BYTES - 1);
+      to = nl >= from ? nl + 1 : chunk.indexOf(10, from + DECODE_PIECE_BYTES) + 1;
+    }
+    // A piece no longer than the limit cannot hold a line longer than it: the usual case costs one compare.
+    if (to - from - 1 <= maxLineBytes) yield chunk.toString('utf8', from, to);
+    else yield* splitOutLongLines(chunk, from, to, maxLineBytes);
+    from = to;
+  }
+}
+
+function* splitOutLongLines(chunk: Buffer, from: number, to: number, maxLineBytes: number): Generator<TextPiece> {
+  let runStart = from;
+  for (let lineStart = from; lineStart < to; ) {
+    const nl = chunk.indexOf(10, lineStart);
+    if (nl - lineStart > maxLineBytes) {
+      if (lineStart > runStart) yield chunk.toString('utf8', runStart, lineStart);
+      yield { kind: 'long-line', prefix: chunk.toString('utf8', lineStart, lineStart + LONG_LINE_PREFIX_BYTES), bytes: nl - lineStart };
+      runStart = nl + 1;
+    }
+    lineStart = nl + 1;
+  }
+  if (runStart < to) yield chunk.toString('utf8', runStart, to);
+}
+
+/** The start of a line that has not ended yet: copied pieces, or only a prefix once it is too long. */
+class PendingLine {
+  private pieces: Buffer[] = [];
+  private bytes = 0;
+  /** Set once the line is longer than the limit: from then on only its length grows. */
+  private prefix: Buffer | null = null;
+
+  constructor(private readonly maxLineBytes: number) {}
+
+  get empty(): boolean {
+    return this.bytes === 0 && this.prefix === null && this.pieces.length === 0;
+  }
+
+  append(chunk: Buffer, from: number, to: number): void {
+    if (this.prefix === null && this.bytes + (to - from) > this.maxLineBytes) {
+      // An own copy of the first bytes: the chunk's memory is reused for the next read.
+      this.prefix = Buffer.from(Buffer.concat([...this.pieces, chunk.subarray(from, to)]).subarray(0, LONG_LINE_PREFIX_BYTES));
+      this.pieces = [];
+    } else if (this.prefix === null) {
+      this.pieces.push(Buffer.from(chunk.subarray(from, to)));
+    }
+    this.bytes += to - from;
+  }
+
+  /** The line, with a newline (joined once its end arrived, so many small chunks cost linear time). */
+  take(): TextPiece {
+    const out: TextPiece = this.prefix !== null ? { kind: 'long-line', prefix: this.prefix.toString('utf8'), bytes: this.bytes } : Buffer.concat(this.pieces).toString('utf8') + '\n';
+    this.pieces = [];
+    this.bytes = 0;
+    this.prefix = null;
+    return out;
+  }
 }
 
 /** Appends the lines of a text that ends with a newline, without their LF or CRLF. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/core/random.js';
-import { readFileChunks, readLineChunks } from '../../src/sources/line-reader.js';
+import { DamagedFileError, readFileChunks, readLineChunks, readTextPieces, type LongLine, type TextPiece } from '../../src/sources/line-reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-lines-'));
 
@@ -68,5 +68,117 @@ describe('readFileChunks', () => {
     const expected = body.toString().split('\n').slice(0, -1);
     expect(await collect(readFileChunks(join(dir, 'x.jsonl')))).toEqual(expected);
     expect(await collect(readFileChunks(join(dir, 'x.jsonl.gz')))).toEqual(expected);
+  });
+});
+
+/** The pieces as lines, with each over-long line as `<long N bytes: prefix>`. */
+async function pieces(chunks: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>, maxLineBytes: number): Promise<string[]> {
+  const out: string[] = [];
+  for await (const p of readTextPieces(chunks, maxLineBytes)) {
+    if (typeof p === 'string') out.push(...p.slice(0, -1).split('\n'));
+    else out.push(`<long ${p.bytes} bytes: ${p.prefix.slice(0, 10)}>`);
+  }
+  return out;
+}
+
+describe('lines over the limit', () => {
+  it('come out in order as LongLine, wherever the chunk boundaries fall', async () => {
+    const long = 'x'.repeat(50);
+    const text = Buffer.from(['a', long, 'b', long + 'y', 'c', long].join('\n'));
+    const expected = ['a', '<long 50 bytes: xxxxxxxxxx>', 'b', '<long 51 bytes: xxxxxxxxxx>', 'c', '<long 50 bytes: xxxxxxxxxx>'];
+    const random = seededRandom(5);
+    for (let round = 0; round < 50; round++) {
+      expect(await pieces(throughReusedBuffer(text, () => 1 + Math.floor(random() * 40)), 20)).toEqual(expected);
+    }
+    expect(await pieces([text], 20)).toEqual(expected);
+    // At the limit exactly, a line is fine.
+    expect(await pieces([Buffer.from('x'.repeat(20) + '\n')], 20)).toEqual(['x'.repeat(20)]);
+  });
+
+  it('cost their prefix, not their length: a 600 MB line, then the rest of the file', async () => {
+    // 600 chunks of 1 MiB through one reused buffer; copying the line whole used to fail with
+    // "Cannot create a string longer than 0x1fffffe8" at 1.35 GB RSS, never reaching the next line.
+    const chunk = Buffer.alloc(1 << 20, 0x41);
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    async function* huge(): AsyncGenerator<Buffer> {
+      yield Buffer.from('{"first":1}\n');
+      for (let i = 0; i < 600; i++) {
+        peak = Math.max(peak, process.memoryUsage().rss);
+        yield chunk;
+      }
+      yield Buffer.from('\n{"after":2}\n');
+    }
+    const out: TextPiece[] = [];
+    for await (const p of readTextPieces(huge())) out.push(p);
+    expect(out[0]).toBe('{"first":1}\n');
+    const long = out[1] as LongLine;
+    expect(long.kind).toBe('long-line');
+    expect(long.bytes).toBe(600 * (1 << 20));
+    expect(long.prefix).toBe('A'.repeat(4096));
+    expect(out[2]).toBe('{"after":2}\n');
+    expect(out).toHaveLength(3);
+    expect(peak - before).toBeLessThan(200 << 20); // the line itself is 600 MiB
+  });
+
+  it('are skipped by readLineChunks and reported', async () => {
+    const seen: LongLine[] = [];
+    const lines: string[] = [];
+    for await (const batch of readLineChunks([Buffer.from('a\n' + 'z'.repeat(30) + '\nb\n')], { maxLineBytes: 10, onLongLine: (l) => seen.push(l) })) lines.push(...batch);
+    expect(lines).toEqual(['a', 'b']);
+    expect(seen.map((l) => l.bytes)).toEqual([30]);
+  });
+});
+
+describe('damaged gzip files', () => {
+  const body = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `{"n":${i},"pad":"${'p'.repeat(i % 50)}"}`).join('\n') + '\n');
+  const gz = gzipSync(body);
+
+  async function readAll(path: string): Promise<{ lines: string[]; error: unknown }> {
+    const lines: string[] = [];
+    try {
+      for await (const batch of readLineChunks(readFileChunks(path))) lines.push(...batch);
+    } catch (err) {
+      return { lines, error: err };
+    }
+    return { lines, error: null };
+  }
+
+  it('a truncated file yields every whole line before the damage, the cut line, then DamagedFileError with the offset', async () => {
+    const path = join(dir, 'truncated.jsonl.gz');
+    writeFileSync(path, gz.subarray(0, Math.floor(gz.length * 0.6)));
+    const { lines, error } = await readAll(path);
+    expect(error).toBeInstanceOf(DamagedFileError);
+    const damage = error as DamagedFileError;
+    expect(damage.path).toBe(path);
+    expect(damage.offset).toBeGreaterThan(0);
+    expect(damage.offset).toBeLessThanOrEqual(Math.floor(gz.length * 0.6));
+    expect(damage.message).toMatch(/truncated\.jsonl\.gz is damaged at compressed byte \d+ \(unexpected end of file\)/);
+    const expected = body.toString().split('\n');
+    expect(lines.length).toBeGreaterThan(5000);
+    // Every line but the last is whole and in order; the last is a prefix of the line it was cut from.
+    expect(lines.slice(0, -1)).toEqual(expected.slice(0, lines.length - 1));
+    expect(expected[lines.length - 1].startsWith(lines.at(-1)!)).toBe(true);
+  });
+
+  it('a corrupt file and a header-only file fail the same way, after what could be read', async () => {
+    const corrupt = Buffer.from(gz);
+    corrupt[Math.floor(gz.length / 2)] ^= 0xff;
+    writeFileSync(join(dir, 'corrupt.jsonl.gz'), corrupt);
+    const c = await readAll(join(dir, 'corrupt.jsonl.gz'));
+    expect(c.error).toBeInstanceOf(DamagedFileError);
+    expect(c.lines.length).toBeGreaterThan(1000);
+    writeFileSync(join(dir, 'header.jsonl.gz'), gz.subarray(0, 10));
+    const h = await readAll(join(dir, 'header.jsonl.gz'));
+    expect(h.error).toBeInstanceOf(DamagedFileError);
+    expect(h.lines).toEqual([]);
+  });
+
+  it('concatenated gzip members (what a recorder flushes) read as one file', async () => {
+    const half = body.indexOf(10, body.length / 2) + 1;
+    writeFileSync(join(dir, 'members.jsonl.gz'), Buffer.concat([gzipSync(body.subarray(0, half)), gzipSync(body.subarray(half))]));
+    const { lines, error } = await readAll(join(dir, 'members.jsonl.gz'));
+    expect(error).toBeNull();
+    expect(lines).toEqual(body.toString().split('\n').slice(0, -1));
   });
 });

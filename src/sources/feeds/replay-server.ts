@@ -5,10 +5,12 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
-import { readFileChunks, readLineChunks } from '../line-reader.js';
+import { DamagedFileError, readFileChunks, readLineChunks, type LongLine } from '../line-reader.js';
 
 export interface ReplayServerOptions {
   file: string;
+  /** Lines longer than this are skipped with a warning (default 1 MiB). */
+  maxLineBytes?: number;
   port: number;
   /** Times real time; Infinity for as fast as the clients take them. */
   speed: number;
@@ -50,28 +52,37 @@ export async function startReplayServer(o: ReplayServerOptions): Promise<ReplayS
     let sent = 0;
     let firstTime = NaN;
     let startAt = 0;
-    for await (const lines of readLineChunks(readFileChunks(o.file))) {
-      for (const line of lines) {
-        if (stop.signal.aborted) return { sent };
-        if (line.trim() === '') continue;
-        if (Number.isFinite(o.speed)) {
-          const ts = eventTime(line);
-          if (ts !== null) {
-            if (Number.isNaN(firstTime)) {
-              firstTime = ts;
-              startAt = clock.now();
-            }
-            const wait = startAt + (ts - firstTime) / o.speed - clock.now();
-            if (wait > 1) await clock.sleep(wait, stop.signal).catch(() => undefined);
-          }
-        }
-        for (const client of wss.clients) {
-          if (client.readyState !== WebSocket.OPEN) continue;
-          while (client.bufferedAmount > MAX_BUFFERED && client.readyState === WebSocket.OPEN) await clock.sleep(5);
-          client.send(line);
-        }
-        sent++;
+    /** Waits until a line is due: event-time gaps at `speed` x real time from the first line. */
+    const pace = async (line: string) => {
+      if (!Number.isFinite(o.speed)) return;
+      const ts = eventTime(line);
+      if (ts === null) return;
+      if (Number.isNaN(firstTime)) {
+        firstTime = ts;
+        startAt = clock.now();
       }
+      const wait = startAt + (ts - firstTime) / o.speed - clock.now();
+      if (wait > 1) await clock.sleep(wait, stop.signal).catch(() => undefined);
+    };
+    const onLongLine = (line: LongLine) => o.logger.warn({ bytes: line.bytes }, `replay-server: skipped a line of ${line.bytes} bytes, longer than --max-line`);
+    try {
+      for await (const lines of readLineChunks(readFileChunks(o.file), { maxLineBytes: o.maxLineBytes, onLongLine })) {
+        for (const line of lines) {
+          if (stop.signal.aborted) return { sent };
+          if (line.trim() === '') continue;
+          await pace(line);
+          for (const client of wss.clients) {
+            if (client.readyState !== WebSocket.OPEN) continue;
+            while (client.bufferedAmount > MAX_BUFFERED && client.readyState === WebSocket.OPEN) await clock.sleep(5);
+            client.send(line);
+          }
+          sent++;
+        }
+      }
+    } catch (err) {
+      // A truncated recording is served up to the damage, like `run` replays it.
+      if (!(err instanceof DamagedFileError)) throw err;
+      o.logger.warn({ file: o.file, offset: err.offset }, `replay-server: ${err.message}`);
     }
     o.logger.info({ sent, clients: wss.clients.size }, `replay-server: replay finished: ${sent} messages sent`);
     return { sent };

@@ -1,0 +1,102 @@
+// One verdict per line: the replay's fast path (one JSON.parse per piece of lines) must judge every
+// line exactly as the plain path (parseTrade on that line alone) does, whatever its neighbours.
+// Differential and property-based: fast-check prints the seed and the shrunk input on a failure.
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseTrade } from '../../src/core/parse-trade.js';
+import { parsePiece } from '../../src/sources/replay.js';
+
+const RECEIVED_AT = Date.UTC(2026, 0, 1);
+const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
+
+const isBlank = (l: string) => /^[ \t\r]*$/.test(l);
+
+/** The plain path, line by line: what every line's verdict must be. A CR before the LF is the line ending, not the line. */
+function plainVerdicts(lines: string[]): string[] {
+  return lines.map((l) => l.replace(/\r$/, '')).map((l) => JSON.stringify(isBlank(l) ? null : parseTrade(l, RECEIVED_AT)));
+}
+
+function pieceVerdicts(lines: string[]): string[] {
+  const piece = parsePiece(lines.join('\n') + '\n', RECEIVED_AT);
+  expect(piece.lines).toBe(lines.length);
+  return lines.map((_, i) => JSON.stringify(piece.verdict(i)));
+}
+
+const realLine = fc.constantFrom(...KRAKEN);
+/** A real line cut anywhere: the start or the end of a value that spans lines. */
+const cutLine = fc.tuple(realLine, fc.nat()).chain(([l, n]) => fc.constantFrom(l.slice(0, n % l.length), l.slice(n % l.length)));
+/** Bits of JSON structure that, across a line boundary, could make two lines one value or one line two. */
+const fragment = fc.constantFrom('{', '}', '[', ']', ',', '"', ':', '],[', '},{', '"x":', '1', 'null', '{"a":[1', '2]}', '{"a":[[{}', '{}]]}', '\\', '\u0000', '\r', ' ', '\t', '€', '\u2028');
+const structural = fc.array(fc.oneof(fragment, realLine, cutLine), { minLength: 1, maxLength: 4 }).map((parts) => parts.join(''));
+/** Two real trades on one line, joined as a joined array would join lines. */
+const twoOnOneLine = fc.tuple(realLine, realLine, fc.constantFrom(',', '],[', ' ', ',\t')).map(([a, b, sep]) => a + sep + b);
+/** A real trade with one field's value replaced by something of another type or size. */
+const swapped = fc
+  .tuple(realLine, fc.constantFrom('price', 'volume', 'timestamp', 'priceUsd', 'base', 'direction'), fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant(1e308), fc.constant(5e-324), fc.constant(1561939203)))
+  .map(([l, field, value]) => JSON.stringify({ ...JSON.parse(l), [field]: value }));
+const deep = fc.integer({ min: 1, max: 3000 }).map((n) => '['.repeat(n) + ']'.repeat(n));
+const anyLine = fc.oneof(
+  { weight: 6, arbitrary: realLine },
+  { weight: 2, arbitrary: structural },
+  { weight: 1, arbitrary: cutLine },
+  { weight: 1, arbitrary: twoOnOneLine },
+  { weight: 1, arbitrary: swapped },
+  { weight: 1, arbitrary: fc.constantFrom('', '  ', '\r', '\t') },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }).map((s) => s.replace(/\n/g, '')) },
+  { weight: 1, arbitrary: deep },
+);
+
+/**
+ * A line holding two values next to one value spread over two lines: the line count still matches the
+ * value count, so only per-line boundaries tell them apart. (This fooled the first fast path.)
+ */
+const splitAndMerge = fc
+  .tuple(realLine, realLine, realLine, fc.nat(), fc.constantFrom(',', '],['))
+  .map(([a, b, c, n, sep]) => {
+    const cut = 1 + (n % (c.length - 1));
+    return [a + sep + b, c.slice(0, cut), c.slice(cut)];
+  });
+const lineGroups = fc.array(fc.oneof({ weight: 8, arbitrary: anyLine.map((l) => [l]) }, { weight: 1, arbitrary: splitAndMerge }), { minLength: 1, maxLength: 30 }).map((groups) => groups.flat());
+
+describe('parsePiece: one verdict per line', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('agrees with the plain per-line path on generated, fuzzed and real input', () => {
+    fc.assert(
+      fc.property(lineGroups, (lines) => {
+        expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('agrees on bracket-free pieces too, where the fast path is taken', () => {
+    const bracketFree = anyLine.filter((l) => !/[[\]]/.test(l));
+    fc.assert(
+      fc.property(fc.array(bracketFree, { minLength: 1, maxLength: 60 }), (lines) => {
+        expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it.each([
+    ['two trades on one line next to a value split over two lines', [`${KRAKEN[0]},${KRAKEN[1]}`, '{"x":[1', '2]}', KRAKEN[2]]],
+    ['a string that would run across a line boundary', ['{"exchange":"kraken', `","base":"bitcoin","quote":"united-states-dollar","direction":"buy","price":1,"volume":1,"timestamp":1561939203172,"priceUsd":1}`, `${KRAKEN[3]}],[${KRAKEN[4]}`]],
+    ['an array opened on one line and closed on the next, in valid trades', [KRAKEN[5].replace('}', ',"a":[[{}'), '{}]]}', `${KRAKEN[6]}],[${KRAKEN[7]}`]],
+    ['an object opened on one line and closed on the next', [KRAKEN[8].slice(0, -1), ',"z":1}', `${KRAKEN[9]},${KRAKEN[10]}`]],
+  ])('gives the crafted case "%s" the per-line verdicts', (_, lines) => {
+    expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
+    // None of these lines is one whole trade but the plain trades: the fast path cannot be fooled.
+    const accepted = plainVerdicts(lines).filter((v) => v.startsWith('{"ok":true')).length;
+    expect(accepted).toBe(lines.filter((l) => KRAKEN.includes(l)).length);
+  });
+
+  it('takes the fast path on real data: one JSON.parse for a piece of 400 lines', () => {
+    const parse = vi.spyOn(JSON, 'parse');
+    const piece = parsePiece(KRAKEN.slice(0, 400).join('\n') + '\n', RECEIVED_AT);
+    for (let i = 0; i < piece.lines; i++) expect(piece.verdict(i)?.ok).toBe(true);
+    expect(parse).toHaveBeenCalledTimes(1);
+  });
+});
