@@ -2,7 +2,7 @@
 import type { Clock } from '../core/clock.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { Source } from './contract.js';
+import { SOURCE_SPEC_HELP, type Source } from './contract.js';
 import { ReplaySource } from './replay.js';
 import { SyntheticSource } from './synthetic.js';
 import { DEFAULT_LIVE_SOURCES, createFeedSource, parseFeedSpec as parseFeed } from './feeds/registry.js';
@@ -12,9 +12,11 @@ export interface SourceDeps {
   logger: Logger;
   /** Replay pacing: Infinity for --speed max. */
   speed: number;
+  /** Longest replay line (and websocket frame) accepted; default 1 MiB. */
+  maxLineBytes?: number;
 }
 
-export const SOURCE_SPEC_HELP = 'replay:PATH | synthetic[:TRADES_PER_S] | coincap[:ASSETS][@URL] | coincap-prices:ASSETS | binance[:SYMBOLS][@URL] | coinbase[:PRODUCTS][@URL] | kraken[:PAIRS][@URL] | bybit[...] | okx[...]';
+export { SOURCE_SPEC_HELP };
 
 export function parseSourceSpec(spec: string, deps: SourceDeps): Source {
   const colon = spec.indexOf(':');
@@ -23,7 +25,7 @@ export function parseSourceSpec(spec: string, deps: SourceDeps): Source {
   switch (kind) {
     case 'replay':
       if (!rest) throw new UsageError(`--source replay needs a file: --source replay:PATH.jsonl[.gz]`);
-      return new ReplaySource({ path: rest, speed: deps.speed, clock: deps.clock });
+      return new ReplaySource({ path: rest, speed: deps.speed, clock: deps.clock, maxLineBytes: deps.maxLineBytes });
     case 'synthetic': {
       const rate = rest === '' ? 10 : Number(rest);
       if (!(rate > 0) || !Number.isFinite(rate)) throw new UsageError(`--source synthetic:${rest}: the rate must be trades per second > 0, e.g. synthetic:50`);
@@ -37,7 +39,7 @@ export function parseSourceSpec(spec: string, deps: SourceDeps): Source {
 function parseFeedSpec(spec: string, deps: SourceDeps): Source {
   const feed = parseFeed(spec);
   if (!feed) throw new UsageError(`unknown source "${spec}"; a source is one of: ${SOURCE_SPEC_HELP}`);
-  return createFeedSource(feed.kind, feed.symbols, feed.url, deps);
+  return createFeedSource(feed.kind, feed.symbols, feed.url, { clock: deps.clock, logger: deps.logger, maxFrameBytes: deps.maxLineBytes });
 }
 
 export function parseSpeed(text: string): number {

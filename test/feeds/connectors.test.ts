@@ -28,7 +28,12 @@ describe('binance', () => {
     expect(p.parse('{"result":null,"id":1}', AT)).toEqual([{ kind: 'ignore' }]);
     expect(p.parse('{"stream":"ethbtc@trade","data":{"e":"trade","s":"ETHBTC","t":1,"p":"0.05","q":"1","T":1,"m":true}}', AT)).toEqual([expect.objectContaining({ kind: 'rejected', reason: 'invalid', detail: expect.stringMatching(/quote BTC is not US dollars/) })]);
     expect(p.parse('}{', AT)).toEqual([expect.objectContaining({ kind: 'rejected', reason: 'malformed' })]);
-    expect(p.parse('{"code":2,"msg":"Invalid request"}', AT)).toEqual([{ kind: 'ignore' }]);
+  });
+  it('reports both error shapes with what Binance said and its code', () => {
+    expect(p.parse('{"code":2,"msg":"Invalid request"}', AT)).toEqual([{ kind: 'error', message: 'binance: Invalid request (code 2)', fatal: false }]);
+    expect(p.parse('{"code":2,"msg":"Invalid request: unknown variant `SUBSCRIBEE`, expected one of `SUBSCRIBE`, `UNSUBSCRIBE`"}', AT)).toEqual([{ kind: 'error', message: 'binance: Invalid request: unknown variant `SUBSCRIBEE`, expected one of `SUBSCRIBE`, `UNSUBSCRIBE` (code 2)', fatal: false }]);
+    expect(p.parse('{"id":1,"error":{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"}}', AT)).toEqual([{ kind: 'error', message: 'binance: Invalid request: request ID must be an unsigned integer (code 2)', fatal: false }]);
+    expect(p.parse('{"code":0,"msg":"Unknown property","id":7}', AT)).toEqual([{ kind: 'error', message: 'binance: Unknown property (code 0)', fatal: false }]);
   });
 });
 
@@ -59,6 +64,7 @@ describe('coinbase', () => {
     expect(p.parse('{"type":"subscriptions","channels":[{"name":"matches","product_ids":["SKL-USD"]}]}', AT)).toEqual([{ kind: 'ignore' }]);
     expect(p.parse('{"type":"heartbeat","sequence":90,"last_trade_id":20,"product_id":"SKL-USD","time":"2014-11-07T08:19:28.464459Z"}', AT)).toEqual([{ kind: 'heartbeat' }]);
     expect(p.parse('{"type":"error","message":"Failed to subscribe","reason":"SKL-XYZ is not a valid product"}', AT)).toEqual([{ kind: 'error', message: 'coinbase: Failed to subscribe (SKL-XYZ is not a valid product)', fatal: false }]);
+    expect(p.parse('{"type":"error","message":"Authentication Failed"}', AT)).toEqual([{ kind: 'error', message: 'coinbase: Authentication Failed', fatal: false }]);
   });
 });
 
@@ -76,6 +82,8 @@ describe('kraken v2', () => {
     expect(p.parse('{"channel":"heartbeat"}', AT)).toEqual([{ kind: 'heartbeat' }]);
     expect(p.parse('{"channel":"status","type":"update","data":[{"api_version":"v2","system":"online"}]}', AT)).toEqual([{ kind: 'ignore' }]);
     expect(p.parse('{"method":"subscribe","error":"Currency pair not supported XBT/XYZ","success":false}', AT)).toEqual([{ kind: 'error', message: 'kraken: Currency pair not supported XBT/XYZ', fatal: false }]);
+    expect(p.parse('{"error":"Malformed request","success":false,"time_in":"2024-06-01T10:00:00.000000Z","time_out":"2024-06-01T10:00:00.000100Z"}', AT)).toEqual([{ kind: 'error', message: 'kraken: Malformed request', fatal: false }]);
+    expect(p.parse('{"error":"Exceeded msg rate"}', AT)).toEqual([{ kind: 'error', message: 'kraken: Exceeded msg rate', fatal: false }]);
   });
 });
 
@@ -90,6 +98,7 @@ describe('bybit v5', () => {
     expect(p.parse('{"success":true,"ret_msg":"pong","conn_id":"0970e817","req_id":"","op":"ping"}', AT)).toEqual([{ kind: 'heartbeat' }]);
     expect(p.parse('{"success":true,"ret_msg":"","conn_id":"d5phu6rb","req_id":"1","op":"subscribe"}', AT)).toEqual([{ kind: 'ignore' }]);
     expect(p.parse('{"success":false,"ret_msg":"Invalid symbol","op":"subscribe"}', AT)).toEqual([{ kind: 'error', message: 'bybit: Invalid symbol', fatal: false }]);
+    expect(p.parse('{"success":false,"ret_msg":"error:request not authorized","conn_id":"d5phu6rb","req_id":""}', AT)).toEqual([{ kind: 'error', message: 'bybit: error:request not authorized', fatal: false }]);
   });
 });
 

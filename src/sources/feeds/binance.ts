@@ -2,6 +2,7 @@
 // Frame: {"stream":"btcusdt@trade","data":{"e":"trade","E":…,"s":"BTCUSDT","t":12345,"p":"…","q":"…","T":…,"m":true,…}}
 // `m` = the buyer is the maker, so the taker sold. `t` is sequential per symbol. The server pings
 // every 20 s (ws answers pongs by itself) and closes connections after 24 h.
+// Errors come as {"code":2,"msg":"…"} or, answering a request, {"id":1,"error":{"code":2,"msg":"…"}}.
 import { splitGluedSymbol } from './assets.js';
 import { normalise } from './normalise.js';
 import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
@@ -23,8 +24,9 @@ export function binance(symbols: string[] = BINANCE_DEFAULT_SYMBOLS, url?: strin
       const parsed = parseObject(frame);
       if (!parsed.ok) return parsed.messages;
       const msg = parsed.value;
+      if (isObject(msg.error)) return [binanceError(msg.error)];
+      if (msg.data === undefined && msg.e === undefined && 'code' in msg && 'msg' in msg) return [binanceError(msg)];
       if ('result' in msg && 'id' in msg) return [{ kind: 'ignore' }]; // SUBSCRIBE ack
-      if (isObject(msg.error)) return [{ kind: 'error', message: `binance: ${String(msg.error.msg ?? JSON.stringify(msg.error))}`, fatal: false }];
       const d = isObject(msg.data) ? msg.data : msg; // combined stream wraps, raw stream does not
       if (d.e !== 'trade') return [{ kind: 'ignore' }];
       const symbol = String(d.s ?? '');
@@ -36,4 +38,10 @@ export function binance(symbols: string[] = BINANCE_DEFAULT_SYMBOLS, url?: strin
       })];
     },
   };
+}
+
+/** `binance: Invalid request: unknown variant (code 2)`: what Binance said, and its code. */
+function binanceError(e: Record<string, unknown>): FeedMessage {
+  const text = typeof e.msg === 'string' && e.msg !== '' ? e.msg : JSON.stringify(e);
+  return { kind: 'error', message: `binance: ${text}${e.code !== undefined ? ` (code ${String(e.code)})` : ''}`, fatal: false };
 }

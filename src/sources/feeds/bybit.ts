@@ -1,7 +1,8 @@
 // Bybit v5 public spot: wss://stream.bybit.com/v5/public/spot, {"op":"subscribe","args":["publicTrade.BTCUSDT"]}.
 // Frame: {"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":…,"data":[{"T":…,"s":"BTCUSDT","S":"Buy",
 // "v":"0.001","p":"16578.50","i":"<uuid>",…}]}. `S` is the taker side; ids are not sequential.
-// Bybit wants {"op":"ping"} every 20 s and answers with a pong.
+// Bybit wants {"op":"ping"} every 20 s and answers with a pong. A refused request: {"success":false,"ret_msg":"…"}
+// (with "op" when it could tell which request, without when it could not read it).
 import { splitGluedSymbol } from './assets.js';
 import { normalise } from './normalise.js';
 import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
@@ -21,10 +22,11 @@ export function bybit(symbols: string[] = BYBIT_DEFAULT_SYMBOLS, url?: string): 
       if (!parsed.ok) return parsed.messages;
       const m = parsed.value;
       if (m.op === 'pong' || m.ret_msg === 'pong') return [{ kind: 'heartbeat' }];
-      if (m.op !== undefined) {
-        if (m.success === false) return [{ kind: 'error', message: `bybit: ${String(m.ret_msg ?? 'request failed')}`, fatal: false }];
-        return [{ kind: 'ignore' }];
+      if (m.success === false) {
+        const text = typeof m.ret_msg === 'string' && m.ret_msg !== '' ? m.ret_msg : 'request failed';
+        return [{ kind: 'error', message: `bybit: ${text}`, fatal: false }];
       }
+      if (m.op !== undefined) return [{ kind: 'ignore' }];
       if (typeof m.topic !== 'string' || !m.topic.startsWith('publicTrade.')) return [{ kind: 'ignore' }];
       if (!Array.isArray(m.data)) return [{ kind: 'rejected', reason: 'malformed', detail: 'bybit trade message without a data array' }];
       return m.data.map((t): FeedMessage => {

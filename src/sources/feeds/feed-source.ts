@@ -7,9 +7,10 @@ import { disconnectCause, feedConnects, feedDisconnects, feedDuplicates, feedGap
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { capRaw, type Trade } from '../../core/trade.js';
-import type { Source, SourceEvent } from '../contract.js';
+import type { Source, SourceEvent, TradeOrigins } from '../contract.js';
 import type { FeedProtocol } from './protocol.js';
-import { DEFAULT_BACKOFF, resilientSocket, type BackoffOptions } from './ws-client.js';
+import { DEFAULT_BACKOFF, DEFAULT_MAX_PAYLOAD_BYTES, resilientSocket, type BackoffOptions, type QueueLimits } from './ws-client.js';
+import { DEFAULT_MAX_LINE_BYTES } from '../line-reader.js';
 
 /** How many recent trade ids to remember per feed: minutes of trades on a busy pair. */
 const RECENT_IDS = 100_000;
@@ -37,6 +38,10 @@ export interface FeedSourceOptions {
   pingAfterMs?: number;
   maxConnectionAgeMs?: number;
   random?: () => number;
+  /** When the socket pauses for a consumer that is behind (ws-client.ts DEFAULT_QUEUE_LIMITS otherwise). */
+  queue?: Partial<QueueLimits>;
+  /** Frames longer than this are rejected as malformed (default 1 MiB, `--max-line`). */
+  maxFrameBytes?: number;
 }
 
 export class FeedSource implements Source {
@@ -55,12 +60,14 @@ export class FeedSource implements Source {
     const seen = new RecentSet(RECENT_IDS);
     const lastSequence = new Map<string, number>();
     const staleAfterMs = o.staleAfterMs ?? p.staleAfterMs;
+    const maxFrameBytes = o.maxFrameBytes ?? DEFAULT_MAX_LINE_BYTES;
     const socket = resilientSocket(
       {
         url: p.url, name: p.exchange, subscribeMessages: () => p.subscribeMessages(), appPing: p.appPing, heartbeatChannel: p.heartbeatChannel,
         pingAfterMs: o.pingAfterMs ?? Math.min(20_000, staleAfterMs / 2), staleAfterMs,
         connectTimeoutMs: o.connectTimeoutMs ?? 8000, maxConnectionAgeMs: o.maxConnectionAgeMs ?? p.maxConnectionAgeMs,
-        backoff: o.backoff ?? DEFAULT_BACKOFF, clock: o.clock, logger: o.logger, random: o.random,
+        backoff: o.backoff ?? DEFAULT_BACKOFF, clock: o.clock, logger: o.logger, random: o.random, queue: o.queue,
+        maxPayloadBytes: Math.max(DEFAULT_MAX_PAYLOAD_BYTES, 4 * maxFrameBytes),
       },
       signal,
     );
@@ -74,6 +81,13 @@ export class FeedSource implements Source {
         feedDisconnects.inc({ feed: this.name, cause: disconnectCause(ev.reason) });
         if (ev.fatal) throw new CoinstreamError('UNAUTHORIZED', `${this.name}: ${ev.reason}${p.authHint ? `; ${p.authHint}` : ''}`);
         yield { kind: 'disconnected', source: this.name, reason: ev.reason, retryInMs: ev.retryInMs, at: ev.at };
+        continue;
+      }
+      // A frame is one message, like a replay line: over the limit it is rejected, and the feed goes on.
+      // (Characters are at most bytes, so most frames skip the byte count.)
+      if (ev.data.length > maxFrameBytes / 3 && Buffer.byteLength(ev.data) > maxFrameBytes) {
+        const detail = `frame longer than the limit of ${maxFrameBytes} bytes (${Buffer.byteLength(ev.data)} bytes; --max-line raises it)`;
+        yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: 'malformed', detail, raw: capRaw(ev.data) } };
         continue;
       }
       const trades: Trade[] = [];
@@ -114,7 +128,12 @@ export class FeedSource implements Source {
             break;
         }
       }
-      if (trades.length > 0) yield { kind: 'trades', source: this.name, trades };
+      if (trades.length > 0) yield { kind: 'trades', source: this.name, trades, origins: frameOrigins(ev.data) };
     }
   }
+}
+
+/** Every trade of a frame came in as that frame; a live feed has no position to name. */
+function frameOrigins(frame: string): TradeOrigins {
+  return { raw: () => frame, where: () => undefined };
 }

@@ -2,6 +2,7 @@
 // Frame: {"channel":"trade","type":"update"|"snapshot","data":[{"symbol":"BTC/USD","side":"buy","price":…,
 // "qty":…,"ord_type":"market","trade_id":…,"timestamp":"…Z"}]}. `side` is the taker's. `trade_id` is
 // sequential per pair. Kraken sends {"channel":"heartbeat"} every second when nothing else is sent.
+// Errors: {"method":"subscribe","success":false,"error":"…"}, or a bare {"error":"…"} for a request it could not read.
 import { normalise, isoToMs } from './normalise.js';
 import { isObject, parseObject, type FeedMessage, type FeedProtocol } from './protocol.js';
 
@@ -20,10 +21,11 @@ export function kraken(pairs: string[] = KRAKEN_DEFAULT_PAIRS, url?: string): Fe
       const parsed = parseObject(frame);
       if (!parsed.ok) return parsed.messages;
       const m = parsed.value;
-      if (m.method !== undefined) {
-        if (m.success === false) return [{ kind: 'error', message: `kraken: ${String(m.error ?? 'request failed')}`, fatal: false }];
-        return [{ kind: 'ignore' }]; // subscribe ack, pong
+      if (m.success === false || (m.error !== undefined && m.error !== null && m.channel === undefined)) {
+        const text = m.error === undefined || m.error === '' ? 'request failed' : typeof m.error === 'string' ? m.error : JSON.stringify(m.error);
+        return [{ kind: 'error', message: `kraken: ${text}`, fatal: false }];
       }
+      if (m.method !== undefined) return [{ kind: 'ignore' }]; // subscribe ack, pong
       if (m.channel === 'heartbeat') return [{ kind: 'heartbeat' }];
       if (m.channel !== 'trade') return [{ kind: 'ignore' }]; // status, …
       if (!Array.isArray(m.data)) return [{ kind: 'rejected', reason: 'malformed', detail: 'kraken trade message without a data array' }];
