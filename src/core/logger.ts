@@ -48,7 +48,17 @@ export function createLogger(options: string | LoggerOptions = {}): Logger {
   const stream = pretty
     ? prettyDestination({ colour: wantsColour(env, output), write: (line) => output.write(line) })
     : (fd2 ?? { write: (line: string) => output.write(line) });
-  return pino({ level, base: { app: 'coinstream' }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
+  const logger = pino({ level, base: { app: 'coinstream' }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
+  formats.set(logger, pretty ? 'pretty' : 'json');
+  return logger;
+}
+
+/** The format each logger resolved to, so a worker thread can log the way its parent does. */
+const formats = new WeakMap<Logger, 'json' | 'pretty'>();
+
+/** How a logger made by createLogger writes: a worker thread's stderr is not the terminal, so it is told. */
+export function logFormatOf(logger: Logger): 'json' | 'pretty' {
+  return formats.get(logger) ?? 'json';
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

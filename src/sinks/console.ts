@@ -1,5 +1,6 @@
 // The console sink, like Spark's: a `Batch: N` header, then a table of the rows that changed.
 import type { Writable } from 'node:stream';
+import type { Logger } from '../core/logger.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
 import type { OutputBatch, PriceQuote, Sink } from './contract.js';
 import { formatAmount, formatPct, formatPrice, formatTime, renderTable, type Column } from './format.js';
@@ -49,9 +50,22 @@ export function joinRows(windows: readonly WindowResult[], trends: readonly Tren
 
 export class ConsoleSink implements Sink {
   readonly name = 'console';
-  constructor(private readonly out: Writable = process.stdout) {}
+  /** Set once the output failed (`| head` closed the pipe): the console is a view, the run goes on without it. */
+  private closedBecause: string | null = null;
 
-  async open(): Promise<void> {}
+  constructor(private readonly out: Writable = process.stdout, private readonly logger?: Logger) {}
+
+  async open(): Promise<void> {
+    // Without a listener, an EPIPE on stdout is an uncaught exception that ends the whole run.
+    this.out.on('error', this.onError);
+  }
+
+  private readonly onError = (err: NodeJS.ErrnoException): void => {
+    if (this.closedBecause !== null) return;
+    this.closedBecause = err.code ?? err.message;
+    const why = err.code === 'EPIPE' ? 'the reader closed it' : err.message;
+    this.logger?.info({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); the stores go on`);
+  };
 
   async write(batch: OutputBatch): Promise<void> {
     const rule = '-------------------------------------------';
@@ -71,8 +85,16 @@ export class ConsoleSink implements Sink {
     }
     const wm = Number.isFinite(batch.watermark) ? formatTime(batch.watermark) : batch.watermark > 0 ? 'end of input' : 'none yet';
     parts.push(`watermark: ${wm}${batch.final ? ' (last batch)' : ''}`, '');
-    await new Promise<void>((resolve, reject) => this.out.write(parts.join('\n') + '\n', (err) => (err ? reject(err) : resolve())));
+    if (this.closedBecause !== null) return;
+    await new Promise<void>((resolve) =>
+      this.out.write(parts.join('\n') + '\n', (err) => {
+        if (err) this.onError(err);
+        resolve();
+      }),
+    );
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.out.off('error', this.onError);
+  }
 }

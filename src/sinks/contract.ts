@@ -39,3 +39,6 @@ export interface Sink {
   write(batch: OutputBatch): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The SINK SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no sink. */
+export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | delta:PATH';

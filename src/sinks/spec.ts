@@ -2,14 +2,13 @@
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ConsoleSink } from './console.js';
-import type { Sink } from './contract.js';
+import { SINK_SPEC_HELP, type Sink } from './contract.js';
 import { DuckDBSink } from './duckdb/duckdb-sink.js';
 
 export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
-export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | delta:PATH';
 
 export function parseSinkSpec(spec: string, logger: Logger): Sink {
-  if (spec === 'console') return new ConsoleSink();
+  if (spec === 'console') return new ConsoleSink(process.stdout, logger);
   if (spec.startsWith('duckdb:')) {
     const path = spec.slice('duckdb:'.length);
     if (!path) throw new UsageError('--sink duckdb needs a file: --sink duckdb:./coinstream.duckdb');

@@ -6,24 +6,12 @@
 
 import { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR, DuckDBDataChunk, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
 import duckdb from '@duckdb/node-bindings';
+import { isTyped, type Column } from './store-batch.js';
+
+export type { Column };
 
 /** DuckDB's standard vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
-
-export type Column =
-  /** NaN is stored as NULL when `nanIsNull`, else as NaN. */
-  | { kind: 'double'; values: Float64Array; nanIsNull?: boolean }
-  /** Epoch milliseconds (whole numbers) stored as a TIMESTAMP; NaN as NULL when `nanIsNull`. */
-  | { kind: 'timestamp'; values: Float64Array; nanIsNull?: boolean }
-  /** Whole numbers stored as a BIGINT. */
-  | { kind: 'bigint'; values: Float64Array }
-  /** Whole numbers stored as an INTEGER. */
-  | { kind: 'integer'; values: Float64Array }
-  | { kind: 'uinteger'; values: Uint32Array }
-  /** 1 = true, 0 = false. */
-  | { kind: 'boolean'; values: Uint8Array }
-  /** null: every row NULL. */
-  | { kind: 'varchar'; values: readonly (string | null)[] | null };
 
 const TYPES: Record<Column['kind'], DuckDBType> = { double: DOUBLE, timestamp: TIMESTAMP, bigint: BIGINT, integer: INTEGER, uinteger: UINTEGER, boolean: BOOLEAN, varchar: VARCHAR };
 
@@ -68,9 +56,17 @@ export async function appendColumns(conn: DuckDBConnection, table: string, colum
       appender.appendDataChunk(chunk); // the appender copies the rows: the chunk can be refilled
     }
     appender.flushSync();
-  } finally {
-    appender.closeSync();
+  } catch (err) {
+    // Closing a failed appender throws too ("transaction is aborted"): that must not replace the
+    // error that says what was wrong, so it is only attached to it.
+    try {
+      appender.closeSync();
+    } catch (closeErr) {
+      (err as Error & { closeError?: unknown }).closeError = closeErr;
+    }
+    throw err;
   }
+  appender.closeSync();
 }
 
 function fillVector(vector: duckdb.Vector, column: Column, from: number, n: number): void {
@@ -136,9 +132,6 @@ export function pickRows(columns: readonly Column[], rows: readonly number[]): C
     return { ...column, values: picked } as Column;
   });
 }
-
-/** Whether a column's values are a typed array (every kind but varchar). */
-export const isTyped = (values: Column['values']): values is Float64Array | Uint32Array | Uint8Array => ArrayBuffer.isView(values);
 
 /** Copies rows [from, from + n) of a typed array into a vector. */
 function copyFixed(vector: duckdb.Vector, values: Float64Array | Uint32Array | Uint8Array, from: number, n: number): void {

@@ -2,12 +2,19 @@
 // engine keep the main thread while DuckDB's appender and inserts run on the other core. Each write resolves once its transaction has committed.
 import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
+import { logFormatOf, type Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink } from '../contract.js';
-import { toStoreBatch, transferables } from './duckdb-store.js';
+import { toStoreBatch, transferables } from './store-batch.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 type Pending = { resolve: () => void; reject: (err: Error) => void };
+
+/**
+ * The worker's code: the compiled worker.js next to this file, or, when this file runs as TypeScript
+ * (tests, the bench), an entry that registers tsx first, since a worker starts without its parent's
+ * loader. The installed program loads no TypeScript hook.
+ */
+const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('./worker-entry.mjs', import.meta.url) : new URL('./worker.js', import.meta.url);
 
 export class DuckDBSink implements Sink {
   readonly name: string;
@@ -20,9 +27,7 @@ export class DuckDBSink implements Sink {
   }
 
   async open(): Promise<void> {
-    const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), {
-      workerData: { path: this.path, logLevel: this.logger.level },
-    });
+    const worker = new Worker(WORKER_URL, { workerData: { path: this.path, logLevel: this.logger.level, logFormat: logFormatOf(this.logger) } });
     this.worker = worker;
     worker.on('message', (reply: WorkerReply) => {
       const p = this.pending.get(reply.id);

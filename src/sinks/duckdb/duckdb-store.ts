@@ -14,10 +14,10 @@ import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../core/logger.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { RejectedTrade } from '../../core/trade.js';
-import type { TrendResult, WindowResult } from '../../engine/contract.js';
 import type { OutputBatch, Sink } from '../contract.js';
-import { tradeKeyText, type TradeBatch, type TradeKey } from '../trade-batch.js';
-import { appendColumns, isTyped, pickRows, type Column } from './columns.js';
+import { tradeKeyText, type TradeKey } from '../trade-batch.js';
+import { appendColumns, pickRows } from './columns.js';
+import { numbers, toStoreBatch, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
 import { openDuckDB } from './open.js';
 
@@ -27,45 +27,6 @@ const STAGING = `
 CREATE TEMP TABLE IF NOT EXISTS staging_windows AS SELECT * FROM trade_windows LIMIT 0;
 CREATE TEMP TABLE IF NOT EXISTS staging_trends AS SELECT * FROM price_trends LIMIT 0;
 `;
-
-/**
- * Window or trend rows as the store writes them: by column, in the table's column order, with the key
- * and is_final also at hand. Built on the pipeline's thread (see toStoreBatch), so that only typed
- * arrays cross to the worker instead of thousands of objects to serialise and rebuild.
- */
-export interface KeyedColumns {
-  length: number;
-  asset: string[];
-  windowStart: Float64Array;
-  windowEnd: Float64Array;
-  isFinal: Uint8Array;
-  columns: Column[];
-}
-
-/** A batch as the store writes it. */
-export interface StoreBatch {
-  batchId: number;
-  windows: KeyedColumns;
-  trends: KeyedColumns;
-  rejected: RejectedTrade[];
-  trades: TradeBatch;
-}
-
-/** Window and trend rows to columns; the trades are already columns. */
-export function toStoreBatch(batch: OutputBatch): StoreBatch {
-  return { batchId: batch.batchId, windows: windowColumns(batch.windows), trends: trendColumns(batch.trends), rejected: batch.rejected, trades: batch.trades };
-}
-
-/** The buffers of a store batch that the worker can take over instead of copying (not the shared trade columns). */
-export function transferables(batch: StoreBatch): ArrayBuffer[] {
-  const out: ArrayBuffer[] = [];
-  for (const table of [batch.windows, batch.trends]) {
-    for (const column of table.columns) {
-      if (isTyped(column.values) && column.values.buffer instanceof ArrayBuffer) out.push(column.values.buffer);
-    }
-  }
-  return out;
-}
 
 /**
  * Which rows of a keyed table (trade_windows, price_trends) may already be stored. Appending is
@@ -140,10 +101,15 @@ export class DuckDBStore implements Sink {
     const { instance, conn } = await openDuckDB(this.path, { threads: 1 });
     this.instance = instance;
     this.conn = conn;
-    const [[oldLayout]] = (await conn.runAndReadAll(OLD_LOG_LAYOUT_CHECK)).getRowsJS();
-    if (Number(oldLayout) > 0) {
+    try {
+      const [[oldLayout]] = (await conn.runAndReadAll(OLD_LOG_LAYOUT_CHECK)).getRowsJS();
+      if (Number(oldLayout) > 0) {
+        throw new CoinstreamError('CONFIG', `${this.path} was written by an earlier coinstream whose trade log this version cannot append to; move it away or use another --sink duckdb:PATH`);
+      }
+      await refuseForeignTables(conn, this.path);
+    } catch (err) {
       await this.close();
-      throw new CoinstreamError('CONFIG', `${this.path} was written by an earlier coinstream whose trade log this version cannot append to; move it away or use another --sink duckdb:PATH`);
+      throw err;
     }
     await conn.run(DUCKDB_SCHEMA);
     await conn.run(STAGING);
@@ -186,7 +152,8 @@ export class DuckDBStore implements Sink {
     } catch (err) {
       this.inTransaction = false;
       await conn.run('ROLLBACK').catch((rollbackErr: unknown) => this.logger.warn({ err: rollbackErr }, 'duckdb rollback after a failed batch failed'));
-      throw new CoinstreamError('SINK_FAILED', `${this.name}: writing batch ${batch.batchId} failed: ${(err as Error).message}`, true, { cause: err });
+      const message = (err as Error).message;
+      throw new CoinstreamError('SINK_FAILED', `${this.name}: writing batch ${batch.batchId} failed: ${message}`, isTransient(message), { cause: err });
     }
   }
 
@@ -252,58 +219,51 @@ export class DuckDBStore implements Sink {
   }
 }
 
+/**
+ * DuckDB errors that a retry of the same batch can get past: I/O (a full disk, a flaky mount), a lock
+ * or a write conflict. A constraint or conversion error would fail the same way every time.
+ */
+function isTransient(message: string): boolean {
+  return /^(IO Error|Interrupt Error)|Could not set lock|[Cc]onflict/.test(message);
+}
+
+/**
+ * A DuckDB file may already hold tables with our names that some other program made. Appending to
+ * them would fail mid-run (or worse, succeed with columns in the wrong places), so such a store is
+ * refused when it is opened: the tables we find must have exactly the columns our schema creates,
+ * which is checked against the schema itself, created in a scratch in-memory database.
+ */
+async function refuseForeignTables(conn: DuckDBConnection, path: string): Promise<void> {
+  const ours = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_keys', 'trade_log'];
+  const list = ours.map((t) => `'${t}'`).join(', ');
+  const columns = (database: string) => `SELECT table_name, list(column_name || ' ' || data_type ORDER BY column_index) AS columns
+    FROM duckdb_columns() WHERE database_name = ${database} AND schema_name = 'main' AND table_name IN (${list}) GROUP BY table_name`;
+  const existing = (await conn.runAndReadAll(columns('current_database()'))).getRowObjectsJS();
+  if (existing.length === 0) return; // a new store
+  const [[current]] = (await conn.runAndReadAll('SELECT current_database()')).getRowsJS();
+  await conn.run(`ATTACH ':memory:' AS coinstream_expected; USE coinstream_expected;`);
+  try {
+    await conn.run(DUCKDB_SCHEMA);
+  } finally {
+    await conn.run(`USE "${String(current).replace(/"/g, '""')}"`);
+  }
+  const expected = new Map((await conn.runAndReadAll(columns(`'coinstream_expected'`))).getRowObjectsJS().map((r) => [r.table_name, JSON.stringify(r.columns)]));
+  await conn.run('DETACH coinstream_expected');
+  const foreign = existing.filter((r) => expected.get(r.table_name) !== JSON.stringify(r.columns));
+  if (foreign.length > 0) {
+    const table = foreign[0];
+    throw new CoinstreamError(
+      'CONFIG',
+      `${path} is not a coinstream store: its table ${String(table.table_name)} has the columns (${(table.columns as string[]).join(', ')}), not coinstream's; use another --sink duckdb:PATH`,
+    );
+  }
+}
+
 function mapIds(ids: Uint32Array, length: number, toStore: Uint32Array): Uint32Array {
   if (toStore.every((storeId, batchId) => storeId === batchId)) return ids;
   const out = new Uint32Array(length);
   for (let i = 0; i < length; i++) out[i] = toStore[ids[i]];
   return out;
-}
-
-/** Numbers of a row field as a column; null (a bug upstream) becomes NaN and so NULL, which NOT NULL refuses. */
-function numbers<T>(rows: T[], field: (row: T) => number | null): Float64Array {
-  const out = new Float64Array(rows.length);
-  for (let i = 0; i < rows.length; i++) out[i] = field(rows[i]) ?? NaN;
-  return out;
-}
-
-function windowColumns(rows: WindowResult[]): KeyedColumns {
-  const d = (field: (w: WindowResult) => number): Column => ({ kind: 'double', values: numbers(rows, field), nanIsNull: true });
-  const key = keyColumns(rows);
-  return { ...key, columns: [
-    { kind: 'varchar', values: key.asset },
-    { kind: 'timestamp', values: key.windowStart },
-    { kind: 'timestamp', values: key.windowEnd },
-    { kind: 'bigint', values: numbers(rows, (w) => w.trades) },
-    d((w) => w.totalVolume), d((w) => w.totalAmount), d((w) => w.averagePrice), d((w) => w.vwap),
-    d((w) => w.open), d((w) => w.high), d((w) => w.low), d((w) => w.close), d((w) => w.buyVolume), d((w) => w.sellVolume),
-    { kind: 'boolean', values: key.isFinal },
-    { kind: 'timestamp', values: numbers(rows, (w) => w.updatedAt) },
-  ] };
-}
-
-function trendColumns(rows: TrendResult[]): KeyedColumns {
-  const d = (field: (t: TrendResult) => number | null): Column => ({ kind: 'double', values: numbers(rows, field), nanIsNull: true });
-  const key = keyColumns(rows);
-  return { ...key, columns: [
-    { kind: 'varchar', values: key.asset },
-    { kind: 'timestamp', values: key.windowStart },
-    { kind: 'timestamp', values: key.windowEnd },
-    d((t) => t.vwap), d((t) => t.prevVwap),
-    { kind: 'varchar', values: rows.map((t) => t.trend) },
-    d((t) => t.avgPrice6m), d((t) => t.change6mPct),
-    { kind: 'integer', values: numbers(rows, (t) => t.windows6m) },
-    { kind: 'boolean', values: key.isFinal },
-  ] };
-}
-
-function keyColumns(rows: (WindowResult | TrendResult)[]): Omit<KeyedColumns, 'columns'> {
-  return {
-    length: rows.length,
-    asset: rows.map((r) => r.asset),
-    windowStart: numbers(rows, (r) => r.windowStart),
-    windowEnd: numbers(rows, (r) => r.windowEnd),
-    isFinal: Uint8Array.from(rows, (r) => (r.isFinal ? 1 : 0)),
-  };
 }
 
 function rejectedColumns(rows: RejectedTrade[]): Column[] {

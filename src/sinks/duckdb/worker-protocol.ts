@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../../core/errors.js';
-import type { StoreBatch } from './duckdb-store.js';
+import type { StoreBatch } from './store-batch.js';
 
 export type WorkerRequest =
   | { id: number; op: 'open' }

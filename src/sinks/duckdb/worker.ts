@@ -28,8 +28,8 @@ function yieldToPipeline(logger: Logger): void {
   }
 }
 
-const { path, logLevel } = workerData as { path: string; logLevel: string };
-const logger = createLogger(logLevel);
+const { path, logLevel, logFormat } = workerData as { path: string; logLevel: string; logFormat: 'json' | 'pretty' };
+const logger = createLogger({ level: logLevel, format: logFormat });
 yieldToPipeline(logger);
 const store = new DuckDBStore(path, logger);
 const port = parentPort!;
