@@ -1,16 +1,28 @@
 // The command line (DESIGN.md, "Command line"). Exit codes: 0 done, 1 runtime failure, 2 bad usage.
+//
+// Each command's module is imported when the command runs, not before: `coinstream --help` loads
+// neither DuckDB nor the websocket clients.
 import { Command, CommanderError, Option } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { CoinstreamError, UsageError, isUsageLike } from '../core/errors.js';
-import { createLogger } from '../core/logger.js';
-import { runCommand } from './run.js';
-import { queryCommand } from './query.js';
-import { recordCommand, replayServerCommand } from './feeds.js';
-import { SOURCE_SPEC_HELP } from '../sources/spec.js';
-import { SINK_SPEC_HELP } from '../sinks/spec.js';
+import { createLogger, LOG_FORMATS, type Logger } from '../core/logger.js';
+import { SOURCE_SPEC_HELP } from '../sources/contract.js';
+import { SINK_SPEC_HELP } from '../sinks/contract.js';
 
-/** Flags that may be given more than once, and read space-separated lists from their variable. */
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(/\s+/).filter(Boolean)];
+const COMMANDS = ['run', 'query', 'replay-server', 'record'];
+
+/** A flag that may be given more than once. Values are kept whole (a path may hold spaces). */
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/**
+ * The values of a repeatable flag. From its environment variable they come as one string, where
+ * several specs are separated by whitespace (`COINSTREAM_SOURCE="replay:a.jsonl replay:b.jsonl"`).
+ */
+function listFlag(cmd: Command, name: string): string[] | undefined {
+  const values = cmd.getOptionValue(name) as string[] | undefined;
+  if (values === undefined || cmd.getOptionValueSource(name) !== 'env') return values;
+  return values.flatMap((v) => v.split(/\s+/).filter(Boolean));
+}
 
 function engineOptions(cmd: Command): Command {
   return cmd
@@ -22,56 +34,101 @@ function engineOptions(cmd: Command): Command {
     .addOption(new Option('--trend-span <duration>', 'span of the price trend').default('6m').env('COINSTREAM_TREND_SPAN'));
 }
 
+function maxLineOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option('--max-line <size>', 'longest replay line or websocket frame; a longer one is rejected as malformed and reading goes on').default('1MiB').env('COINSTREAM_MAX_LINE'),
+  );
+}
+
+/** Every command logs the same way; the logger is made when the command runs, so a bad setting is a usage error. */
+function withLogFormat(cmd: Command): Command {
+  return cmd.addOption(
+    new Option('--log-format <format>', 'logs on stderr: pretty (one line per event), json (JSON lines), or auto: pretty on a terminal').choices(LOG_FORMATS).env('COINSTREAM_LOG_FORMAT'),
+  );
+}
+
+function loggerFor(cmd: Command): Logger {
+  return createLogger({ format: cmd.getOptionValue('logFormat') as string | undefined });
+}
+
 export function buildProgram(): Command {
   const program = new Command('coinstream')
     .description('Real-time trade analytics for cryptocurrencies: live trades -> event-time windows -> stores, dashboard and console.')
     .version('0.1.0')
     .showSuggestionAfterError(true);
 
-  engineOptions(
-    program
-      .command('run')
-      .description('Read sources, aggregate in windows, write to sinks (the main job, embedded log).')
-      .addOption(new Option('--source <spec>', `where trades come from, repeatable: ${SOURCE_SPEC_HELP}`).argParser(collect).env('COINSTREAM_SOURCE'))
-      .addOption(new Option('--sink <spec>', `where results go, repeatable: ${SINK_SPEC_HELP} (default: duckdb:./coinstream.duckdb and console)`).argParser(collect).env('COINSTREAM_SINK'))
-      .addOption(new Option('--speed <max|N>', 'replay pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
-      .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something)').env('COINSTREAM_BATCHES'))
-      .addOption(new Option('--port <port>', 'dashboard port').default('8080').env('COINSTREAM_PORT'))
-      .addOption(new Option('--no-dashboard', 'do not serve the dashboard')),
-  ).action(async (opts) => runCommand(opts, { clock: systemClock, logger: createLogger() }));
-
-  program
-    .command('query')
-    .description('Print the latest windows and trends from a store.')
-    .addOption(new Option('--store <spec>', 'the store to read').default('duckdb:./coinstream.duckdb').env('COINSTREAM_STORE'))
-    .addOption(new Option('--asset <id>', 'only this asset (CoinCap id, e.g. bitcoin)').env('COINSTREAM_ASSET'))
-    .addOption(new Option('--last <duration>', 'event time covered, back from the newest window end').default('6m').env('COINSTREAM_LAST'))
-    .action(async (opts) => queryCommand(opts));
-
-  program
-    .command('replay-server')
-    .description('Serve a recorded JSONL(.gz) file as a CoinCap v2 trades websocket, so the live path runs offline.')
-    .argument('<file>', 'JSONL or JSONL.gz of trade messages')
-    .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default('0').env('COINSTREAM_PORT'))
-    .addOption(new Option('--speed <max|N>', 'pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
-    .action(async (file: string, opts) => replayServerCommand(file, opts, { clock: systemClock, logger: createLogger() }));
-
-  program
-    .command('record')
-    .description('Write what live sources receive to JSONL(.gz), one trade message per line.')
+  const run = program
+    .command('run')
+    .description('Read sources, aggregate in windows, write to sinks (the main job, embedded log).')
     .addOption(new Option('--source <spec>', `where trades come from, repeatable: ${SOURCE_SPEC_HELP}`).argParser(collect).env('COINSTREAM_SOURCE'))
-    .addOption(new Option('--out <file>', 'FILE.jsonl or FILE.jsonl.gz').makeOptionMandatory().env('COINSTREAM_OUT'))
-    .addOption(new Option('--rotate-mb <n>', 'start FILE.1.jsonl(.gz), FILE.2… past this many MB').default('256').env('COINSTREAM_ROTATE_MB'))
-    .action(async (opts) => recordCommand(opts, { clock: systemClock, logger: createLogger() }));
+    .addOption(new Option('--sink <spec>', `where results go, repeatable: ${SINK_SPEC_HELP} (default: duckdb:./coinstream.duckdb and console)`).argParser(collect).env('COINSTREAM_SINK'))
+    .addOption(new Option('--speed <max|N>', 'replay pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
+    .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something)').env('COINSTREAM_BATCHES'))
+    .addOption(new Option('--port <port>', 'dashboard port').default('8080').env('COINSTREAM_PORT'))
+    .addOption(new Option('--no-dashboard', 'do not serve the dashboard'));
+  withLogFormat(maxLineOption(engineOptions(run))).action(async (opts, cmd: Command) => {
+    const { runCommand } = await import('./run.js');
+    await runCommand({ ...opts, source: listFlag(cmd, 'source'), sink: listFlag(cmd, 'sink') }, { clock: systemClock, logger: loggerFor(cmd) });
+  });
+
+  withLogFormat(
+    program
+      .command('query')
+      .description('Print the latest windows and trends from a store.')
+      .addOption(new Option('--store <spec>', 'the store to read').default('duckdb:./coinstream.duckdb').env('COINSTREAM_STORE'))
+      .addOption(new Option('--asset <id>', 'only this asset (CoinCap id, e.g. bitcoin)').env('COINSTREAM_ASSET'))
+      .addOption(new Option('--last <duration>', 'event time covered, back from the newest window end').default('6m').env('COINSTREAM_LAST')),
+  ).action(async (opts, cmd: Command) => {
+    loggerFor(cmd); // only to refuse a bad COINSTREAM_LOG_LEVEL or format like every command
+    const { queryCommand } = await import('./query.js');
+    await queryCommand(opts);
+  });
+
+  withLogFormat(
+    maxLineOption(
+      program
+        .command('replay-server')
+        .description('Serve a recorded JSONL(.gz) file as a CoinCap v2 trades websocket, so the live path runs offline.')
+        .argument('<file>', 'JSONL or JSONL.gz of trade messages')
+        .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default('0').env('COINSTREAM_PORT'))
+        .addOption(new Option('--speed <max|N>', 'pace: max, or N times real time').default('1').env('COINSTREAM_SPEED')),
+    ),
+  ).action(async (file: string, opts, cmd: Command) => {
+    const { replayServerCommand } = await import('./feeds.js');
+    await replayServerCommand(file, opts, { clock: systemClock, logger: loggerFor(cmd) });
+  });
+
+  withLogFormat(
+    maxLineOption(
+      program
+        .command('record')
+        .description('Write what live sources receive to JSONL(.gz), one trade message per line.')
+        .addOption(new Option('--source <spec>', `where trades come from, repeatable: ${SOURCE_SPEC_HELP}`).argParser(collect).env('COINSTREAM_SOURCE'))
+        .addOption(new Option('--out <file>', 'FILE.jsonl or FILE.jsonl.gz').makeOptionMandatory().env('COINSTREAM_OUT'))
+        .addOption(new Option('--rotate-mb <n>', 'start FILE.1.jsonl(.gz), FILE.2… past this many MB').default('256').env('COINSTREAM_ROTATE_MB')),
+    ),
+  ).action(async (opts, cmd: Command) => {
+    const { recordCommand } = await import('./feeds.js');
+    await recordCommand({ ...opts, source: listFlag(cmd, 'source') }, { clock: systemClock, logger: loggerFor(cmd) });
+  });
 
   return program;
 }
 
 /** Parses and runs; returns the exit code instead of exiting, so stdout can drain. */
 export async function main(argv: string[]): Promise<number> {
+  // `coinstream query | head -1`: once the reader is gone there is nobody left to tell; without a
+  // listener the EPIPE would be an uncaught exception with a stack. (The console sink stops itself.)
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') process.stderr.write(`coinstream: stdout: ${err.message}\n`);
+  });
   const program = buildProgram();
+  if (argv.length === 0) {
+    // No command: what a user typing `coinstream` wants is the list of commands.
+    process.stderr.write(program.helpInformation());
+    return 2;
+  }
   let usageLine = '';
-  program.exitOverride();
   for (const cmd of [program, ...program.commands]) {
     cmd.exitOverride();
     cmd.configureOutput({ writeErr: (text) => (usageLine ||= text.trim().split('\n')[0]) });
@@ -80,23 +137,38 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-      const line = (usageLine || err.message).replace(/^error: /, '');
-      process.stderr.write(`coinstream: ${line}. Run \`coinstream ${guessCommand(argv)}--help\` to see the options.\n`);
-      return 2;
-    }
-    if (err instanceof UsageError || isUsageLike(err)) {
-      process.stderr.write(`coinstream: ${(err as Error).message}\n`);
-      return 2;
-    }
-    const message = err instanceof CoinstreamError ? `${err.message} [${err.code}]` : (err as Error)?.stack ?? String(err);
-    process.stderr.write(`coinstream: failed: ${message}\n`);
-    return 1;
+    return reportFailure(err, argv, usageLine);
   }
+}
+
+/** One line on stderr for every failure; the exit code says whose it was (2 usage, 1 runtime). */
+function reportFailure(err: unknown, argv: string[], usageLine: string): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    const line = (usageLine || err.message).replace(/^error: /, '');
+    process.stderr.write(`coinstream: ${line}. Run \`coinstream ${guessCommand(argv)}--help\` to see the options.\n`);
+    return 2;
+  }
+  if (err instanceof UsageError || isUsageLike(err)) {
+    process.stderr.write(`coinstream: ${oneLine((err as Error).message)}\n`);
+    return 2;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const code = err instanceof CoinstreamError ? ` [${err.code}]` : '';
+  process.stderr.write(`coinstream: failed: ${oneLine(message)}${code}\n`);
+  // The stack helps a developer, not a user: on request only.
+  if (process.env.COINSTREAM_LOG_LEVEL === 'debug' || process.env.COINSTREAM_LOG_LEVEL === 'trace') {
+    process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+  }
+  return 1;
+}
+
+/** Error messages from libraries may span lines (DuckDB adds context): the exit line stays one line. */
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
 }
 
 function guessCommand(argv: string[]): string {
   const first = argv.find((a) => !a.startsWith('-'));
-  return first && ['run', 'query', 'replay-server', 'record'].includes(first) ? `${first} ` : '';
+  return first && COMMANDS.includes(first) ? `${first} ` : '';
 }

@@ -1,6 +1,8 @@
 // `coinstream run`: the main job on one machine.
 import type { Clock } from '../core/clock.js';
 import { parseDuration } from '../core/duration.js';
+import { parseByteSize } from '../core/size.js';
+import { RetryingSink } from '../sinks/retrying-sink.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EngineConfig } from '../engine/contract.js';
@@ -26,6 +28,7 @@ export interface RunFlags extends EngineFlags {
   batches?: string;
   port: string;
   dashboard: boolean;
+  maxLine: string;
 }
 
 export function engineConfigFromFlags(f: EngineFlags): EngineConfig {
@@ -62,17 +65,20 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const maxBatches = parseBatches(flags.batches);
   const speed = parseSpeed(flags.speed);
   const port = parsePort(flags.port);
+  const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
-  const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, speed }));
-  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).map((spec) => parseSinkSpec(spec, logger));
+  const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, speed, maxLineBytes }));
+  // Retries wrap every store (a store only says whether an error is worth retrying).
+  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).map((spec) => new RetryingSink(parseSinkSpec(spec, logger), { clock, logger }));
   if (flags.dashboard) logger.info({ port }, 'the web dashboard is not part of this version yet; running without it');
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
   try {
     const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, signal: shutdown.signal }).run();
+    const damaged = summary.damaged > 0 ? `; ${summary.damaged} damaged source(s) read up to the damage` : '';
     logger.info(
-      { reason: summary.reason, batches: summary.batches, accepted: summary.accepted, rejected: summary.rejected, gaps: summary.gaps },
-      `done: ${summary.accepted} trades aggregated in ${summary.batches} batches; ${Object.values(summary.rejected).reduce((a, b) => a + b, 0)} rejected (kept in rejected_trades)`,
+      { reason: summary.reason, batches: summary.batches, accepted: summary.accepted, rejected: summary.rejected, gaps: summary.gaps, damaged: summary.damaged },
+      `done: ${summary.accepted} trades aggregated in ${summary.batches} batches; ${Object.values(summary.rejected).reduce((a, b) => a + b, 0)} rejected (kept in rejected_trades)${damaged}`,
     );
   } finally {
     shutdown.dispose();

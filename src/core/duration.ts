@@ -1,6 +1,7 @@
 import { UsageError } from './errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const MAX_DURATION_MS = 100_000 * 86_400_000;
 
 /**
  * Parses a duration such as `1m`, `30s`, `300ms`, `1h30m`, `0`. A bare number other than 0 is refused:
@@ -20,6 +21,8 @@ export function parseDuration(text: string, flag = 'duration'): number {
   if (matched === 0 || matched !== trimmed.length || !Number.isFinite(total)) {
     throw new UsageError(`${flag}: "${text}" is not a duration; write it like 300ms, 30s, 1m, 1h or 1h30m`);
   }
+  // Beyond this, milliseconds stop being exact integers (and SQL's BIGINT arithmetic overflows).
+  if (total > MAX_DURATION_MS) throw new UsageError(`${flag}: "${text}" is longer than 100000 days; give a shorter duration`);
   return Math.round(total);
 }
 

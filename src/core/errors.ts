@@ -5,9 +5,11 @@ export type ErrorCode =
   | 'USAGE' // bad flag, bad value: exit 2
   | 'CONFIG' // a config object that cannot work: exit 2
   | 'SOURCE_NOT_FOUND' // a replay file that is not there: exit 2
+  | 'SOURCE_UNREADABLE' // a file that is there but cannot be read (I/O error): exit 1
   | 'UNAUTHORIZED' // a feed refused our credentials
   | 'SINK_FAILED' // a store refused a write
-  | 'STORE_LOCKED'; // another process holds the store
+  | 'STORE_LOCKED' // another process holds the store
+  | 'PORT_IN_USE'; // a port we were asked to listen on is taken
 
 export class CoinstreamError extends Error {
   constructor(

@@ -1,0 +1,357 @@
+// Issue 9, "hardening": one describe per numbered defect. Each test runs the real CLI on crafted input
+// and pins the behaviour that fixed the defect; the comment above each describe says what went wrong.
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
+import { killAll, spawnCoinstream } from '../helpers/process.js';
+
+const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
+/** The 2,672 Kraken trades of 2019-07-01 00:00-01:00 UTC, one JSON text per element. */
+const K = readFileSync(KRAKEN, 'utf8').split('\n').filter((l) => l !== '');
+const FIRST_TS = JSON.parse(K[0]).timestamp as number;
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-hardening-'));
+afterEach(killAll);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let seq = 0;
+/** Writes `lines` (one per element, newline-terminated) to a fresh file in the temp dir. */
+function file(name: string, lines: string[]): string {
+  const path = join(dir, `${++seq}-${name}`);
+  writeFileSync(path, lines.map((l) => l + '\n').join(''));
+  return path;
+}
+const store = (name: string) => join(dir, `${++seq}-${name}.duckdb`);
+
+function coinstream(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('node', ['bin/coinstream.js', ...args], { env: { ...process.env, COINSTREAM_LOG_FORMAT: 'json', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** Replays `source` as fast as possible into a fresh DuckDB store; returns the run and the store path. */
+async function replayToStore(source: string, extra: string[] = []) {
+  const s = store('replay');
+  const r = await coinstream(['run', '--source', `replay:${source}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--no-dashboard', ...extra]);
+  return { ...r, store: s };
+}
+
+const count = async (path: string, sql: string) => Number((await queryRows(path, sql))[0].n);
+const trades = (path: string) => count(path, 'SELECT count(*)::DOUBLE AS n FROM trades');
+const rejected = (path: string) =>
+  queryRows(path, 'SELECT reason, detail, raw FROM rejected_trades ORDER BY detail') as Promise<{ reason: string; detail: string; raw: string }[]>;
+
+/** A failure: the exit code, exactly one line on stderr, no stack trace. Returns that line. */
+function expectOneLineFailure(r: { code: number; stderr: string }, code: number | number[]): string {
+  expect([code].flat()).toContain(r.code);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines.filter((l) => l.startsWith('    at '))).toEqual([]);
+  expect(lines).toHaveLength(1);
+  return lines[0];
+}
+
+// 1. Deeply nested JSON overflowed the parser's stack and killed the run; a late trade's `raw` was a
+//    re-serialisation (and failed on the nesting) instead of the text that came in.
+describe('1. deep nesting', () => {
+  it('a line of 5000 nested arrays is one malformed rejection; the run goes on', async () => {
+    const r = await replayToStore(file('deep.jsonl', [...K, '['.repeat(5000) + ']'.repeat(5000)]));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(2672);
+    const rej = await rejected(r.store);
+    expect(rej.map((x) => x.reason)).toEqual(['malformed']);
+  });
+
+  it('a late trade with a deeply nested extra field keeps its own text as raw', async () => {
+    // Spaces after the colons: a re-serialisation would drop them, the input text keeps them.
+    const late = K[0].replace(/:/g, ': ').replace(/"timestamp": \d+/, `"timestamp": ${FIRST_TS - 3_600_000}`).replace(/}$/, `, "x": ${'['.repeat(5000)}${']'.repeat(5000)}}`);
+    const r = await replayToStore(file('deep-late.jsonl', [...K, late]));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(2672);
+    const rej = await rejected(r.store);
+    expect(rej).toHaveLength(1);
+    expect(rej[0].reason).toBe('late');
+    expect(rej[0].detail.startsWith('line 2673: ')).toBe(true);
+    expect(rej[0].raw.startsWith(late.slice(0, 4096))).toBe(true);
+  });
+});
+
+// 2. Extreme numbers (1e308, the smallest subnormal) were accepted and turned window sums into
+//    Infinity or lost their precision.
+describe('2. extreme values', () => {
+  it('priceUsd/volume of 1e308 and priceUsd of 5e-324 are invalid; the real trades are all stored', async () => {
+    const huge = K[100].replace(/"volume":[^,]+/, '"volume":1e308').replace(/"priceUsd":[^}]+/, '"priceUsd":1e308');
+    const tiny = K[200].replace(/"priceUsd":[^}]+/, '"priceUsd":5e-324');
+    expect(huge).toContain('"priceUsd":1e308');
+    expect(tiny).toContain('"priceUsd":5e-324');
+    const r = await replayToStore(file('extreme.jsonl', [...K.slice(0, 101), huge, ...K.slice(101, 201), tiny, ...K.slice(201)]));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(2672);
+    const rej = await rejected(r.store);
+    expect(rej.map((x) => x.reason)).toEqual(['invalid', 'invalid']);
+    expect(rej.some((x) => /priceUsd 1e\+308 is outside|volume 1e\+308 is outside/.test(x.detail))).toBe(true);
+    expect(rej.some((x) => /priceUsd 5e-324 is outside/.test(x.detail))).toBe(true);
+  });
+});
+
+// 3. The reader parsed a stream of JSON values, not lines: two trades on one line were both taken,
+//    and a value split over two lines was glued back together.
+describe('3. one verdict per line', () => {
+  it('two trades on one line, and one value split over two lines, are each malformed', async () => {
+    const r = await replayToStore(file('crafted.jsonl', [`${K[0]},${K[1]}`, '{"x":[1', '2]}', ...K.slice(2, 8)]));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(6);
+    const rej = await rejected(r.store);
+    expect(rej.map((x) => x.reason)).toEqual(['malformed', 'malformed', 'malformed']);
+    expect(rej.map((x) => x.detail.slice(0, 8))).toEqual(['line 1: ', 'line 2: ', 'line 3: ']);
+  });
+
+  it('a trade split inside a string over two lines is two malformed lines, not a trade', async () => {
+    const cut = '{"exchange":"kraken'.length;
+    expect(K[0].slice(0, cut)).toBe('{"exchange":"kraken');
+    const r = await replayToStore(file('split.jsonl', [K[0].slice(0, cut), K[0].slice(cut), ...K.slice(1, 8)]));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(7);
+    const rej = await rejected(r.store);
+    expect(rej.map((x) => x.reason)).toEqual(['malformed', 'malformed']);
+    expect(rej.map((x) => x.detail.slice(0, 8))).toEqual(['line 1: ', 'line 2: ']);
+  });
+});
+
+// 4. A truncated .gz failed the whole run (or hung); now the lines before the damage count and the
+//    run says which file is damaged and where.
+describe('4. damaged gzip', () => {
+  it('a .gz cut at 60% is read up to the damage, with a warning and a note in the summary', async () => {
+    const gz = gzipSync(readFileSync(KRAKEN));
+    const path = join(dir, `${++seq}-cut.jsonl.gz`);
+    writeFileSync(path, gz.subarray(0, Math.floor(gz.length * 0.6)));
+    const r = await replayToStore(path);
+    expect(r.code).toBe(0);
+    const warn = r.stderr.split('\n').find((l) => /"level":40/.test(l) && l.includes(path));
+    expect(warn).toMatch(/damaged at compressed byte \d+/);
+    const n = await trades(r.store);
+    expect(n).toBeGreaterThanOrEqual(1000);
+    expect(n).toBeLessThan(2672);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/done: .*1 damaged source/);
+  });
+
+  it('a .gz holding only the 10-byte header: 0 trades, the damaged warning, exit 0', async () => {
+    const path = join(dir, `${++seq}-header.jsonl.gz`);
+    writeFileSync(path, gzipSync(readFileSync(KRAKEN)).subarray(0, 10));
+    const r = await replayToStore(path);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/damaged at compressed byte \d+/);
+    expect(await trades(r.store)).toBe(0);
+  });
+});
+
+// 5. A huge line was buffered whole (unbounded memory); now a line over --max-line is one malformed
+//    rejection keeping only its start, and a bad --max-line is a usage error.
+describe('5. a line over the limit', () => {
+  it('--max-line 1KiB: a 5000-byte line is rejected as malformed, the rest is stored', async () => {
+    const prefix = '{"exchange":"kraken","note":"';
+    const long = prefix + 'a'.repeat(5000 - prefix.length - 2) + '"}';
+    expect(Buffer.byteLength(long)).toBe(5000);
+    const r = await replayToStore(file('long.jsonl', [...K.slice(0, 1000), long, ...K.slice(1000)]), ['--max-line', '1KiB']);
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(2672);
+    const rej = await rejected(r.store);
+    expect(rej.map((x) => x.reason)).toEqual(['malformed']);
+    expect(rej[0].detail).toMatch(/longer than the limit of 1024 bytes \(5\d\d\d bytes/);
+    expect(rej[0].raw.startsWith(long.slice(0, 100))).toBe(true);
+  });
+
+  it('--max-line abc is a usage error', async () => {
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--max-line', 'abc', '--no-dashboard']);
+    expect(expectOneLineFailure(r, 2)).toMatch(/--max-line "abc" is not a size/);
+  });
+});
+
+// 6. A closed stdout (`| head`) crashed with an EPIPE stack; now query exits 0 quietly and run stops
+//    the console but keeps writing the stores.
+describe('6. output pipes', () => {
+  it('query with stdout closed after the first chunk exits 0 without an error', async () => {
+    const r = await replayToStore(KRAKEN);
+    expect(await count(r.store, 'SELECT count(*)::DOUBLE AS n FROM trade_windows')).toBe(60);
+    const q = spawnCoinstream(['query', '--store', `duckdb:${r.store}`, '--last', '2h']);
+    q.child.stdout!.once('data', () => q.child.stdout!.destroy());
+    const { code } = await q.exit;
+    expect(q.stderr()).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
+  });
+
+  it('query printing more than a pipe buffer (64 KiB), stdout closed after the first chunk: exit 0, no error', async () => {
+    // 1 s windows: about 170 KB of output, so the query must write into the closed pipe.
+    const r = await replayToStore(KRAKEN, ['--window', '1s', '--trend-span', '10s']);
+    const q = spawnCoinstream(['query', '--store', `duckdb:${r.store}`, '--last', '2h']);
+    q.child.stdout!.once('data', () => q.child.stdout!.destroy());
+    const { code } = await q.exit;
+    expect(q.stderr()).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
+  });
+
+  it('run with stdout closed: the console stops, the store gets every trade', async () => {
+    const s = store('pipe');
+    const run = spawnCoinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', '1200', '--trigger', '100ms', '--sink', 'console', '--sink', `duckdb:${s}`, '--no-dashboard']);
+    run.child.stdout!.once('data', () => run.child.stdout!.destroy());
+    const { code } = await run.exit;
+    expect(code).toBe(0);
+    expect(run.stderr()).toMatch(/console output stopped/);
+    expect(await trades(s)).toBe(2672);
+  });
+});
+
+// 7. Paths were split on spaces; now a --source/--sink argument is one path, and only the
+//    COINSTREAM_SOURCE variable separates specs by spaces.
+describe('7. paths with spaces', () => {
+  it('replays from and writes to paths with spaces', async () => {
+    mkdirSync(join(dir, 'my data'), { recursive: true });
+    mkdirSync(join(dir, 'my store'), { recursive: true });
+    const src = join(dir, 'my data', 'k.jsonl');
+    const s = join(dir, 'my store', 's.duckdb');
+    copyFileSync(KRAKEN, src);
+    const r = await coinstream(['run', '--source', `replay:${src}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--no-dashboard']);
+    expect(r.code).toBe(0);
+    expect(await trades(s)).toBe(2672);
+  });
+
+  it('COINSTREAM_SOURCE="replay:A replay:B" is still two sources', async () => {
+    const a = file('btc.jsonl', K);
+    const b = file('eth.jsonl', K.map((l) => l.replace('"base":"bitcoin"', '"base":"ethereum"')));
+    const s = store('env');
+    // The watermark is shared by all assets and the two files are read concurrently: a 2 h watermark
+    // keeps whichever file is behind from being late, so every trade of both must be stored.
+    const r = await coinstream(['run', '--speed', 'max', '--watermark', '2h', '--sink', `duckdb:${s}`, '--no-dashboard'], { COINSTREAM_SOURCE: `replay:${a} replay:${b}` });
+    expect(r.code).toBe(0);
+    const byAsset = await queryRows(s, 'SELECT base, count(*)::DOUBLE AS n FROM trades GROUP BY base ORDER BY base');
+    expect(byAsset).toEqual([{ base: 'bitcoin', n: 2672 }, { base: 'ethereum', n: 2672 }]);
+  });
+});
+
+// 8. Timestamps in seconds (1970) or far in the future were accepted; a future one moved the
+//    watermark so far that every real trade after it was late.
+describe('8. implausible timestamps', () => {
+  it('timestamps in seconds are all invalid, with a hint', async () => {
+    const seconds = K.map((l) => l.replace(/"timestamp":(\d+)/, (_, ms) => `"timestamp":${Math.floor(Number(ms) / 1000)}`));
+    const r = await replayToStore(file('seconds.jsonl', seconds));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(0);
+    expect(await count(r.store, "SELECT count(*)::DOUBLE AS n FROM rejected_trades WHERE reason = 'invalid'")).toBe(2672);
+    expect(await count(r.store, "SELECT count(*)::DOUBLE AS n FROM rejected_trades WHERE detail LIKE '%seconds, not milliseconds?%'")).toBe(2672);
+  });
+
+  it('one trade in the year 274,500 is invalid and does not make the real ones late', async () => {
+    const future = K[0].replace(/"timestamp":\d+/, '"timestamp":8600000000000000');
+    const r = await replayToStore(file('future.jsonl', [future, ...K]));
+    expect(r.code).toBe(0);
+    expect(await trades(r.store)).toBe(2672);
+    const rej = await rejected(r.store);
+    expect(rej.map((x) => x.reason)).toEqual(['invalid']);
+    expect(rej[0].detail).toMatch(/more than a day after/);
+  });
+});
+
+// 9. Smaller defects: usage, signals, bad settings, unreadable and foreign files, the summary count.
+describe('9. smaller ones', () => {
+  it('no arguments: usage on stderr, exit 2, nothing on stdout', async () => {
+    const r = await coinstream([]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('Usage: coinstream');
+    expect(r.stderr).toContain('run');
+    expect(r.stdout).toBe('');
+  });
+
+  it('SIGHUP stops gracefully and writes the open windows as not final', async () => {
+    const s = store('sighup');
+    const run = spawnCoinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', '120', '--trigger', '200ms', '--sink', `duckdb:${s}`, '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'debug' });
+    await run.waitFor('stderr', /(?:batch written[\s\S]*?){2}/);
+    run.child.kill('SIGHUP');
+    expect((await run.exit).code).toBe(0);
+    expect(run.stderr()).toMatch(/"signal":"SIGHUP"/);
+    expect(await count(s, 'SELECT count(*)::DOUBLE AS n FROM trade_windows')).toBeGreaterThan(0);
+    expect(await count(s, 'SELECT count(*)::DOUBLE AS n FROM trade_windows WHERE NOT is_final')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a second SIGINT exits at once, never by a native abort (5 times: it was intermittent)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const run = spawnCoinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', '60', '--sink', `duckdb:${store('sigint')}`, '--no-dashboard']);
+      await run.waitFor('stderr', /pipeline started/);
+      run.child.kill('SIGINT');
+      run.child.kill('SIGINT');
+      const exit = await run.exit;
+      expect(exit.code).not.toBe(134);
+      expect(exit.signal === 'SIGINT' || exit.code === 0, `run ${i}: ${JSON.stringify(exit)}\n${run.stderr()}`).toBe(true);
+      expect(run.stderr()).not.toMatch(/terminate called|Napi::Error/);
+    }
+  });
+
+  it('an unknown COINSTREAM_LOG_LEVEL is a usage error', async () => {
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`], { COINSTREAM_LOG_LEVEL: 'loud' });
+    expect(expectOneLineFailure(r, 2)).toMatch(/COINSTREAM_LOG_LEVEL "loud" is not a log level/);
+  });
+
+  it('query --last with an absurd duration is a usage error', async () => {
+    const { store: s } = await replayToStore(KRAKEN);
+    const r = await coinstream(['query', '--store', `duckdb:${s}`, '--last', '99999999999999999999h']);
+    expect(expectOneLineFailure(r, 2)).toMatch(/is longer than 100000 days/);
+  });
+
+  it('replay-server on a port in use: exit 1, one line', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const r = await coinstream(['replay-server', KRAKEN, '--port', String(port)]);
+      expect(expectOneLineFailure(r, 1)).toMatch(/port \d+ is already in use/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('replay-server on a directory: exit 2, one line', async () => {
+    const r = await coinstream(['replay-server', dir]);
+    expect(expectOneLineFailure(r, 2)).toMatch(/is not a file/);
+  });
+
+  it('record --out into a missing directory: exit 2, one line', async () => {
+    const r = await coinstream(['record', '--out', '/nonexistent/dir/x.jsonl', '--source', 'coincap@ws://127.0.0.1:1']);
+    expect(expectOneLineFailure(r, 2)).toMatch(/the directory .* does not exist/);
+  });
+
+  // The run logs "pipeline started" (info) before the source fails; at level warn only the failure shows.
+  it('an unreadable replay file: exit 1, one line', async () => {
+    // Root reads any regular file; /proc/self/mem fails to read (EIO) and stands in for one.
+    const r = await coinstream(['run', '--source', 'replay:/proc/self/mem', '--speed', 'max', '--sink', 'console', '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(expectOneLineFailure(r, 1).startsWith('coinstream: failed: cannot read /proc/self/mem')).toBe(true);
+  });
+
+  it('a foreign DuckDB file is refused and left untouched', async () => {
+    const s = store('foreign');
+    await withDuckDB(s, (conn) => conn.run('CREATE TABLE trade_windows (a INTEGER)'));
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(expectOneLineFailure(r, 2)).toMatch(/is not a coinstream store: its table trade_windows has the columns \(a INTEGER\)/);
+    const columns = await queryRows(s, 'DESCRIBE trade_windows');
+    expect(columns.map((c) => `${c.column_name} ${c.column_type}`)).toEqual(['a INTEGER']);
+  });
+
+  it('a text file given as the store: one line, no stack', async () => {
+    const s = file('not-a-store.duckdb', ['hello, I am text']);
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(expectOneLineFailure(r, [1, 2])).toMatch(/^coinstream: /);
+  });
+
+  it('--batches 2: the summary count equals the trades in the store', async () => {
+    const s = store('batches');
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--batches', '2', '--trigger', '100ms', '--speed', '1200', '--sink', `duckdb:${s}`, '--no-dashboard']);
+    expect(r.code).toBe(0);
+    const done = /done: (\d+) trades aggregated/.exec(r.stderr.trim().split('\n').at(-1)!);
+    expect(done).not.toBeNull();
+    expect(Number(done![1])).toBeGreaterThan(0);
+    expect(Number(done![1])).toBe(await trades(s));
+  });
+});
