@@ -3,10 +3,13 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_LIVE_SOURCES } from '../../src/sources/spec.js';
+import { freePort, killAll, spawnCoinstream } from '../helpers/process.js';
 
 const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-cli-'));
+afterEach(killAll);
 
 export function coinstream(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -48,19 +51,15 @@ describe('coinstream run', () => {
 
 describe('shutdown', () => {
   it('SIGTERM writes the open windows (not final), closes the store and exits 0 within seconds', async () => {
-    const { spawn } = await import('node:child_process');
     const store = join(dir, 'sigterm.duckdb');
-    const child = spawn('node', ['bin/coinstream.js', 'run', '--source', `replay:${KRAKEN}`, '--speed', '120', '--sink', `duckdb:${store}`, '--no-dashboard'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
-    const exit = new Promise<number>((r) => child.on('exit', (c) => r(c ?? -1)));
-    while (!/"batches":|batch written|pipeline started/.test(stderr)) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 2500)); // about five minutes of market time
+    const run = spawnCoinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', '120', '--trigger', '200ms', '--sink', `duckdb:${store}`, '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'debug' });
+    // Stop once three batches are in the store (about a minute of market time at 120x).
+    await run.waitFor('stderr', /(?:batch written[\s\S]*?){3}/);
     const sentAt = Date.now();
-    child.kill('SIGTERM');
-    expect(await exit).toBe(0);
+    run.child.kill('SIGTERM');
+    expect((await run.exit).code).toBe(0);
     expect(Date.now() - sentAt).toBeLessThan(5000);
-    expect(stderr).toMatch(/"reason":"aborted"/);
+    expect(run.stderr()).toMatch(/"reason":"aborted"/);
     const q = await coinstream(['query', '--store', `duckdb:${store}`, '--last', '1h']);
     const rows = q.stdout.split('\n').filter((l) => l.startsWith('| bitcoin'));
     expect(rows.length).toBeGreaterThan(0);
@@ -70,22 +69,24 @@ describe('shutdown', () => {
 });
 
 describe('coinstream run with the live defaults', () => {
+  it('reads binance and coinbase when no --source is given', () => {
+    expect(DEFAULT_LIVE_SOURCES).toEqual(['binance:btcusdt,ethusdt', 'coinbase:BTC-USD,ETH-USD']);
+  });
+
   it('says within 10 s when it cannot reach the feeds, keeps retrying, and stops cleanly', async () => {
-    // No internet here (or a refused connection in CI): the point is the message, not the data.
-    const { spawn } = await import('node:child_process');
-    const child = spawn('node', ['bin/coinstream.js', 'run', '--no-dashboard', '--sink', 'console'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
-    const exit = new Promise<number>((r) => child.on('exit', (c) => r(c ?? -1)));
+    // The live feeds, pointed at a loopback port where nothing listens: refused whether or not this
+    // machine has internet. The point is the message, not the data.
+    const url = `ws://127.0.0.1:${await freePort()}`;
+    const run = spawnCoinstream(['run', '--no-dashboard', '--sink', 'console', '--source', `binance@${url}`, '--source', `coinbase@${url}`]);
     const started = Date.now();
-    while (!/"feed":"binance".*(connection failed|handshake refused).*reconnecting in/.test(stderr) || !/"feed":"coinbase"/.test(stderr)) {
-      if (Date.now() - started > 10_000) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const failed = (feed: string, attempt: number) => new RegExp(`"feed":"${feed}".*"attempt":${attempt},.*${feed}: (connection failed|handshake refused).*; reconnecting in \\d+\\.\\d s`);
+    await Promise.all([run.waitFor('stderr', failed('binance', 1), 10_000), run.waitFor('stderr', failed('coinbase', 1), 10_000)]);
     expect(Date.now() - started).toBeLessThan(10_000);
-    child.kill('SIGINT');
-    expect(await exit).toBe(0);
-    expect(stderr).toMatch(/binance: connection failed: .*; reconnecting in \d+\.\d s/);
+    await Promise.all([run.waitFor('stderr', failed('binance', 2)), run.waitFor('stderr', failed('coinbase', 2))]); // keeps retrying
+    run.child.kill('SIGINT');
+    expect((await run.exit).code).toBe(0);
+    expect(run.stderr()).toMatch(/binance: connection failed: .*; reconnecting in \d+\.\d s/);
+    expect(run.stderr()).toMatch(/coinbase: connection failed: .*; reconnecting in \d+\.\d s/);
   });
 });
 

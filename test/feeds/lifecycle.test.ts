@@ -36,11 +36,20 @@ async function wsServer(onConnection: (socket: WebSocket, n: number) => void): P
   return { url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`, connections: () => n };
 }
 
-/** Runs a feed until `done` says so (or maxMs), returning every event. */
-async function collect(source: FeedSource, done: (events: SourceEvent[]) => boolean, maxMs = 10_000): Promise<SourceEvent[]> {
+/**
+ * Runs a feed until `done` says so or `until` settles, returning every event. maxMs is only a safety
+ * net: reaching it fails the test with the events seen so far.
+ */
+async function collect(source: FeedSource, done: (events: SourceEvent[]) => boolean, opts: { until?: Promise<unknown>; maxMs?: number } = {}): Promise<SourceEvent[]> {
+  const maxMs = opts.maxMs ?? 10_000;
   const stop = new AbortController();
   const events: SourceEvent[] = [];
-  const timer = setTimeout(() => stop.abort(), maxMs);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop.abort();
+  }, maxMs);
+  void opts.until?.then(() => stop.abort());
   try {
     for await (const e of source.events(stop.signal)) {
       events.push(e);
@@ -50,7 +59,13 @@ async function collect(source: FeedSource, done: (events: SourceEvent[]) => bool
     clearTimeout(timer);
     stop.abort();
   }
+  if (timedOut) throw new Error(`collect: nothing ended the run within ${maxMs} ms (safety net); events: ${JSON.stringify(events.map((e) => e.kind))}`);
   return events;
+}
+
+/** Sends every message, then kills the socket without a close frame (code 1006) once they are written. */
+function sendThenKill(socket: WebSocket, messages: string[]): void {
+  messages.forEach((m, i) => socket.send(m, i === messages.length - 1 ? () => socket.terminate() : undefined));
 }
 
 const tradeIds = (events: SourceEvent[]) => events.flatMap((e) => (e.kind === 'trades' ? e.trades.map((t) => Number(t.tradeId)) : []));
@@ -61,8 +76,8 @@ describe('resilient feed client', () => {
     const server = await wsServer((socket, n) => {
       socket.once('message', () => {
         const ids = n === 1 ? [1, 2, 3] : [4, 5, 6];
-        ids.forEach((id) => socket.send(match(id)));
-        if (n === 1) setTimeout(() => socket.terminate(), 20);
+        if (n === 1) sendThenKill(socket, ids.map(match));
+        else ids.forEach((id) => socket.send(match(id)));
       });
     });
     const { logger } = capturingLogger();
@@ -79,8 +94,8 @@ describe('resilient feed client', () => {
       socket.once('message', () => {
         // Second connection re-sends 2 and 3, then skips 4 and 5.
         const ids = n === 1 ? [1, 2, 3] : [2, 3, 6];
-        ids.forEach((id) => socket.send(match(id)));
-        if (n === 1) setTimeout(() => socket.terminate(), 20);
+        if (n === 1) sendThenKill(socket, ids.map(match));
+        else ids.forEach((id) => socket.send(match(id)));
       });
     });
     const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger: capturingLogger().logger, backoff: fast });
@@ -96,19 +111,28 @@ describe('resilient feed client', () => {
   });
 
   it('reconnects a silent connection (no heartbeat) and tells it from a quiet market', async () => {
+    // The second connection's quiet market: 25 heartbeats 50 ms apart, over four times staleAfterMs.
+    const BEATS = 25;
+    let quietEnough!: () => void;
+    const quietMarketDone = new Promise<void>((r) => (quietEnough = r));
     const server = await wsServer((socket, n) => {
       socket.once('message', () => {
         if (n === 1) return; // accepts the subscription, then says nothing at all
         socket.send(match(1));
         // A quiet market: no trades, but heartbeats keep coming.
-        const beat = setInterval(() => socket.send('{"type":"heartbeat","product_id":"SKL-USD","sequence":1,"last_trade_id":1,"time":"2021-04-17T16:43:37Z"}'), 50);
+        let beats = 0;
+        const beat = setInterval(() => {
+          if (++beats === BEATS) clearInterval(beat);
+          socket.send('{"type":"heartbeat","product_id":"SKL-USD","sequence":1,"last_trade_id":1,"time":"2021-04-17T16:43:37Z"}', () => beats === BEATS && quietEnough());
+        }, 50);
         socket.on('close', () => clearInterval(beat));
       });
     });
     const { logger, lines } = capturingLogger();
     const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger, backoff: fast, staleAfterMs: 300 });
-    // Watch for 2 s: the silent connection must be dropped, the heartbeating one kept.
-    const events = await collect(source, () => false, 2000);
+    // Watch until the heartbeating connection has had all its heartbeats: the silent connection must
+    // be dropped, the heartbeating one kept.
+    const events = await collect(source, () => false, { until: quietMarketDone });
     expect(tradeIds(events)).toEqual([1]);
     expect(events.filter((e) => e.kind === 'disconnected')).toEqual([expect.objectContaining({ reason: expect.stringMatching(/^stale: no message or pong for/) })]);
     // The heartbeating connection stayed up for over a second with no trade: not stale.

@@ -1,54 +1,47 @@
 // The live path end to end, offline: `coinstream replay-server` serves the Kraken hour as a CoinCap v2
 // trades websocket; `coinstream run --source coincap@ws://…` reads it and is stopped with SIGINT once
 // the server has sent everything. Its store must hold what replay mode computes from the same file.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/sinks/duckdb/open.js';
+import { killAll, spawnCoinstream } from '../helpers/process.js';
 
 const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-live-'));
-const children: ChildProcess[] = [];
-afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
+afterAll(killAll);
 
-function start(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<number> } {
-  const child = spawn('node', ['bin/coinstream.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (err += d));
-  const exit = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
-  return { child, out: () => out, err: () => err, exit };
-}
-
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+/** Trades in the `batch written` debug lines so far: what the run has written to its store. */
+function tradesWritten(stderr: string): number {
+  let n = 0;
+  const lines = stderr.split('\n');
+  lines.pop(); // the last line is not complete yet
+  for (const line of lines) {
+    if (!line.includes('"msg":"batch written"')) continue;
+    n += (JSON.parse(line) as { trades: number }).trades;
   }
+  return n;
 }
 
 const rows = (path: string, sql: string) => queryRows(path, sql, { readOnly: true });
 
 describe('live path through replay-server', () => {
   it('run --source coincap@ws://… stopped by SIGINT equals replay mode on the same file', async () => {
-    const server = start(['replay-server', KRAKEN, '--port', '0', '--speed', '3600']);
-    await until('the replay server to listen', () => /listening on (ws:\/\/\S+)/.test(server.out()));
-    const url = /listening on (ws:\/\/\S+)/.exec(server.out())![1];
+    const server = spawnCoinstream(['replay-server', KRAKEN, '--port', '0', '--speed', '3600']);
+    const url = /ws:\/\/\S+/.exec(await server.waitFor('stdout', /listening on ws:\/\/\S+/))![0];
 
     const live = join(dir, 'live.duckdb');
-    const run = start(['run', '--source', `coincap@${url}`, '--sink', `duckdb:${live}`, '--no-dashboard', '--trigger', '200ms']);
-    await until('the server to send everything', () => /replay finished: 2672 messages sent/.test(server.err()));
-    await new Promise((r) => setTimeout(r, 1000)); // delivery and one more trigger
+    const run = spawnCoinstream(['run', '--source', `coincap@${url}`, '--sink', `duckdb:${live}`, '--no-dashboard', '--trigger', '200ms'], { COINSTREAM_LOG_LEVEL: 'debug' });
+    await server.waitFor('stderr', /replay finished: 2672 messages sent/);
+    // Stop once every trade the server sent is in the run's store.
+    await run.waitFor('stderr', (err) => tradesWritten(err) >= 2672);
     run.child.kill('SIGINT');
-    expect(await run.exit).toBe(0);
-    expect(run.err()).toMatch(/stopping: writing the current windows/);
+    expect((await run.exit).code).toBe(0);
+    expect(run.stderr()).toMatch(/stopping: writing the current windows/);
     server.child.kill('SIGINT');
-    expect(await server.exit).toBe(0);
+    expect((await server.exit).code).toBe(0);
 
     const replayed = join(dir, 'replayed.duckdb');
     await new Promise<void>((resolve, reject) =>

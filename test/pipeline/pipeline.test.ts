@@ -14,14 +14,28 @@ class FedSource implements Source {
   readonly bounded = false;
   private queue: SourceEvent[] = [];
   private wake: (() => void) | null = null;
+  private idle = false;
+  private onIdle: (() => void)[] = [];
   push(event: SourceEvent): void {
     this.queue.push(event);
+    this.idle = false;
     this.wake?.();
+  }
+  /**
+   * Resolves once the pipeline has handled every event pushed so far and asks for the next one (the
+   * pipeline handles an event before it asks for the next). Only while the run is running.
+   */
+  drained(): Promise<void> {
+    return this.idle ? Promise.resolve() : new Promise((r) => this.onIdle.push(r));
   }
   async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
     signal.addEventListener('abort', () => this.wake?.());
     while (!signal.aborted) {
-      if (this.queue.length === 0) await new Promise<void>((r) => (this.wake = r));
+      if (this.queue.length === 0) {
+        this.idle = true;
+        this.onIdle.splice(0).forEach((r) => r());
+        await new Promise<void>((r) => (this.wake = r));
+      }
       while (this.queue.length > 0) yield this.queue.shift()!;
     }
   }
@@ -30,16 +44,21 @@ class FedSource implements Source {
 class MemorySink implements Sink {
   readonly name = 'memory';
   batches: OutputBatch[] = [];
+  private waiters: { n: number; resolve: () => void }[] = [];
   async open(): Promise<void> {}
   async write(b: OutputBatch): Promise<void> {
     this.batches.push(b);
+    this.waiters = this.waiters.filter((w) => (this.batches.length >= w.n ? (w.resolve(), false) : true));
+  }
+  /** Resolves once the sink holds n batches. */
+  written(n: number): Promise<void> {
+    return this.batches.length >= n ? Promise.resolve() : new Promise((resolve) => this.waiters.push({ n, resolve }));
   }
   async close(): Promise<void> {}
 }
 
 const T0 = 1_561_939_200_000;
 const trade = (offset: number, price: number): Trade => ({ exchange: 'x', base: 'bitcoin', quote: 'united-states-dollar', direction: 'buy', price, volume: 1, timestamp: T0 + offset, priceUsd: price });
-const settle = () => new Promise((r) => setTimeout(r, 5));
 
 /** A run on default engine settings, fed by hand, in virtual time from `now`, until `stop` aborts it. */
 function startRun(now = 0) {
@@ -57,10 +76,10 @@ describe('Pipeline', () => {
 
     source.push({ kind: 'trades', source: 'fed', trades: [trade(1000, 100), trade(2000, 110)] });
     source.push({ kind: 'rejected', rejected: { receivedAt: 1, source: 'fed', reason: 'malformed', detail: 'x', raw: '{' } });
-    await settle();
+    await source.drained();
     expect(sink.batches).toHaveLength(0); // nothing before the first trigger
     clock.advance(1000);
-    await settle();
+    await sink.written(1);
     expect(sink.batches).toHaveLength(1);
     const [b0] = sink.batches;
     expect(b0.batchId).toBe(0);
@@ -69,14 +88,14 @@ describe('Pipeline', () => {
     expect(b0.rejected.map((r) => r.reason)).toEqual(['malformed']);
 
     clock.advance(1000); // quiet tick
-    await settle();
     expect(sink.batches).toHaveLength(1);
 
     source.push({ kind: 'trades', source: 'fed', trades: [trade(61_000, 120)] });
-    await settle();
+    await source.drained();
     clock.advance(1000);
-    await settle();
+    await sink.written(2);
     expect(sink.batches).toHaveLength(2);
+    expect(sink.batches[1].batchId).toBe(1); // the quiet tick cut no batch
     expect(sink.batches[1].windows.map((w) => [w.windowStart - T0, w.trades])).toEqual([[60_000, 1]]);
     expect(sink.batches[1].trends[0].prevVwap).toBe(105);
 
@@ -91,9 +110,9 @@ describe('Pipeline', () => {
   it('counts late trades and keeps them as rejected', async () => {
     const { clock, source, sink, stop, run } = startRun();
     source.push({ kind: 'trades', source: 'fed', trades: [trade(20 * 60_000, 100), trade(1000, 99)] });
-    await settle();
+    await source.drained();
     clock.advance(1000);
-    await settle();
+    await sink.written(1);
     stop.abort();
     const summary = await run;
     expect(summary.rejected.late).toBe(1);
@@ -108,11 +127,12 @@ describe('Pipeline', () => {
     const source = new FedSource();
     const sink = new MemorySink();
     const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, maxBatches: 2 }).run();
+    // Four trades, four ticks; once the run has stopped, pushing and ticking go nowhere.
     for (let i = 0; i < 4; i++) {
       source.push({ kind: 'trades', source: 'fed', trades: [trade(i * 1000, 100 + i)] });
-      await settle();
+      await Promise.race([source.drained(), run]);
       clock.advance(1000);
-      await settle();
+      await Promise.race([sink.written(i + 1), run]);
     }
     const summary = await run;
     expect(summary.reason).toBe('max-batches');
@@ -143,29 +163,30 @@ describe('Pipeline', () => {
 
   it('counts the trigger interval from the last cut, a full batch included, so the timer never splits a row group', async () => {
     const { clock, source, sink, stop, run } = startRun();
-    await settle();
+    await source.drained(); // the run is up: its timer is armed at t = 0
     clock.advance(600);
     // A full batch at t = 600 ms: cut at once, by size.
     source.push({ kind: 'trades', source: 'fed', trades: Array.from({ length: 122_880 }, (_, i) => trade(i, 100)) });
-    await settle();
+    await sink.written(1);
     expect(sink.batches.map((b) => b.trades.length)).toEqual([122_880]);
     source.push({ kind: 'trades', source: 'fed', trades: [trade(200_000, 101)] });
-    await settle();
+    await source.drained();
     clock.advance(400); // t = 1 s: a fixed-rate timer would cut the lone trade here
-    await settle();
     expect(sink.batches).toHaveLength(1);
     clock.advance(599);
-    await settle();
     expect(sink.batches).toHaveLength(1);
     clock.advance(1); // t = 1.6 s: --trigger after the size cut
-    await settle();
+    await sink.written(2);
     expect(sink.batches.map((b) => b.trades.length)).toEqual([122_880, 1]);
+    // Cut at 1.6 s, not at 1 s or 1.599 s: the batch's windows were collected then.
+    expect(sink.batches[1].windows.map((w) => w.updatedAt)).toEqual([1600]);
     clock.advance(1000); // and from then on every --trigger again
     source.push({ kind: 'trades', source: 'fed', trades: [trade(200_001, 102)] });
-    await settle();
+    await source.drained();
     clock.advance(1000);
-    await settle();
+    await sink.written(3);
     expect(sink.batches.map((b) => b.trades.length)).toEqual([122_880, 1, 1]);
+    expect(sink.batches[2].windows.map((w) => w.updatedAt)).toEqual([3600]);
     stop.abort();
     await run;
   });
@@ -179,7 +200,9 @@ class CopyingSink implements Sink {
   receivedAt: number[] = [];
   async open(): Promise<void> {}
   async write(b: OutputBatch): Promise<void> {
-    await new Promise((r) => setTimeout(r, 20));
+    // Slow on purpose: a write ends only on the next turn of the event loop. Reading and cutting run on
+    // promise jobs alone, so the pipeline gets as far as it can (a third batch full) while it runs.
+    await new Promise((r) => setImmediate(r));
     this.sizes.push(b.trades.length);
     this.timestamps.push(b.trades.timestamp.slice(0, b.trades.length));
     this.receivedAt.push(b.trades.receivedAt[0], b.trades.receivedAt[b.trades.length - 1]);
