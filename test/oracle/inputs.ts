@@ -47,6 +47,13 @@ export const BAD_LINES = [
   '{"exchange":"kraken","base":"","quote":"united-states-dollar","direction":"buy","price":1,"volume":1,"timestamp":1561939203172,"priceUsd":1}',
   '"just a string"',
   '{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"buy","price":1e400,"volume":1,"timestamp":1561939203172,"priceUsd":1}',
+  // Values whose window sums would overflow or lose their precision, and implausible event times.
+  '{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"buy","price":1e308,"volume":1e308,"timestamp":1561939203172,"priceUsd":1e308}',
+  '{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"sell","price":1,"volume":1,"timestamp":1561939203172,"priceUsd":5e-324}',
+  '{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"sell","price":10749.4,"volume":0.5,"timestamp":1561939203,"priceUsd":10749.4}',
+  '{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"sell","price":10749.4,"volume":0.5,"timestamp":1561939203172000,"priceUsd":10749.4}',
+  '{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"sell","price":10749.4,"volume":0.5,"timestamp":8600000000000000,"priceUsd":10749.4}',
+  '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
 ];
 
 export function withBadLines(rows: Row[], seed: number): (Row | string)[] {

@@ -71,7 +71,11 @@ export async function runOracle(conn: DuckDBConnection, file: string, o: OracleO
         WHEN price IS NULL OR NOT isfinite(price) THEN 'invalid'
         WHEN volume IS NULL OR NOT isfinite(volume) OR volume <= 0 THEN 'invalid'
         WHEN price_usd IS NULL OR NOT isfinite(price_usd) OR price_usd <= 0 THEN 'invalid'
+        -- Sums of values outside this range overflow or lose their precision.
+        WHEN volume < 1e-50 OR volume > 1e50 OR price_usd < 1e-50 OR price_usd > 1e50 THEN 'invalid'
         WHEN ts IS NULL OR ts <> floor(ts) OR ts < 0 OR ts > 8.64e15 THEN 'invalid'
+        -- Plausible event times: not before 2009-01-03, not more than a day after the line was read.
+        WHEN ts < ${Date.UTC(2009, 0, 3)} OR ts > epoch_ms(now()) + 86400000 THEN 'invalid'
         WHEN t_trade_id IS NOT NULL AND t_trade_id NOT IN ('VARCHAR', 'NULL', 'BIGINT', 'UBIGINT', 'DOUBLE') THEN 'invalid'
         WHEN t_received_at IS NOT NULL AND t_received_at NOT IN ('NULL', ${NUMERIC.slice(1, -1)}) THEN 'invalid'
         ELSE 'valid'
