@@ -131,38 +131,43 @@ export interface PieceVerdicts {
 /**
  * Judges every line of a piece of text (whole lines, each ending with a newline) on its own.
  *
- * Fast path: ONE JSON.parse for the whole piece, ~10% cheaper than a call per line and no string per
- * line. Each line is wrapped in its own array, `[[line1],\n[line2],...]`, and the fast path is taken
- * only when the piece holds no square bracket at all (trade messages have none). Then every line is
- * exactly one wrapper: no string can run across the raw newline between wrappers (JSON forbids raw
- * control characters in strings), and no value can run across it either, since the `]` before the
- * newline can only close an array and the lines open none. So a wrapper with one value is a line that
- * is one JSON value, an empty wrapper is a blank line, and anything else (two values on a line, a
- * line that is not JSON, a bracket anywhere) sends the piece down the plain path: parseTrade per line.
- * Joining with plain commas let crafted lines (`{t1},{t2}` next to a value split over two lines) pass
- * the count check with verdicts moved between lines.
+ * Fast path: ONE JSON.parse for the whole piece, `[line1,\nline2,...]`: ~10% cheaper than a call per
+ * line, and no string per line. It is taken only when the piece holds no `[` and every line but the
+ * first starts with `{` (trade messages do), and its result counts only if it has exactly one value
+ * per line. Then every line is exactly one value:
+ * - no value can run across a separator `,\n`: not a string (JSON forbids a raw newline in one), not
+ *   an array (there is no `[`), and not an object, because inside an object a `,` must be followed by
+ *   a key string, and the next line starts with `{`; so every separator is at the top level;
+ * - so each line holds one or more whole top-level values, and one value per line in all means one
+ *   each.
+ * Anything else (a line of two values, a line that is not JSON, a blank line, a bracket) sends the
+ * piece down the plain path: parseTrade per line. Joining with plain commas and no such rules let
+ * crafted lines (`{t1},{t2}` next to a value split over two lines) keep the count with verdicts moved
+ * between lines; a fast-check differential test holds the two paths equal.
  */
 export function parsePiece(text: string, receivedAt: number): PieceVerdicts {
   let lines: string[] | null = null;
   const line = (i: number) => (lines ??= splitLines(text, []))[i];
   let count = 0;
-  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', nl + 1)) count++;
-  if (text.indexOf('[') === -1 && text.indexOf(']') === -1) {
-    const values = parseWrapped(text);
-    if (values !== null && values.length === count && values.every((w) => w.length <= 1)) {
-      return { lines: count, verdict: (i) => (values[i].length === 0 ? null : validateTrade(values[i][0], receivedAt)), line };
-    }
+  let linesStartWithBrace = true;
+  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', nl + 1)) {
+    count++;
+    if (nl + 1 < text.length && text.charCodeAt(nl + 1) !== 123 /* { */) linesStartWithBrace = false;
+  }
+  if (linesStartWithBrace && text.indexOf('[') === -1) {
+    const values = parseJoined(text);
+    if (values !== null && values.length === count) return { lines: count, verdict: (i) => validateTrade(values[i], receivedAt), line };
   }
   lines = splitLines(text, []);
   const verdicts = lines.map((l) => (isBlank(l) ? null : parseTrade(l, receivedAt)));
   return { lines: count, verdict: (i) => verdicts[i], line };
 }
 
-/** The piece's lines as one-element arrays, or null when the text does not parse that way. */
-function parseWrapped(text: string): unknown[][] | null {
+/** The piece's lines as one JSON array, or null when the text does not parse that way. */
+function parseJoined(text: string): unknown[] | null {
   try {
-    const values: unknown = JSON.parse('[[' + text.slice(0, -1).replaceAll('\n', '],\n[') + ']]');
-    return Array.isArray(values) ? (values as unknown[][]) : null;
+    const values: unknown = JSON.parse('[' + text.slice(0, -1).replaceAll('\n', ',\n') + ']');
+    return Array.isArray(values) ? values : null;
   } catch {
     return null; // some line is not one JSON value: the plain path gives each its own verdict
   }

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { systemClock, type Clock } from '../../src/core/clock.js';
 import { CoinstreamError } from '../../src/core/errors.js';
-import { silentLogger } from '../../src/core/logger.js';
+import { silentLogger, type Logger } from '../../src/core/logger.js';
 import type { WindowResult } from '../../src/engine/contract.js';
 import type { OutputBatch, Sink } from '../../src/sinks/contract.js';
 import { DuckDBSink } from '../../src/sinks/duckdb/duckdb-sink.js';
@@ -43,9 +43,9 @@ function flaky(failures: number, error: () => Error): Sink & { attempts: number 
   };
 }
 
-function capture(): { logger: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+function capture(): { logger: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
-  return { lines, logger: pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s)) }) };
+  return { lines, logger: pino<never>({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s)) }) };
 }
 
 describe('RetryingSink', () => {

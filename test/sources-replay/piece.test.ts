@@ -52,8 +52,16 @@ const anyLine = fc.oneof(
  * value count, so only per-line boundaries tell them apart. (This fooled the first fast path.)
  */
 const splitAndMerge = fc
-  .tuple(realLine, realLine, realLine, fc.nat(), fc.constantFrom(',', '],['))
-  .map(([a, b, c, n, sep]) => {
+  .tuple(realLine, realLine, realLine, fc.nat(), fc.constantFrom(',', '],['), fc.constantFrom('anywhere', 'at a comma', 'in an array'))
+  .map(([a, b, c, n, sep, how]) => {
+    // A trade whose extra field opens an array that the next line, starting with `{`, closes.
+    if (how === 'in an array') return [a + sep + b, c.slice(0, -1) + ',"a":[{}', '{}]}'];
+    if (how === 'at a comma') {
+      // Cut at one of the trade's own commas, dropping it: joined again by ",\n" it is one object.
+      const commas = [...c.matchAll(/,"/g)].map((m) => m.index!);
+      const at = commas[n % commas.length];
+      return [a + sep + b, c.slice(0, at), c.slice(at + 1)];
+    }
     const cut = 1 + (n % (c.length - 1));
     return [a + sep + b, c.slice(0, cut), c.slice(cut)];
   });
@@ -84,7 +92,7 @@ describe('parsePiece: one verdict per line', () => {
   it.each([
     ['two trades on one line next to a value split over two lines', [`${KRAKEN[0]},${KRAKEN[1]}`, '{"x":[1', '2]}', KRAKEN[2]]],
     ['a string that would run across a line boundary', ['{"exchange":"kraken', `","base":"bitcoin","quote":"united-states-dollar","direction":"buy","price":1,"volume":1,"timestamp":1561939203172,"priceUsd":1}`, `${KRAKEN[3]}],[${KRAKEN[4]}`]],
-    ['an array opened on one line and closed on the next, in valid trades', [KRAKEN[5].replace('}', ',"a":[[{}'), '{}]]}', `${KRAKEN[6]}],[${KRAKEN[7]}`]],
+    ['an array opened on one line and closed on the next, in valid trades', [KRAKEN[5].replace('}', ',"a":[[{}'), '{}]]}', `${KRAKEN[6]},${KRAKEN[7]}`]],
     ['an object opened on one line and closed on the next', [KRAKEN[8].slice(0, -1), ',"z":1}', `${KRAKEN[9]},${KRAKEN[10]}`]],
   ])('gives the crafted case "%s" the per-line verdicts', (_, lines) => {
     expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
