@@ -28,6 +28,8 @@ export interface LoggerOptions {
   env?: NodeJS.ProcessEnv;
   /** For tests; default stderr. */
   output?: LogOutput;
+  /** Colour in pretty mode; default: what the terminal and the environment say. */
+  colour?: boolean;
 }
 
 /** A string is the level (the DuckDB worker passes its parent's level); the format then comes from the environment. */
@@ -45,20 +47,26 @@ export function createLogger(options: string | LoggerOptions = {}): Logger {
     write: (line) => fd2!.write(line),
   };
   const pretty = format === 'pretty' || (format === 'auto' && output.isTTY === true);
+  const colour = pretty && (opts.colour ?? wantsColour(env, output));
   const stream = pretty
-    ? prettyDestination({ colour: wantsColour(env, output), write: (line) => output.write(line) })
+    ? prettyDestination({ colour, write: (line) => output.write(line) })
     : (fd2 ?? { write: (line: string) => output.write(line) });
   const logger = pino({ level, base: { app: 'coinstream' }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
-  formats.set(logger, pretty ? 'pretty' : 'json');
+  styles.set(logger, { format: pretty ? 'pretty' : 'json', colour });
   return logger;
 }
 
-/** The format each logger resolved to, so a worker thread can log the way its parent does. */
-const formats = new WeakMap<Logger, 'json' | 'pretty'>();
+export interface LogStyle {
+  format: 'json' | 'pretty';
+  colour: boolean;
+}
+
+/** The style each logger resolved to, so a worker thread can log the way its parent does. */
+const styles = new WeakMap<Logger, LogStyle>();
 
 /** How a logger made by createLogger writes: a worker thread's stderr is not the terminal, so it is told. */
-export function logFormatOf(logger: Logger): 'json' | 'pretty' {
-  return formats.get(logger) ?? 'json';
+export function logStyleOf(logger: Logger): LogStyle {
+  return styles.get(logger) ?? { format: 'json', colour: false };
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -2,7 +2,7 @@
 // engine keep the main thread while DuckDB's appender and inserts run on the other core. Each write resolves once its transaction has committed.
 import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import { logFormatOf, type Logger } from '../../core/logger.js';
+import { logStyleOf, type Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink } from '../contract.js';
 import { toStoreBatch, transferables } from './store-batch.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -27,7 +27,7 @@ export class DuckDBSink implements Sink {
   }
 
   async open(): Promise<void> {
-    const worker = new Worker(WORKER_URL, { workerData: { path: this.path, logLevel: this.logger.level, logFormat: logFormatOf(this.logger) } });
+    const worker = new Worker(WORKER_URL, { workerData: { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) } });
     this.worker = worker;
     worker.on('message', (reply: WorkerReply) => {
       const p = this.pending.get(reply.id);

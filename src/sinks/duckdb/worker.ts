@@ -4,7 +4,7 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import { createLogger, type Logger } from '../../core/logger.js';
+import { createLogger, type LogStyle, type Logger } from '../../core/logger.js';
 import { DuckDBStore } from './duckdb-store.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
@@ -28,8 +28,8 @@ function yieldToPipeline(logger: Logger): void {
   }
 }
 
-const { path, logLevel, logFormat } = workerData as { path: string; logLevel: string; logFormat: 'json' | 'pretty' };
-const logger = createLogger({ level: logLevel, format: logFormat });
+const { path, logLevel, logStyle } = workerData as { path: string; logLevel: string; logStyle: LogStyle };
+const logger = createLogger({ level: logLevel, ...logStyle });
 yieldToPipeline(logger);
 const store = new DuckDBStore(path, logger);
 const port = parentPort!;
