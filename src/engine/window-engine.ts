@@ -14,13 +14,14 @@
 
 import { CoinstreamError } from '../core/errors.js';
 import type { Trade } from '../core/trade.js';
-import type { EngineConfig, EngineOutput, TrendResult, WindowResult } from './contract.js';
+import type { EngineConfig, EngineOutput, EngineSnapshot, TrendResult, WindowResult } from './contract.js';
 import { addToPane, combinePanes, gcd, newPane, type Pane } from './panes.js';
+import { decodeSnapshot, encodeSnapshot, type EngineState } from './snapshot.js';
 
 /** Two VWAPs this close (relative) are the same price: trend 'flat'. Sums taken in different orders differ in the last bits. */
 const FLAT_TOLERANCE = 1e-9;
 
-interface WindowEntry {
+export interface WindowEntry {
   result: WindowResult;
   trend: TrendResult | null;
   final: boolean;
@@ -173,6 +174,26 @@ export class WindowEngine {
     return { windows, trends, watermark: this.wm };
   }
 
+  /**
+   * The engine's whole state as a plain value that JSON round-trips exactly (see EngineSnapshot), for
+   * exactly-once recovery. Take it at a trigger boundary: right after collect(), when nothing is dirty
+   * and no final row waits to be emitted.
+   */
+  snapshot(): EngineSnapshot {
+    return encodeSnapshot(this.config, this.exportState());
+  }
+
+  /**
+   * An engine that goes on exactly as the one `snapshot` was taken from. Throws CoinstreamError('CONFIG')
+   * for an unknown snapshot version, a damaged snapshot, or a `config` that differs from the stored one
+   * in a setting that changes results (everything but triggerMs).
+   */
+  static restore(config: EngineConfig, snapshot: EngineSnapshot): WindowEngine {
+    const engine = new WindowEngine(config);
+    engine.importState(decodeSnapshot(config, snapshot));
+    return engine;
+  }
+
   stats(): EngineStats {
     let panes = 0;
     let windows = 0;
@@ -181,6 +202,35 @@ export class WindowEngine {
       windows += s.windows.size;
     }
     return { assets: this.assets.size, panes, windows, accepted: this.seq, late: this.lateCount, watermark: this.wm };
+  }
+
+  /** The state without caches; only at a trigger boundary, where nothing is dirty and no final waits. */
+  private exportState(): EngineState {
+    if (this.dirtyAssets.length > 0 || this.pendingFinal.length > 0) {
+      throw new Error('WindowEngine.snapshot() called with uncollected changes: call it right after collect()');
+    }
+    return {
+      wm: this.wm,
+      nextFinalEnd: this.nextFinalEnd,
+      finalizedThrough: this.finalizedThrough,
+      seq: this.seq,
+      lateCount: this.lateCount,
+      assets: [...this.assets.values()].map((s) => ({ asset: s.asset, panes: [...s.panes.values()], windows: [...s.windows.values()], evicted: s.evicted })),
+    };
+  }
+
+  /** Loads exported state into a new engine; caches (lastAsset, lastPane) start empty and refill on the next trade. */
+  private importState(s: EngineState): void {
+    this.wm = s.wm;
+    this.nextFinalEnd = s.nextFinalEnd;
+    this.finalizedThrough = s.finalizedThrough;
+    this.seq = s.seq;
+    this.lateCount = s.lateCount;
+    for (const a of s.assets) {
+      const panes = new Map(a.panes.map((p) => [p.start, { ...p, dirty: false }] as const));
+      const windows = new Map(a.windows.map((e) => [e.result.windowStart, e] as const));
+      this.assets.set(a.asset, { asset: a.asset, panes, lastPane: null, dirtyPanes: [], dirty: false, windows, evicted: a.evicted });
+    }
   }
 
   private assetState(asset: string): AssetState {
