@@ -43,7 +43,7 @@ export async function recordCommand(flags: { source?: string[]; out: string; rot
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${flags.out}: the directory ${dir} does not exist; create it first`);
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const specs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
-  const sources = specs.map((spec) => parseSourceSpec(spec, { clock: deps.clock, logger: deps.logger, speed: 1, maxLineBytes }));
+  const sources = specs.map((spec) => parseSourceSpec(spec, { clock: deps.clock, logger: deps.logger, maxLineBytes }));
   const shutdown = shutdownSignal(deps.logger, 'closing the recording');
   try {
     await recordSources(sources, { out: flags.out, rotateBytes: rotateMb * 2 ** 20, signal: shutdown.signal, logger: deps.logger });

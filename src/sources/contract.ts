@@ -10,11 +10,13 @@ export type SourceEvent =
       trades: Trade[];
       /** When they arrived, for trades that carry no receivedAt of their own. */
       receivedAt?: number;
-      /** Where each trade came from, for the few that a later stage rejects (late). */
+      /** Where each trade came from, for the few that a later stage rejects (late), and its position. */
       origins?: TradeOrigins;
+      /** Sources with positions (files): where reading goes on after this event's last trade. */
+      end?: SourcePosition;
     }
-  /** Input the source could not turn into a trade. */
-  | { kind: 'rejected'; rejected: RejectedTrade }
+  /** Input the source could not turn into a trade; `end` as for trades. */
+  | { kind: 'rejected'; rejected: RejectedTrade; end?: SourcePosition }
   /** Trade ids jumped: trades between `expected` and `received` never reached us. */
   | { kind: 'gap'; source: string; symbol: string; expected: string; received: string; at: number }
   | { kind: 'connected'; source: string; url: string; at: number }
@@ -34,6 +36,18 @@ export interface TradeOrigins {
   raw(i: number): string;
   /** Where trade i was in its source (`line 1234`), or undefined where a source has no positions. */
   where(i: number): string | undefined;
+  /** Sources with positions: where reading goes on after trade i (a batch may be cut inside an event). */
+  position?(i: number): SourcePosition;
+}
+
+/**
+ * A place in a source to start reading again, right after a record (DESIGN.md, Recovery). For a file:
+ * the byte offset after the record's line (in the decompressed text of a .gz) and that line's number,
+ * so that line numbers in rejections go on as in an uninterrupted run.
+ */
+export interface SourcePosition {
+  offset: number;
+  line: number;
 }
 
 export interface Source {
@@ -41,8 +55,11 @@ export interface Source {
   readonly name: string;
   /** True when the source ends on its own (a file); false for live feeds. */
   readonly bounded: boolean;
-  /** Starts reading. The iterable ends when the source is exhausted or the signal aborts. */
-  events(signal: AbortSignal): AsyncIterable<SourceEvent>;
+  /**
+   * Starts reading, from `from` where the source has positions (a file) and an earlier run stored
+   * one; live sources ignore it. The iterable ends when the source is exhausted or the signal aborts.
+   */
+  events(signal: AbortSignal, from?: SourcePosition): AsyncIterable<SourceEvent>;
 }
 
 /** The SOURCE SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no source. */

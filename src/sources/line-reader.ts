@@ -39,10 +39,19 @@ export interface LongLine {
   prefix: string;
   /** The whole line's length in bytes, without its newline. */
   bytes: number;
+  /** Bytes read for it: the line and its newline (none at the end of a file without one). */
+  consumed: number;
 }
 
-/** Whole lines of text (each ending with a newline), or one over-long line. */
-export type TextPiece = string | LongLine;
+/** Whole lines of text, each ending with a newline; `bytes` were read for them (a missing last newline not counted). */
+export interface TextRun {
+  kind: 'text';
+  text: string;
+  bytes: number;
+}
+
+/** Whole lines of text, or one over-long line. */
+export type TextPiece = TextRun | LongLine;
 
 /**
  * A compressed file that cannot be decompressed past `offset` (compressed bytes): truncated by a
@@ -61,25 +70,40 @@ export class DamagedFileError extends Error {
  * running while the caller works on the current chunk. A gzip file that is truncated or corrupt yields
  * what decompresses, then throws DamagedFileError.
  */
-export async function* readFileChunks(path: string): AsyncGenerator<Buffer> {
+export async function* readFileChunks(path: string, startOffset = 0): AsyncGenerator<Buffer> {
   if (isGzipFile(path)) {
-    yield* gunzipChunks(path);
+    yield* skipBytes(gunzipChunks(path), startOffset);
     return;
   }
   const file = await open(path, 'r');
   try {
     const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)];
     let turn = 0;
-    let pending = file.read(buffers[turn], 0, READ_CHUNK_BYTES, null);
+    let at = startOffset;
+    let pending = file.read(buffers[turn], 0, READ_CHUNK_BYTES, at);
     for (;;) {
       const { bytesRead, buffer } = await pending;
       if (bytesRead === 0) return;
+      at += bytesRead;
       turn ^= 1;
-      pending = file.read(buffers[turn], 0, READ_CHUNK_BYTES, null);
+      pending = file.read(buffers[turn], 0, READ_CHUNK_BYTES, at);
       yield buffer.subarray(0, bytesRead);
     }
   } finally {
     await file.close();
+  }
+}
+
+/** A compressed stream cannot be seeked: its first `count` decompressed bytes are read and dropped. */
+async function* skipBytes(chunks: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
+  let left = count;
+  for await (const chunk of chunks) {
+    if (left >= chunk.length) {
+      left -= chunk.length;
+      continue;
+    }
+    yield left > 0 ? chunk.subarray(left) : chunk;
+    left = 0;
   }
 }
 
@@ -110,7 +134,7 @@ type Chunks = AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>
  */
 export async function* readLineChunks(chunks: Chunks, options: { maxLineBytes?: number; onLongLine?: (line: LongLine) => void } = {}): AsyncGenerator<string[]> {
   for await (const piece of readTextPieces(chunks, options.maxLineBytes)) {
-    if (typeof piece === 'string') yield splitLines(piece, []);
+    if (piece.kind === 'text') yield splitLines(piece.text, []);
     else options.onLongLine?.(piece);
   }
 }
@@ -136,7 +160,7 @@ export async function* readTextPieces(chunks: Chunks, maxLineBytes = DEFAULT_MAX
           continue;
         }
         pending.append(chunk, 0, firstNewline);
-        yield pending.take();
+        yield pending.take(true);
         from = firstNewline + 1;
       }
       const lastNewline = chunk.lastIndexOf(10);
@@ -146,10 +170,10 @@ export async function* readTextPieces(chunks: Chunks, maxLineBytes = DEFAULT_MAX
     }
   } catch (err) {
     // The line cut short by the damage is still a line the caller must judge, before the error.
-    if (!pending.empty) yield pending.take();
+    if (!pending.empty) yield pending.take(false);
     throw err;
   }
-  if (!pending.empty) yield pending.take();
+  if (!pending.empty) yield pending.take(false);
 }
 
 /** Pieces of decoded text for the whole lines in chunk[from, end), and a LongLine for each too long. */
@@ -163,7 +187,7 @@ function* wholeLines(chunk: Buffer, from: number, end: number, maxLineBytes: num
       to = nl >= from ? nl + 1 : chunk.indexOf(10, from + DECODE_PIECE_BYTES) + 1;
     }
     // A piece no longer than the limit cannot hold a line longer than it: the usual case costs one compare.
-    if (to - from - 1 <= maxLineBytes) yield chunk.toString('utf8', from, to);
+    if (to - from - 1 <= maxLineBytes) yield textRun(chunk, from, to);
     else yield* splitOutLongLines(chunk, from, to, maxLineBytes);
     from = to;
   }
@@ -174,13 +198,17 @@ function* splitOutLongLines(chunk: Buffer, from: number, to: number, maxLineByte
   for (let lineStart = from; lineStart < to; ) {
     const nl = chunk.indexOf(10, lineStart);
     if (nl - lineStart > maxLineBytes) {
-      if (lineStart > runStart) yield chunk.toString('utf8', runStart, lineStart);
-      yield { kind: 'long-line', prefix: chunk.toString('utf8', lineStart, lineStart + LONG_LINE_PREFIX_BYTES), bytes: nl - lineStart };
+      if (lineStart > runStart) yield textRun(chunk, runStart, lineStart);
+      yield { kind: 'long-line', prefix: chunk.toString('utf8', lineStart, lineStart + LONG_LINE_PREFIX_BYTES), bytes: nl - lineStart, consumed: nl - lineStart + 1 };
       runStart = nl + 1;
     }
     lineStart = nl + 1;
   }
-  if (runStart < to) yield chunk.toString('utf8', runStart, to);
+  if (runStart < to) yield textRun(chunk, runStart, to);
+}
+
+function textRun(chunk: Buffer, from: number, to: number): TextRun {
+  return { kind: 'text', text: chunk.toString('utf8', from, to), bytes: to - from };
 }
 
 /** The start of a line that has not ended yet: copied pieces, or only a prefix once it is too long. */
@@ -207,9 +235,16 @@ class PendingLine {
     this.bytes += to - from;
   }
 
-  /** The line, with a newline (joined once its end arrived, so many small chunks cost linear time). */
-  take(): TextPiece {
-    const out: TextPiece = this.prefix !== null ? { kind: 'long-line', prefix: this.prefix.toString('utf8'), bytes: this.bytes } : Buffer.concat(this.pieces).toString('utf8') + '\n';
+  /**
+   * The line, with a newline (joined once its end arrived, so many small chunks cost linear time).
+   * `ended`: its newline was read (not so for the last line of a file without one, or one cut short).
+   */
+  take(ended: boolean): TextPiece {
+    const consumed = this.bytes + (ended ? 1 : 0);
+    const out: TextPiece =
+      this.prefix !== null
+        ? { kind: 'long-line', prefix: this.prefix.toString('utf8'), bytes: this.bytes, consumed }
+        : { kind: 'text', text: Buffer.concat(this.pieces).toString('utf8') + '\n', bytes: consumed };
     this.pieces = [];
     this.bytes = 0;
     this.prefix = null;

@@ -1,27 +1,22 @@
 // Replays a recorded JSONL (or JSONL.gz) file of trade messages: the bounded source.
 // Streams the file (never all of it in memory), one `trades` event per chunk of lines, so the engine
-// pays one async step per few thousand trades. Paced by event-time gaps at `speed` x real time, or as
-// fast as it can with speed = Infinity ("--speed max").
+// pays one async step per few thousand trades, as fast as it can: pacing (--speed N) is a stage of
+// its own (pace.ts), after the files of a run are merged into one stream by event time (merge.ts).
 
 import { existsSync, statSync } from 'node:fs';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError } from '../core/errors.js';
 import { parseTrade, validateTrade, type ParseResult } from '../core/parse-trade.js';
 import { capRaw, type Trade } from '../core/trade.js';
-import type { Source, SourceEvent, TradeOrigins } from './contract.js';
+import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
 import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, readFileChunks, readTextPieces, splitLines, type TextPiece } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
-  /** Times real time; Infinity replays as fast as possible. */
-  speed: number;
   clock?: Clock;
   /** Lines longer than this are rejected as malformed (default 1 MiB). */
   maxLineBytes?: number;
 }
-
-/** Sleeps shorter than this are skipped: timers are not that precise and trades come in bursts. */
-const MIN_SLEEP_MS = 5;
 
 export class ReplaySource implements Source {
   readonly name: string;
@@ -37,18 +32,20 @@ export class ReplaySource implements Source {
     if (!statSync(options.path).isFile()) {
       throw new CoinstreamError('SOURCE_NOT_FOUND', `replay source is not a file: ${options.path}`);
     }
-    if (!(options.speed > 0)) throw new CoinstreamError('CONFIG', `--speed must be "max" or a number > 0, got ${options.speed}`);
   }
 
-  async *events(signal: AbortSignal): AsyncGenerator<SourceEvent> {
-    const paced = Number.isFinite(this.options.speed);
+  /**
+   * Reads the file from `from` (a position an earlier run stored; the start of the file without one).
+   * Events come in file order, each with the position after its last line (`end`), so that a crash
+   * anywhere can resume right after what was stored: a trades event is cut short before a rejected
+   * line instead of being sent after it.
+   */
+  async *events(signal: AbortSignal, from?: SourcePosition): AsyncGenerator<SourceEvent> {
     const maxLineBytes = this.options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-    // Lines before the current piece.
-    let linesBefore = 0;
-    // Pacing anchor: the first trade's event time is played at the wall time we started.
-    let firstEventTime = NaN;
-    let startedAt = NaN;
-    const pieces = readTextPieces(readFileChunks(this.options.path), maxLineBytes);
+    // Where the current piece starts: its byte offset, and the lines before it.
+    let offset = from?.offset ?? 0;
+    let linesBefore = from?.line ?? 0;
+    const pieces = readTextPieces(readFileChunks(this.options.path, offset), maxLineBytes);
     for (;;) {
       let next: IteratorResult<TextPiece>;
       try {
@@ -62,63 +59,77 @@ export class ReplaySource implements Source {
         throw new CoinstreamError('SOURCE_UNREADABLE', `cannot read ${this.options.path}: ${e.code ? `${e.code} ` : ''}${e.message}`, false, { cause: err });
       }
       if (next.done || signal.aborted) return;
-      const text = next.value;
-      let receivedAt = this.clock.now();
-      if (typeof text !== 'string') {
+      const piece = next.value;
+      const pieceStart = offset;
+      const receivedAt = this.clock.now();
+      if (piece.kind === 'long-line') {
         linesBefore++;
-        const detail = `line ${linesBefore}: longer than the limit of ${maxLineBytes} bytes (${text.bytes} bytes; --max-line raises it); only its start is kept`;
-        yield { kind: 'rejected', rejected: { receivedAt, source: this.name, reason: 'malformed', detail, raw: capRaw(text.prefix) } };
+        offset += piece.consumed;
+        const detail = `line ${linesBefore}: longer than the limit of ${maxLineBytes} bytes (${piece.bytes} bytes; --max-line raises it); only its start is kept`;
+        yield { kind: 'rejected', rejected: { receivedAt, source: this.name, reason: 'malformed', detail, raw: capRaw(piece.prefix) }, end: { offset, line: linesBefore } };
         continue;
       }
-      const piece = parsePiece(text, receivedAt);
+      const verdicts = parsePiece(piece.text, receivedAt);
       const firstLine = linesBefore + 1;
+      const lineEnds = lazyLineEnds(piece.text, piece.bytes);
+      /** After line i of the piece: where reading goes on. */
+      const after = (i: number): SourcePosition => ({ offset: pieceStart + lineEnds()[i], line: firstLine + i });
       let batch: Trade[] = [];
       let lineOf: number[] = [];
-      const event = (): SourceEvent => ({ kind: 'trades', source: this.name, trades: batch, receivedAt, origins: lineOrigins(piece, lineOf, firstLine) });
-      for (let i = 0; i < piece.lines; i++) {
-        const parsed = piece.verdict(i);
+      const flush = (end: SourcePosition): SourceEvent => {
+        const event: SourceEvent = { kind: 'trades', source: this.name, trades: batch, receivedAt, origins: lineOrigins(verdicts, lineOf, firstLine, after), end };
+        batch = [];
+        lineOf = [];
+        return event;
+      };
+      for (let i = 0; i < verdicts.lines; i++) {
+        const parsed = verdicts.verdict(i);
         if (parsed === null) continue; // blank line
         if (!parsed.ok) {
-          yield {
-            kind: 'rejected',
-            rejected: { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${firstLine + i}: ${parsed.detail}`, raw: capRaw(piece.line(i)) },
-          };
+          if (batch.length > 0) yield flush(after(i - 1));
+          const rejected = { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${firstLine + i}: ${parsed.detail}`, raw: capRaw(verdicts.line(i)) };
+          yield { kind: 'rejected', rejected, end: after(i) };
           continue;
         }
         const trade = parsed.trade;
-        if (paced) {
-          if (Number.isNaN(firstEventTime)) {
-            firstEventTime = trade.timestamp;
-            startedAt = this.clock.now();
-          }
-          const dueAt = startedAt + (trade.timestamp - firstEventTime) / this.options.speed;
-          const wait = dueAt - this.clock.now();
-          if (wait >= MIN_SLEEP_MS) {
-            if (batch.length > 0) yield event();
-            batch = [];
-            lineOf = [];
-            try {
-              await this.clock.sleep(wait, signal);
-            } catch {
-              return; // aborted while waiting: the signal is the reason, nothing to report
-            }
-            receivedAt = this.clock.now();
-          }
-        }
         // A recorded receive time is kept; the others get the event's (adding a property to every
         // parsed object would cost a hidden-class change and a property store each).
         batch.push(trade);
         lineOf.push(i);
       }
-      linesBefore += piece.lines;
-      if (batch.length > 0) yield event();
+      linesBefore += verdicts.lines;
+      offset += piece.bytes;
+      // The whole piece is read: the last event's end covers any blank lines after its last trade.
+      if (batch.length > 0) yield flush({ offset, line: linesBefore });
     }
   }
 }
 
 /** Trade i of a batch is line lineOf[i] of the piece, which starts at line `firstLine` of the file. */
-function lineOrigins(piece: PieceVerdicts, lineOf: number[], firstLine: number): TradeOrigins {
-  return { raw: (i) => piece.line(lineOf[i]), where: (i) => `line ${firstLine + lineOf[i]}` };
+function lineOrigins(piece: PieceVerdicts, lineOf: number[], firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
+  return { raw: (i) => piece.line(lineOf[i]), where: (i) => `line ${firstLine + lineOf[i]}`, position: (i) => after(lineOf[i]) };
+}
+
+/**
+ * The byte offset after each line of a piece, relative to its start, computed when first asked: only
+ * pieces with a rejected line or a cut inside them need it. Where the text is all ASCII (as many
+ * characters as bytes), character offsets are byte offsets.
+ */
+function lazyLineEnds(text: string, bytes: number): () => number[] {
+  let ends: number[] | null = null;
+  return () => {
+    if (ends !== null) return ends;
+    ends = [];
+    const ascii = text.length === bytes;
+    let byte = 0;
+    let from = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+      byte += ascii ? nl + 1 - from : Buffer.byteLength(text.slice(from, nl + 1));
+      ends.push(Math.min(byte, bytes)); // a last line without a newline got one it did not read
+      from = nl + 1;
+    }
+    return ends;
+  };
 }
 
 /** The verdicts on a piece of text, one per line (null for a blank line), with each line's text on demand (only rejects need it). */

@@ -10,8 +10,6 @@ import { DEFAULT_LIVE_SOURCES, createFeedSource, parseFeedSpec as parseFeed } fr
 export interface SourceDeps {
   clock: Clock;
   logger: Logger;
-  /** Replay pacing: Infinity for --speed max. */
-  speed: number;
   /** Longest replay line (and websocket frame) accepted; default 1 MiB. */
   maxLineBytes?: number;
 }
@@ -25,7 +23,7 @@ export function parseSourceSpec(spec: string, deps: SourceDeps): Source {
   switch (kind) {
     case 'replay':
       if (!rest) throw new UsageError(`--source replay needs a file: --source replay:PATH.jsonl[.gz]`);
-      return new ReplaySource({ path: rest, speed: deps.speed, clock: deps.clock, maxLineBytes: deps.maxLineBytes });
+      return new ReplaySource({ path: rest, clock: deps.clock, maxLineBytes: deps.maxLineBytes });
     case 'synthetic': {
       const rate = rest === '' ? 10 : Number(rest);
       if (!(rate > 0) || !Number.isFinite(rate)) throw new UsageError(`--source synthetic:${rest}: the rate must be trades per second > 0, e.g. synthetic:50`);

@@ -75,7 +75,7 @@ describe('readFileChunks', () => {
 async function pieces(chunks: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>, maxLineBytes: number): Promise<string[]> {
   const out: string[] = [];
   for await (const p of readTextPieces(chunks, maxLineBytes)) {
-    if (typeof p === 'string') out.push(...p.slice(0, -1).split('\n'));
+    if (p.kind === 'text') out.push(...p.text.slice(0, -1).split('\n'));
     else out.push(`<long ${p.bytes} bytes: ${p.prefix.slice(0, 10)}>`);
   }
   return out;
@@ -111,12 +111,12 @@ describe('lines over the limit', () => {
     }
     const out: TextPiece[] = [];
     for await (const p of readTextPieces(huge())) out.push(p);
-    expect(out[0]).toBe('{"first":1}\n');
+    expect(out[0]).toEqual({ kind: 'text', text: '{"first":1}\n', bytes: 12 });
     const long = out[1] as LongLine;
     expect(long.kind).toBe('long-line');
     expect(long.bytes).toBe(600 * (1 << 20));
     expect(long.prefix).toBe('A'.repeat(4096));
-    expect(out[2]).toBe('{"after":2}\n');
+    expect(out[2]).toEqual({ kind: 'text', text: '{"after":2}\n', bytes: 12 });
     expect(out).toHaveLength(3);
     expect(peak - before).toBeLessThan(200 << 20); // the line itself is 600 MiB
   });

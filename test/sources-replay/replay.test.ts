@@ -56,7 +56,7 @@ describe('ReplaySource', () => {
     writeFileSync(join(dir, 'a.jsonl'), body);
     writeFileSync(join(dir, 'a.jsonl.gz'), gzipSync(body));
     for (const name of ['a.jsonl', 'a.jsonl.gz']) {
-      const events = await drain(new ReplaySource({ path: join(dir, name), speed: Infinity }));
+      const events = await drain(new ReplaySource({ path: join(dir, name) }));
       const trades = events.flatMap((e) => (e.kind === 'trades' ? e.trades : []));
       const rejected = events.flatMap((e) => (e.kind === 'rejected' ? [e.rejected] : []));
       expect(trades.map((x) => x.timestamp - T0)).toEqual([1000, 2000]);
@@ -64,29 +64,6 @@ describe('ReplaySource', () => {
       expect(rejected[0]).toMatchObject({ reason: 'malformed', raw: 'not json', source: `replay:${join(dir, name)}` });
       expect(rejected[0].detail).toMatch(/^line 3: /);
     }
-  });
-
-  it('paces by event-time gaps at N times real time', async () => {
-    writeFileSync(join(dir, 'paced.jsonl'), [t(0), t(10_000), t(10_000), t(30_000)].join('\n'));
-    const clock = new WatchedClock(Date.now()); // a replay bounds event times by its clock: no trade is from the future
-    const source = new ReplaySource({ path: join(dir, 'paced.jsonl'), speed: 10, clock });
-    const seen: { at: number; n: number; receivedAt?: number }[] = [];
-    const run = (async () => {
-      for await (const e of source.events(new AbortController().signal)) {
-        if (e.kind === 'trades') seen.push({ at: clock.now(), n: e.trades.length, receivedAt: e.receivedAt });
-      }
-      return 'done' as const;
-    })();
-    // Virtual time moves only when the replay waits for it, by exactly as long as it asked to wait.
-    for (;;) {
-      const next = await Promise.race([clock.nextSleep(), run]);
-      if (next === 'done') break;
-      clock.advance(next);
-    }
-    // 10 s of market time at 10x is 1 s: trades at +0, +1000 ms (two), +3000 ms.
-    expect(seen.map((s) => [s.at - seen[0].at, s.n])).toEqual([[0, 1], [1000, 2], [3000, 1]]);
-    // Each event says when its trades arrived: when the replay played them.
-    expect(seen.map((s) => s.receivedAt)).toEqual(seen.map((s) => s.at));
   });
 
   it('gives every line the verdict a JSON.parse of that line alone gives, whatever its neighbours', async () => {
@@ -100,7 +77,7 @@ describe('ReplaySource', () => {
     const kinds = new Set<string>();
     for (const [n, lines] of files.entries()) {
       writeFileSync(join(dir, `tricky-${n}.jsonl`), lines.join('\n') + '\n');
-      const events = await drain(new ReplaySource({ path: join(dir, `tricky-${n}.jsonl`), speed: Infinity }));
+      const events = await drain(new ReplaySource({ path: join(dir, `tricky-${n}.jsonl`) }));
       // Trades in order, rejects in order (a piece's rejects may be reported before its trades).
       const trades = events.flatMap((e) => (e.kind === 'trades' ? e.trades.map((x) => JSON.stringify(x)) : []));
       const rejects = events.flatMap((e) => (e.kind === 'rejected' ? [`${e.rejected.reason} ${e.rejected.detail} ${e.rejected.raw}`] : []));
@@ -112,7 +89,42 @@ describe('ReplaySource', () => {
     expect(kinds).toEqual(new Set(['malformed', 'invalid']));
   });
 
+  it('gives every event the position after it, and reading from there yields exactly the rest (plain and gzip)', async () => {
+    // Trades, rejects, blank lines, CRLF, multi-byte text and an over-long line, in pieces of many sizes.
+    const random = seededRandom(21);
+    const kinds = [() => t(Math.floor(random() * 1e6)), () => 'not json €', () => '', () => t(5) + '\r', () => '{"ü":"' + 'é'.repeat(40) + '"}', () => 'x'.repeat(3000)];
+    const lines = Array.from({ length: 6000 }, () => kinds[random() < 0.8 ? 0 : 1 + Math.floor(random() * (kinds.length - 1))]());
+    const body = lines.join('\n'); // no newline after the last line
+    /** Each record as text: the trade's time, or the rejection with its line number. */
+    const records = (events: SourceEvent[]) =>
+      events.flatMap((e) => (e.kind === 'trades' ? e.trades.map((x) => `t${x.timestamp}`) : e.kind === 'rejected' ? [`${e.rejected.reason} ${e.rejected.detail.split(':')[0]}`] : []));
+    for (const [name, bytes] of [['pos.jsonl', Buffer.from(body)], ['pos.jsonl.gz', gzipSync(body)]] as const) {
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      const read = async (from?: { offset: number; line: number }) => {
+        const events: SourceEvent[] = [];
+        for await (const e of new ReplaySource({ path, maxLineBytes: 2000 }).events(new AbortController().signal, from)) events.push(e);
+        return events;
+      };
+      const all = await read();
+      expect(records(all).filter((r) => r.startsWith('malformed')).length).toBeGreaterThan(100);
+      const ends = all.map((e) => (e.kind === 'trades' || e.kind === 'rejected' ? e.end : undefined));
+      expect(ends.every(Boolean)).toBe(true);
+      expect(ends.at(-1)).toEqual({ offset: Buffer.byteLength(body), line: lines.length });
+      // Positions only grow, and every record after an event's end is exactly what reading from it gives.
+      for (let i = 1; i < ends.length; i++) expect(ends[i]!.offset).toBeGreaterThan(ends[i - 1]!.offset);
+      for (const k of [0, 1, 7, Math.floor(all.length / 2), all.length - 2, all.length - 1]) {
+        expect(records(await read(ends[k]))).toEqual(records(all.slice(k + 1)));
+      }
+      // Inside an event too: after trade i of it, as a batch cut there would store.
+      const big = all.findIndex((e) => e.kind === 'trades' && e.trades.length > 10);
+      const event = all[big] as Extract<SourceEvent, { kind: 'trades' }>;
+      const rest = [...event.trades.slice(4).map((x) => `t${x.timestamp}`), ...records(all.slice(big + 1))];
+      expect(records(await read(event.origins!.position!(3)))).toEqual(rest);
+    }
+  });
+
   it('refuses a missing file with SOURCE_NOT_FOUND', () => {
-    expect(() => new ReplaySource({ path: join(dir, 'nope.jsonl'), speed: 1 })).toThrow(/replay file not found/);
+    expect(() => new ReplaySource({ path: join(dir, 'nope.jsonl') })).toThrow(/replay file not found/);
   });
 });
