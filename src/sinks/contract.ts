@@ -1,6 +1,7 @@
 // Every sink implements this one interface; batching, retries and metrics wrap a sink instead of
 // living inside each one.
 import type { RejectedTrade } from '../core/trade.js';
+import type { SourcePosition } from '../sources/contract.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
 import type { TradeBatch } from './trade-batch.js';
 
@@ -23,6 +24,34 @@ export interface OutputBatch {
   watermark: number;
   /** True for the last batch of a run (bounded source ended, or shutdown). */
   final: boolean;
+  /** Where the job is after this batch: a store that keeps progress writes it in the batch's transaction. */
+  progress?: BatchProgress;
+}
+
+/**
+ * What a store keeps with each batch, in the same transaction as its rows (DESIGN.md, Recovery), so
+ * that a restart goes on from exactly what the store holds: never a checkpoint file beside it.
+ */
+export interface BatchProgress {
+  /** The job these rows belong to. */
+  job: string;
+  /** Per source with positions (files): where reading goes on after this batch. */
+  positions: Record<string, SourcePosition>;
+  /** The engine settings that shape the results, as JSON text (for people reading the table). */
+  settings: string;
+  /** The engine's state after this batch (WindowEngine.snapshot() as JSON text); its settings inside. */
+  engineState: string;
+  watermark: number;
+  /** Every source was read to the end and every window written final: the job is done. */
+  finished: boolean;
+}
+
+/** Progress as a store read it back. */
+export interface StoredProgress extends BatchProgress {
+  /** The batch it was written with: the next batch continues from batchId + 1. */
+  batchId: number;
+  /** When that batch was committed (our clock). */
+  updatedAt: number;
 }
 
 export interface PriceQuote {
@@ -38,6 +67,13 @@ export interface Sink {
   open(): Promise<void>;
   write(batch: OutputBatch): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Stores only: the job's progress as of the last committed batch, or null for a job never run here.
+   * Throws (CONFIG) when the store holds rows of the job but no progress to resume them from.
+   */
+  readProgress?(job: string): Promise<StoredProgress | null>;
+  /** Stores only: removes every row of the job and its progress (`--fresh`). */
+  clearJob?(job: string): Promise<void>;
 }
 
 /** The SINK SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no sink. */

@@ -54,4 +54,13 @@ export class RetryingSink implements Sink {
   close(): Promise<void> {
     return this.inner.close();
   }
+
+  /** Present exactly when the wrapped sink keeps progress. */
+  get readProgress(): Sink['readProgress'] {
+    return this.inner.readProgress?.bind(this.inner);
+  }
+
+  get clearJob(): Sink['clearJob'] {
+    return this.inner.clearJob?.bind(this.inner);
+  }
 }

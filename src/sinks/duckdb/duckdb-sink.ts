@@ -3,11 +3,11 @@
 import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
 import { logStyleOf, type Logger } from '../../core/logger.js';
-import type { OutputBatch, Sink } from '../contract.js';
+import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { toStoreBatch, transferables } from './store-batch.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
 
-type Pending = { resolve: () => void; reject: (err: Error) => void };
+type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
 
 /**
  * The worker's code: the compiled worker.js next to this file, or, when this file runs as TypeScript
@@ -33,7 +33,7 @@ export class DuckDBSink implements Sink {
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);
-      if (reply.ok) p.resolve();
+      if (reply.ok) p.resolve(reply.value);
       else p.reject(new CoinstreamError(reply.code ?? 'SINK_FAILED', reply.message, reply.retriable));
     });
     worker.on('error', (err: Error) => this.failAll(new CoinstreamError('SINK_FAILED', `${this.name}: the DuckDB worker crashed: ${err.message}`, false, { cause: err })));
@@ -44,13 +44,21 @@ export class DuckDBSink implements Sink {
     await this.call({ id: this.nextId++, op: 'open' });
   }
 
+  async readProgress(job: string): Promise<StoredProgress | null> {
+    return (await this.call({ id: this.nextId++, op: 'readProgress', job })) as StoredProgress | null;
+  }
+
+  async clearJob(job: string): Promise<void> {
+    await this.call({ id: this.nextId++, op: 'clearJob', job });
+  }
+
   // Trade columns live in shared memory: the worker reads them where they are (no copy), and another
   // sink may read the same batch at the same time. The pipeline reuses them only after every write of
   // the batch has resolved, i.e. after this worker's commit. Window and trend rows go as columns, whose
   // buffers the worker takes over: serialising and rebuilding ~5,000 objects per batch cost ~7 ms.
-  write(batch: OutputBatch): Promise<void> {
+  async write(batch: OutputBatch): Promise<void> {
     const columns = toStoreBatch(batch);
-    return this.call({ id: this.nextId++, op: 'write', batch: columns }, transferables(columns));
+    await this.call({ id: this.nextId++, op: 'write', batch: columns }, transferables(columns));
   }
 
   async close(): Promise<void> {
@@ -60,10 +68,10 @@ export class DuckDBSink implements Sink {
     this.worker = null;
   }
 
-  private call(request: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<void> {
+  private call(request: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new CoinstreamError('SINK_FAILED', `${this.name}: not open`));
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       this.pending.set(request.id, { resolve, reject });
       worker.postMessage(request, transfer);
     });

@@ -14,7 +14,8 @@ import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../core/logger.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { RejectedTrade } from '../../core/trade.js';
-import type { OutputBatch, Sink } from '../contract.js';
+import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
+import type { SourcePosition } from '../../sources/contract.js';
 import { tradeKeyText, type TradeKey } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
 import { numbers, toStoreBatch, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
@@ -26,55 +27,51 @@ import { openDuckDB } from './open.js';
 const STAGING = `
 CREATE TEMP TABLE IF NOT EXISTS staging_windows AS SELECT * FROM trade_windows LIMIT 0;
 CREATE TEMP TABLE IF NOT EXISTS staging_trends AS SELECT * FROM price_trends LIMIT 0;
+CREATE TEMP TABLE IF NOT EXISTS staging_progress AS SELECT * FROM stream_progress LIMIT 0;
 `;
+
+/**
+ * Fault injection for the recovery tests: COINSTREAM_TEST_FAULT=kill-before-commit:N (or
+ * kill-after-commit:N) kills the whole process with SIGKILL when batch N has appended every row but
+ * not committed (or has just committed). An outside `kill -9` cannot aim that precisely.
+ */
+const FAULT = /^(kill-before-commit|kill-after-commit):(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '');
+
+function crashIfAsked(point: string, batchId: number): void {
+  if (FAULT && FAULT[1] === point && Number(FAULT[2]) === batchId) process.kill(process.pid, 'SIGKILL');
+}
+
+/** The stream_progress row of the job itself (engine state), beside one row per source. */
+const JOB_ROW = '*';
 
 /**
  * Which rows of a keyed table (trade_windows, price_trends) may already be stored. Appending is
  * several times cheaper than INSERT OR REPLACE (measured, 25k window rows: 40 ms against 170 ms), and
- * at replay speed nearly every row is new. A row may exist only if this store wrote it before as not
- * final (`open`), or if it ends no later than the latest row stored before this process opened the
- * store (`storedUpTo`: an earlier run, or a replay of older data). A final row is never written twice
- * in one run: the engine freezes a window when it becomes final.
+ * at replay speed nearly every row is new. Per asset, the latest window end stored is known (read at
+ * open, raised at each commit): a row that ends later cannot be in the store and is appended; any
+ * other row is upserted. So a row written again (an open window updated, a final one re-sent after a
+ * restart) replaces the stored one and never fails the batch on its key.
  */
 class KeyedRows {
-  /** Keys written as not final, as asset -> window_start -> window_ends (no string per row: this runs for every row). */
-  private readonly open = new Map<string, Map<number, Set<number>>>();
-  constructor(private readonly storedUpTo: number) {}
+  constructor(private readonly latestEnd: Map<string, number>) {}
 
   /** Splits rows into those to append and those to upsert. */
   split(rows: KeyedColumns): { fresh: Column[]; freshCount: number; existing: Column[]; existingCount: number } {
     const fresh: number[] = [];
     const existing: number[] = [];
     for (let i = 0; i < rows.length; i++) {
-      (rows.windowEnd[i] <= this.storedUpTo || this.isOpen(rows.asset[i], rows.windowStart[i], rows.windowEnd[i]) ? existing : fresh).push(i);
+      (rows.windowEnd[i] <= (this.latestEnd.get(rows.asset[i]) ?? -Infinity) ? existing : fresh).push(i);
     }
     if (existing.length === 0) return { fresh: rows.columns, freshCount: rows.length, existing: [], existingCount: 0 };
     return { fresh: pickRows(rows.columns, fresh), freshCount: fresh.length, existing: pickRows(rows.columns, existing), existingCount: existing.length };
   }
 
-  /** After a commit: rows written as not final may be written again. */
+  /** After a commit: these rows are stored. */
   committed(rows: KeyedColumns): void {
     for (let i = 0; i < rows.length; i++) {
-      const asset = rows.asset[i];
-      const start = rows.windowStart[i];
-      const end = rows.windowEnd[i];
-      if (!rows.isFinal[i]) {
-        let byStart = this.open.get(asset);
-        if (!byStart) this.open.set(asset, (byStart = new Map()));
-        let ends = byStart.get(start);
-        if (!ends) byStart.set(start, (ends = new Set()));
-        ends.add(end);
-      } else if (this.isOpen(asset, start, end)) {
-        const byStart = this.open.get(asset)!;
-        const ends = byStart.get(start)!;
-        ends.delete(end);
-        if (ends.size === 0) byStart.delete(start);
-      }
+      const latest = this.latestEnd.get(rows.asset[i]);
+      if (latest === undefined || rows.windowEnd[i] > latest) this.latestEnd.set(rows.asset[i], rows.windowEnd[i]);
     }
-  }
-
-  private isOpen(asset: string, start: number, end: number): boolean {
-    return this.open.get(asset)?.get(start)?.has(end) ?? false;
   }
 }
 
@@ -85,8 +82,8 @@ export class DuckDBStore implements Sink {
   private conn: DuckDBConnection | null = null;
   /** trade_keys as committed: key text -> id. */
   private readonly keyIds = new Map<string, number>();
-  private windows = new KeyedRows(Infinity);
-  private trends = new KeyedRows(Infinity);
+  private windows = new KeyedRows(new Map());
+  private trends = new KeyedRows(new Map());
   /** A transaction is open for the next batch (see write). */
   private inTransaction = false;
 
@@ -117,8 +114,8 @@ export class DuckDBStore implements Sink {
       this.keyIds.set(tradeKeyText({ exchange, base, quote, direction } as TradeKey), Number(id));
     }
     const latest = async (table: string) => {
-      const [[end]] = (await conn.runAndReadAll(`SELECT coalesce(epoch_ms(max(window_end)), -1e300)::DOUBLE FROM ${table}`)).getRowsJS();
-      return Number(end);
+      const rows = (await conn.runAndReadAll(`SELECT asset, epoch_ms(max(window_end))::DOUBLE FROM ${table} GROUP BY asset`)).getRowsJS();
+      return new Map(rows.map(([asset, end]) => [String(asset), Number(end)]));
     };
     this.windows = new KeyedRows(await latest('trade_windows'));
     this.trends = new KeyedRows(await latest('price_trends'));
@@ -141,10 +138,13 @@ export class DuckDBStore implements Sink {
         (await this.writeKeyed(conn, 'price_trends', 'staging_trends', this.trends.split(batch.trends)));
       await appendColumns(conn, 'rejected_trades', rejectedColumns(batch.rejected), batch.rejected.length);
       const addedKeys = await this.archiveTrades(conn, batch);
+      const progress = batch.progress ? await this.stageProgress(conn, batch.batchId, batch.progress) : '';
       // Statements run on libuv's thread pool, and under load each round trip waits for a core
       // (measured: 1-20 ms for a bare BEGIN). So the upserts, the commit and the next batch's BEGIN go
       // in one round trip; the appends above are synchronous calls on this thread.
-      await conn.run(`${upserts}COMMIT; BEGIN TRANSACTION;`);
+      crashIfAsked('kill-before-commit', batch.batchId);
+      await conn.run(`${upserts}${progress}COMMIT; BEGIN TRANSACTION;`);
+      crashIfAsked('kill-after-commit', batch.batchId);
       // Only what is committed counts as stored: a rolled-back batch changes none of this.
       for (const key of addedKeys) this.keyIds.set(tradeKeyText(key), this.keyIds.size);
       this.windows.committed(batch.windows);
@@ -165,6 +165,70 @@ export class DuckDBStore implements Sink {
     this.instance?.closeSync();
     this.conn = null;
     this.instance = null;
+  }
+
+  /** Stages the batch's progress rows; returns the SQL that moves them into stream_progress. */
+  private async stageProgress(conn: DuckDBConnection, batchId: number, p: BatchProgress): Promise<string> {
+    const sources = Object.keys(p.positions);
+    const rows = [JOB_ROW, ...sources];
+    const n = rows.length;
+    const all = <T>(value: T) => Array.from({ length: n }, () => value);
+    await appendColumns(
+      conn,
+      'staging_progress',
+      [
+        { kind: 'varchar', values: all(p.job) },
+        { kind: 'varchar', values: rows },
+        { kind: 'varchar', values: [null, ...sources.map((s) => JSON.stringify(p.positions[s]))] },
+        { kind: 'double', values: Float64Array.from(all(p.watermark)) },
+        { kind: 'bigint', values: Float64Array.from(all(batchId)) },
+        { kind: 'varchar', values: all(p.settings) },
+        { kind: 'varchar', values: [p.engineState, ...all(null).slice(1)] },
+        { kind: 'boolean', values: Uint8Array.from(all(p.finished ? 1 : 0)) },
+        { kind: 'timestamp', values: Float64Array.from(all(Date.now())) },
+      ],
+      n,
+    );
+    return 'INSERT OR REPLACE INTO stream_progress SELECT * FROM staging_progress; DELETE FROM staging_progress;';
+  }
+
+  /** The job's progress as of the last committed batch; null for a job never run in this store. */
+  async readProgress(job: string): Promise<StoredProgress | null> {
+    const conn = this.conn;
+    if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: read before open`);
+    const rows = (
+      await conn.runAndReadAll(
+        'SELECT source, position, watermark, batch_id::DOUBLE AS batch_id, settings, engine_state, finished, epoch_ms(updated_at)::DOUBLE AS updated_at FROM stream_progress WHERE job = $job',
+        { job },
+      )
+    ).getRowObjectsJS();
+    const jobRow = rows.find((r) => r.source === JOB_ROW);
+    if (!jobRow) {
+      const [[held]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM trade_windows) + (SELECT count(*) FROM rejected_trades) + (SELECT count(*) FROM trade_log)')).getRowsJS();
+      if (Number(held) === 0) return null;
+      throw new CoinstreamError(
+        'CONFIG',
+        `${this.path} holds results but no progress to resume them from (written by an earlier coinstream, or by another job); start over with --fresh, or use another --sink duckdb:PATH`,
+      );
+    }
+    const positions: Record<string, SourcePosition> = {};
+    for (const r of rows) if (r.source !== JOB_ROW && r.position !== null) positions[String(r.source)] = JSON.parse(String(r.position)) as SourcePosition;
+    return {
+      job, positions, batchId: Number(jobRow.batch_id), settings: String(jobRow.settings), engineState: String(jobRow.engine_state),
+      watermark: Number(jobRow.watermark), finished: Boolean(jobRow.finished), updatedAt: Number(jobRow.updated_at),
+    };
+  }
+
+  /** Removes every row and the progress: a DuckDB store holds one job. */
+  async clearJob(job: string): Promise<void> {
+    const conn = this.conn;
+    if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: clear before open`);
+    const tables = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_log', 'trade_keys'];
+    await conn.run(`${this.inTransaction ? '' : 'BEGIN TRANSACTION; '}${tables.map((t) => `DELETE FROM ${t};`).join(' ')} DELETE FROM stream_progress WHERE job = $job; COMMIT; BEGIN TRANSACTION;`.replace('$job', `'${job.replace(/'/g, "''")}'`));
+    this.inTransaction = true;
+    this.keyIds.clear();
+    this.windows = new KeyedRows(new Map());
+    this.trends = new KeyedRows(new Map());
   }
 
   /** Appends the fresh rows and stages the others; returns the SQL that moves staged rows in. */
@@ -234,7 +298,7 @@ function isTransient(message: string): boolean {
  * which is checked against the schema itself, created in a scratch in-memory database.
  */
 async function refuseForeignTables(conn: DuckDBConnection, path: string): Promise<void> {
-  const ours = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_keys', 'trade_log'];
+  const ours = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_keys', 'trade_log', 'stream_progress'];
   const list = ours.map((t) => `'${t}'`).join(', ');
   const columns = (database: string) => `SELECT table_name, list(column_name || ' ' || data_type ORDER BY column_index) AS columns
     FROM duckdb_columns() WHERE database_name = ${database} AND schema_name = 'main' AND table_name IN (${list}) GROUP BY table_name`;

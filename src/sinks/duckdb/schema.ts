@@ -61,6 +61,21 @@ CREATE TABLE IF NOT EXISTS trade_log (
   trade_id       VARCHAR,
   received_at    TIMESTAMP
 );
+-- Where each job is (DESIGN.md, Recovery), written in the same transaction as each batch's rows: the
+-- row with source '*' holds the engine's state after the batch, one row per file source its position
+-- ({"offset": byte after the last line read, "line": that line's number}).
+CREATE TABLE IF NOT EXISTS stream_progress (
+  job            VARCHAR   NOT NULL,
+  source         VARCHAR   NOT NULL,
+  position       VARCHAR,
+  watermark      DOUBLE    NOT NULL,
+  batch_id       BIGINT    NOT NULL,
+  settings       VARCHAR   NOT NULL,
+  engine_state   VARCHAR,
+  finished       BOOLEAN   NOT NULL,
+  updated_at     TIMESTAMP NOT NULL,
+  PRIMARY KEY (job, source)
+);
 -- Keys are looked up in a list (built once per query) rather than joined: a scan plus a projection
 -- keeps the log's insertion order, which is arrival order; a join would not.
 CREATE OR REPLACE VIEW trades AS

@@ -3,7 +3,7 @@
 // imports it, and DuckDB's native library is loaded by the worker alone.
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
 import type { RejectedTrade } from '../../core/trade.js';
-import type { OutputBatch } from '../contract.js';
+import type { BatchProgress, OutputBatch } from '../contract.js';
 import type { TradeBatch } from '../trade-batch.js';
 
 /** One column of rows, in a DuckDB type (see columns.ts for how each is appended). */
@@ -46,11 +46,12 @@ export interface StoreBatch {
   trends: KeyedColumns;
   rejected: RejectedTrade[];
   trades: TradeBatch;
+  progress?: BatchProgress;
 }
 
 /** Window and trend rows to columns; the trades are already columns. */
 export function toStoreBatch(batch: OutputBatch): StoreBatch {
-  return { batchId: batch.batchId, windows: windowColumns(batch.windows), trends: trendColumns(batch.trends), rejected: batch.rejected, trades: batch.trades };
+  return { batchId: batch.batchId, windows: windowColumns(batch.windows), trends: trendColumns(batch.trends), rejected: batch.rejected, trades: batch.trades, progress: batch.progress };
 }
 
 /** The buffers of a store batch that the worker can take over instead of copying (not the shared trade columns). */

@@ -4,6 +4,9 @@ import type { StoreBatch } from './store-batch.js';
 export type WorkerRequest =
   | { id: number; op: 'open' }
   | { id: number; op: 'write'; batch: StoreBatch }
+  | { id: number; op: 'readProgress'; job: string }
+  | { id: number; op: 'clearJob'; job: string }
   | { id: number; op: 'close' };
 
-export type WorkerReply = { id: number; ok: true } | { id: number; ok: false; message: string; code?: ErrorCode; retriable: boolean };
+/** `value`: what the operation returns (readProgress's progress), structured-cloned. */
+export type WorkerReply = { id: number; ok: true; value?: unknown } | { id: number; ok: false; message: string; code?: ErrorCode; retriable: boolean };

@@ -42,10 +42,13 @@ port.on('message', (request: WorkerRequest) => {
 async function handle(request: WorkerRequest): Promise<void> {
   let reply: WorkerReply;
   try {
+    let value: unknown;
     if (request.op === 'open') await store.open();
     else if (request.op === 'write') await store.writeColumns(request.batch);
+    else if (request.op === 'readProgress') value = await store.readProgress(request.job);
+    else if (request.op === 'clearJob') await store.clearJob(request.job);
     else await store.close();
-    reply = { id: request.id, ok: true };
+    reply = { id: request.id, ok: true, value };
   } catch (err) {
     const e = err as Error;
     reply = { id: request.id, ok: false, message: e.message, code: err instanceof CoinstreamError ? err.code : undefined, retriable: err instanceof CoinstreamError && err.retriable };
