@@ -31,7 +31,8 @@ function engineOptions(cmd: Command): Command {
     .addOption(new Option('--window-offset <duration>', 'shift window starts from the epoch').default('0').env('COINSTREAM_WINDOW_OFFSET'))
     .addOption(new Option('--watermark <duration>', 'how late a trade may arrive: watermark = max event time - this').default('5m').env('COINSTREAM_WATERMARK'))
     .addOption(new Option('--trigger <duration>', 'how often changed windows are written').default('1s').env('COINSTREAM_TRIGGER'))
-    .addOption(new Option('--trend-span <duration>', 'span of the price trend').default('6m').env('COINSTREAM_TREND_SPAN'));
+    .addOption(new Option('--trend-span <duration>', 'span of the price trend').default('6m').env('COINSTREAM_TREND_SPAN'))
+    .addOption(new Option('--fresh', "clear the job's rows and progress from the stores and start over (a run otherwise resumes where the stores are)"));
 }
 
 function maxLineOption(cmd: Command): Command {

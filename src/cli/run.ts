@@ -29,6 +29,7 @@ export interface RunFlags extends EngineFlags {
   port: string;
   dashboard: boolean;
   maxLine: string;
+  fresh?: boolean;
 }
 
 export function engineConfigFromFlags(f: EngineFlags): EngineConfig {
@@ -67,14 +68,15 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const port = parsePort(flags.port);
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
-  const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, speed, maxLineBytes }));
+  const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, maxLineBytes }));
   // Retries wrap every store (a store only says whether an error is worth retrying).
   const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).map((spec) => new RetryingSink(parseSinkSpec(spec, logger), { clock, logger }));
   if (flags.dashboard) logger.info({ port }, 'the web dashboard is not part of this version yet; running without it');
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
   try {
-    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, signal: shutdown.signal }).run();
+    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, speed, signal: shutdown.signal, fresh: flags.fresh }).run();
+    if (summary.reason === 'already-finished') return;
     const damaged = summary.damaged > 0 ? `; ${summary.damaged} damaged source(s) read up to the damage` : '';
     logger.info(
       { reason: summary.reason, batches: summary.batches, accepted: summary.accepted, rejected: summary.rejected, gaps: summary.gaps, damaged: summary.damaged },

@@ -9,12 +9,15 @@
 import type { Clock, Timer } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { capRaw, tradeToJson, type RejectReason, type RejectedTrade } from '../core/trade.js';
-import type { EngineConfig } from '../engine/contract.js';
+import type { EngineConfig, EngineOutput } from '../engine/contract.js';
 import { WindowEngine } from '../engine/window-engine.js';
-import type { OutputBatch, PriceQuote, Sink } from '../sinks/contract.js';
+import type { BatchProgress, OutputBatch, PriceQuote, Sink, StoredProgress } from '../sinks/contract.js';
+import { CoinstreamError } from '../core/errors.js';
+import type { EngineSnapshot } from '../engine/contract.js';
 import { TradeBatchBuilder } from '../sinks/trade-batch.js';
-import type { Source, SourceEvent } from '../sources/contract.js';
-import { mergeEvents } from '../sources/merge.js';
+import type { Source, SourceEvent, SourcePosition } from '../sources/contract.js';
+import { mergeByEventTime, mergeEvents } from '../sources/merge.js';
+import { paceByEventTime } from '../sources/pace.js';
 
 export interface PipelineOptions {
   sources: Source[];
@@ -28,6 +31,12 @@ export interface PipelineOptions {
   signal?: AbortSignal;
   /** How often to log progress, ms. */
   progressEveryMs?: number;
+  /** Replay pace: the merged files play at this many times real time (Infinity, the default: --speed max). */
+  speed?: number;
+  /** The job whose progress the stores keep (DESIGN.md, Recovery); default 'run'. */
+  job?: string;
+  /** Clear the job's rows and progress in every store first, and start over (--fresh). */
+  fresh?: boolean;
 }
 
 export interface PipelineSummary {
@@ -40,8 +49,8 @@ export interface PipelineSummary {
   /** Sources that turned out damaged (a truncated .gz): read up to the damage, the rest skipped. */
   damaged: number;
   watermark: number;
-  /** Why it stopped. */
-  reason: 'end-of-input' | 'max-batches' | 'aborted';
+  /** Why it stopped ('already-finished': the stores hold the whole job; nothing was read). */
+  reason: 'end-of-input' | 'max-batches' | 'aborted' | 'already-finished';
 }
 
 /**
@@ -56,7 +65,12 @@ const MAX_BATCH_TRADES = 122_880;
 const MAX_QUEUED_BATCHES = 2;
 
 export class Pipeline {
-  private readonly engine: WindowEngine;
+  /** Replaced by the stored one when a job resumes. */
+  private engine: WindowEngine;
+  /** Where each source with positions is: after the last record ingested (what a batch cut now holds). */
+  private readonly positions = new Map<string, SourcePosition>();
+  /** Whether the sinks keep progress (a store does; a console-only run has nothing to resume). */
+  private tracksProgress = false;
   private readonly stop = new AbortController();
   private readonly pendingTrades = new TradeBatchBuilder(MAX_BATCH_TRADES);
   private pendingRejected: RejectedTrade[] = [];
@@ -90,15 +104,17 @@ export class Pipeline {
     try {
       // Inside the try: if one sink fails to open, the ones already open are closed again.
       for (const sink of sinks) await sink.open();
+      if ((await this.resume()) === 'already-finished') return this.summary('already-finished');
       logger.info({ sources: sources.map((s) => s.name), sinks: sinks.map((s) => s.name), engine: this.options.engine }, 'pipeline started');
       this.armTimer();
       progress = this.startProgressLog();
-      const events = mergeEvents(sources.map((s) => s.events(this.stop.signal)));
+      const events = this.openStreams();
       for await (const event of events) {
         if (event.kind === 'trades') {
           // A full batch is cut at exactly MAX_BATCH_TRADES, even in the middle of an event.
           for (let from = 0; from < event.trades.length; ) {
             from = this.ingest(event, from);
+            this.advance(event, from);
             if (this.pendingTrades.length >= MAX_BATCH_TRADES) {
               if (this.queuedWrites.length >= MAX_QUEUED_BATCHES) await this.waitForSinks();
               void this.trigger();
@@ -122,8 +138,7 @@ export class Pipeline {
       if (this.stopReason === 'max-batches') return this.summary('max-batches');
       // Every source ended on its own: like Spark's availableNow, everything becomes final. On shutdown
       // instead, the current state of every open window is written, still marked not final.
-      if (!this.stop.signal.aborted) this.engine.finish();
-      await this.trigger(true);
+      await this.trigger(true, !this.stop.signal.aborted);
       if (this.failure) throw this.failure;
       return this.summary(this.stopReason ?? 'end-of-input');
     } finally {
@@ -153,6 +168,7 @@ export class Pipeline {
     switch (event.kind) {
       case 'rejected':
         this.reject(event.rejected);
+        if (event.end) this.positions.set(event.rejected.source, event.end);
         break;
       case 'damaged':
         this.counts.damaged++;
@@ -191,6 +207,74 @@ export class Pipeline {
       }
     }
     return i;
+  }
+
+  /**
+   * The sources as one stream. Files (bounded sources) are one stream merged by event time, then
+   * paced: consecutive or rotated recordings read like one file, and the merge is the same on every
+   * run, so a restart from stored positions goes on exactly where the stored batch ended. Live feeds
+   * join in arrival order.
+   */
+  private openStreams(): AsyncIterable<SourceEvent> {
+    const { sources, clock } = this.options;
+    const signal = this.stop.signal;
+    const read = (s: Source) => s.events(signal, this.positions.get(s.name));
+    const streams = sources.filter((s) => !s.bounded).map(read);
+    const files = sources.filter((s) => s.bounded);
+    if (files.length > 0) streams.unshift(paceByEventTime(mergeByEventTime(files.map(read)), { speed: this.options.speed ?? Infinity, clock, signal }));
+    return mergeEvents(streams);
+  }
+
+  /** Records where a source is once trades[0..ingested) of its event are in the engine. */
+  private advance(event: Extract<SourceEvent, { kind: 'trades' }>, ingested: number): void {
+    if (ingested === event.trades.length) {
+      if (event.end) this.positions.set(event.source, event.end);
+    } else {
+      const position = event.origins?.position?.(ingested - 1);
+      if (position) this.positions.set(event.source, position);
+    }
+  }
+
+  /**
+   * Picks up where the stores are (DESIGN.md, Recovery): the engine as of their last committed batch,
+   * each source's position, the next batch id. 'already-finished' when they hold the whole job.
+   */
+  private async resume(): Promise<'new' | 'resumed' | 'already-finished'> {
+    const { sinks, logger, clock, sources } = this.options;
+    const job = this.options.job ?? 'run';
+    const stores = sinks.filter((s) => s.readProgress);
+    this.tracksProgress = stores.length > 0;
+    if (this.options.fresh) {
+      for (const store of stores) await store.clearJob?.(job);
+      if (stores.length > 0) logger.info({ job, stores: stores.map((s) => s.name) }, `--fresh: cleared job "${job}" from ${stores.map((s) => s.name).join(', ')}; starting over`);
+      return 'new';
+    }
+    const stored = await Promise.all(stores.map(async (s) => ({ store: s.name, progress: await s.readProgress!(job) })));
+    const at = (p: StoredProgress | null) => (p === null ? 'nothing yet' : `batch ${p.batchId}`);
+    if (new Set(stored.map((s) => (s.progress === null ? -1 : s.progress.batchId))).size > 1) {
+      throw new CoinstreamError(
+        'CONFIG',
+        `the stores are at different points of job "${job}" (${stored.map((s) => `${s.store}: ${at(s.progress)}`).join(', ')}); run with one of them, or start over with --fresh`,
+      );
+    }
+    const progress = stored[0]?.progress ?? null;
+    if (progress === null) return 'new';
+    this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
+    this.batchesCut = progress.batchId + 1;
+    for (const [source, position] of Object.entries(progress.positions)) this.positions.set(source, position);
+    const when = new Date(progress.updatedAt).toISOString();
+    // Finished, and no source that the stored job did not have (a live feed, the next file): nothing to do.
+    if (progress.finished && sources.every((s) => s.bounded && progress.positions[s.name])) {
+      logger.info({ job, batchId: progress.batchId, stores: stores.map((s) => s.name) }, `job "${job}" already finished at batch ${progress.batchId} (${when}): every source was read to the end; nothing to do (--fresh starts it over)`);
+      return 'already-finished';
+    }
+    const read = sources.filter((s) => progress.positions[s.name]).map((s) => `${s.name} from line ${progress.positions[s.name].line + 1}`);
+    logger.info({ job, batchId: progress.batchId, positions: progress.positions }, `resuming job "${job}" after batch ${progress.batchId} (${when})${read.length ? `: reading ${read.join(', ')}` : ''}`);
+    if (sources.some((s) => !s.bounded)) {
+      const gapMs = clock.now() - progress.updatedAt;
+      logger.warn({ job, gapMs }, `live sources cannot be re-read: trades between ${when} and now (${(gapMs / 1000).toFixed(1)} s) were not received; open windows go on from the stored state`);
+    }
+    return 'resumed';
   }
 
   /** A late trade, kept with the input text it came in as and where it was, like every other rejection. */
@@ -242,10 +326,10 @@ export class Pipeline {
    * A trigger: cuts a batch of everything that changed until now and queues its write behind the
    * writes before it. Resolves when every queued write is done.
    */
-  private trigger(final = false): Promise<void> {
+  private trigger(final = false, finish = false): Promise<void> {
     const max = this.options.maxBatches;
     if (this.failure || (max !== undefined && this.batchesCut >= max)) return this.chain;
-    const batch = this.cut(final);
+    const batch = this.cut(final, finish);
     if (batch === null) return this.chain;
     const write = this.chain.then(async () => {
       if (this.failure) return;
@@ -271,9 +355,27 @@ export class Pipeline {
   }
 
   /** Everything that changed since the previous batch, or null when nothing did. */
-  private cut(final: boolean): OutputBatch | null {
+  private cut(final: boolean, finish = false): OutputBatch | null {
+    // The stores keep the engine as it was before finishing: all the windows are written final now,
+    // but a later run given a new file (the next part of a recording) goes on from the real
+    // watermark, so a window spanning the two files ends up with the trades of both.
+    let resumeState: string | undefined;
+    let beforeFinish: EngineOutput | null = null;
+    if (finish) {
+      beforeFinish = this.engine.collect(this.options.clock.now());
+      if (this.tracksProgress) resumeState = JSON.stringify(this.engine.snapshot());
+      this.engine.finish();
+    }
     const out = this.engine.collect(this.options.clock.now());
-    if (out.windows.length === 0 && out.trends.length === 0 && this.pendingRejected.length === 0 && this.pendingTrades.length === 0 && this.pendingPrices.size === 0) return null;
+    // What changed before finishing goes in the same batch; finish() made some of those rows final.
+    if (beforeFinish) {
+      out.windows = newestByKey(beforeFinish.windows, out.windows);
+      out.trends = newestByKey(beforeFinish.trends, out.trends);
+    }
+    const empty = out.windows.length === 0 && out.trends.length === 0 && this.pendingRejected.length === 0 && this.pendingTrades.length === 0 && this.pendingPrices.size === 0;
+    // A finished job is marked in the stores even when its last batch changed nothing.
+    const finished = finish;
+    if (empty && !(finished && this.tracksProgress)) return null;
     const batch: OutputBatch = {
       batchId: this.batchesCut++,
       windows: out.windows,
@@ -283,10 +385,24 @@ export class Pipeline {
       prices: [...this.pendingPrices.values()],
       watermark: out.watermark,
       final,
+      progress: this.tracksProgress ? this.progress(out.watermark, finished, resumeState) : undefined,
     };
     this.pendingRejected = [];
     this.pendingPrices = new Map();
     return batch;
+  }
+
+  /** What the stores keep with a batch cut now: the positions of what it holds and the engine after it. */
+  private progress(watermark: number, finished: boolean, engineState = JSON.stringify(this.engine.snapshot())): BatchProgress {
+    const { windowMs, slideMs, offsetMs, watermarkMs, trendSpanMs } = this.options.engine;
+    return {
+      job: this.options.job ?? 'run',
+      positions: Object.fromEntries(this.positions),
+      settings: JSON.stringify({ windowMs, slideMs, offsetMs, watermarkMs, trendSpanMs }),
+      engineState,
+      watermark,
+      finished,
+    };
   }
 
   private startProgressLog(): NodeJS.Timeout {
@@ -307,4 +423,12 @@ export class Pipeline {
   private summary(reason: PipelineSummary['reason']): PipelineSummary {
     return { batches: this.batchesWritten, accepted: this.counts.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, damaged: this.counts.damaged, watermark: this.engine.watermark, reason };
   }
+}
+
+/** Rows of `older` that `newer` does not replace (same asset and window), then `newer`. */
+function newestByKey<R extends { asset: string; windowStart: number; windowEnd: number }>(older: R[], newer: R[]): R[] {
+  if (older.length === 0) return newer;
+  const key = (r: R) => `${r.asset}\u0000${r.windowStart}\u0000${r.windowEnd}`;
+  const replaced = new Set(newer.map(key));
+  return [...older.filter((r) => !replaced.has(key(r))), ...newer];
 }

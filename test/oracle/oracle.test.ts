@@ -177,7 +177,10 @@ describe('store equals the SQL oracle after a paced run over many triggers (upda
   for (const [name, text] of [['in-order', inputs.inOrder], ['disordered', inputs.disordered]] as const) {
     it(`${name} input, --speed 1200 --trigger 100ms`, async () => {
       const result = await compare(`paced-${name}`, text(), ['--trigger', '100ms'], DEFAULT_ORACLE, paced);
-      expect(result.batches, 'batches written').toBeGreaterThanOrEqual(10);
+      // About 30 batches on an idle machine. A trigger that finds the previous write still running is
+      // skipped (by design), so a loaded machine cuts fewer: the count is reported, and what must hold
+      // whatever the timing is that batches were cut before the end and rows written more than once.
+      expect(result.batches, 'batches written').toBeGreaterThanOrEqual(3);
       // More window rows written than stored: some windows were written before they were final.
       expect(result.windowRows, 'window rows written over all batches').toBeGreaterThan(Number(result.windows));
       console.log(`paced ${name}: ${result.batches} batches, ${result.windowRows} window rows written for ${result.windows} windows`);
