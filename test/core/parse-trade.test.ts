@@ -76,7 +76,7 @@ describe('parseTrade', () => {
     [1666422331, /timestamp 1666422331 is 1970-01-20T06:53:42.331Z, before 2009-01-03.*\(seconds, not milliseconds\?\)/],
     [1666422331415000, /more than a day after it was received.*\(microseconds, not milliseconds\?\)/],
     [1666422331415000000, /timestamp must be an integer/], // beyond 2^53: not an exact integer at all
-    [8.6e15, /timestamp 8600000000000000 is \+274493-.*, more than a day after it was received \(2022-10-22T07:05:32\.415Z\)$/],
+    [8.6e15, /^timestamp 8600000000000000 is \+274493-02-24T00:53:20\.000Z, more than a day after it was received$/],
     [0, /before 2009-01-03/],
   ])('rejects the implausible event time %d and says what it looks like', (timestamp, detail) => {
     const receivedAt = 1666422331415 + 1000;
