@@ -16,6 +16,9 @@ import { Pipeline } from '../src/pipeline/pipeline.js';
 import { DuckDBSink } from '../src/sinks/duckdb/duckdb-sink.js';
 import type { Sink } from '../src/sinks/contract.js';
 import { ReplaySource } from '../src/sources/replay.js';
+import { WindowEngine } from '../src/engine/window-engine.js';
+import { queryRows } from '../src/sinks/duckdb/open.js';
+import { spawnSync } from 'node:child_process';
 
 const argIndex = process.argv.indexOf('--trades');
 const N = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 1_000_000;
@@ -73,8 +76,8 @@ class OpenTimer implements Sink {
 }
 
 /** Starts the clock once the sinks are open: opening a store (a worker thread, DuckDB) is a one-off cost, reported apart. */
-async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number; cpuMs: number }> {
-  const source = new ReplaySource({ path: file, speed: Infinity });
+async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number; cpuMs: number; batches: number }> {
+  const source = new ReplaySource({ path: file });
   const timer = new OpenTimer();
   const start = performance.now();
   const cpuStart = process.cpuUsage();
@@ -83,7 +86,12 @@ async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number; cp
   const cpu = process.cpuUsage(cpuStart);
   if (summary.accepted !== N) throw new Error(`pipeline accepted ${summary.accepted}, expected ${N}`);
   // CPU of every thread of the process (main, DuckDB worker, GC, libuv), open included.
-  return { ms: end - timer.openedAt, openMs: timer.openedAt - start, cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { ms: end - timer.openedAt, openMs: timer.openedAt - start, cpuMs: (cpu.user + cpu.system) / 1000, batches: summary.batches };
+}
+
+/** The same store with its progress hidden: the pipeline then keeps none (no positions, no snapshots). */
+function withoutProgress(sink: Sink): Sink {
+  return { name: sink.name, open: () => sink.open(), write: (b) => sink.write(b), close: () => sink.close() };
 }
 
 /**
@@ -99,18 +107,35 @@ console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'} x${cpus().length}, ${
 console.log(`input: ${N.toLocaleString('en-US')} trades, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB JSONL`);
 // Warm up the JIT on the parse path once, then alternate so neither side gets a warmer machine.
 baseline();
-const results = { baseline: [] as number[], engineOnly: [] as number[], duckdb: [] as number[], duckdbOpen: [] as number[], engineCpu: [] as number[], duckdbCpu: [] as number[] };
+const results = { baseline: [] as number[], engineOnly: [] as number[], duckdb: [] as number[], duckdbOpen: [] as number[], engineCpu: [] as number[], duckdbCpu: [] as number[], noProgress: [] as number[], batches: 0 };
+const lastStore = join(dir, 'bench-kept.duckdb');
 for (let round = 0; round < ROUNDS; round++) {
   results.baseline.push(baseline());
   const engineOnly = await pipeline([]);
   results.engineOnly.push(engineOnly.ms);
   results.engineCpu.push(engineOnly.cpuMs);
-  const store = join(dir, `bench-${round}.duckdb`);
-  const withStore = await pipeline([new DuckDBSink(store, silentLogger)]);
-  results.duckdb.push(withStore.ms);
-  results.duckdbOpen.push(withStore.openMs);
-  results.duckdbCpu.push(withStore.cpuMs);
-  rmSync(store, { force: true });
+  // With and without progress (positions and an engine snapshot in every commit), alternating first.
+  const runWith = async () => {
+    const store = round === ROUNDS - 1 ? lastStore : join(dir, `bench-${round}.duckdb`);
+    const withStore = await pipeline([new DuckDBSink(store, silentLogger)]);
+    results.duckdb.push(withStore.ms);
+    results.duckdbOpen.push(withStore.openMs);
+    results.duckdbCpu.push(withStore.cpuMs);
+    results.batches = withStore.batches;
+    if (store !== lastStore) rmSync(store, { force: true });
+  };
+  const runWithout = async () => {
+    const store = join(dir, `bench-np-${round}.duckdb`);
+    results.noProgress.push((await pipeline([withoutProgress(new DuckDBSink(store, silentLogger))])).ms);
+    rmSync(store, { force: true });
+  };
+  if (round % 2 === 0) {
+    await runWith();
+    await runWithout();
+  } else {
+    await runWithout();
+    await runWith();
+  }
 }
 const best = (xs: number[]) => Math.min(...xs);
 const b = best(results.baseline);
@@ -125,4 +150,32 @@ console.log(`  DuckDB ratio round by round: median ${perRound[perRound.length >>
 console.log(`  (+ ${best(results.duckdbOpen).toFixed(0)} ms once to start the DuckDB worker and open the store, not counted above)`);
 console.log(`CPU used (all threads): ${(best(results.engineCpu) / 1000).toFixed(2)} s without a sink, ${(best(results.duckdbCpu) / 1000).toFixed(2)} s with DuckDB (open included)`);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+
+// Recovery (DESIGN.md): what keeping progress costs, what it weighs, and what a restart costs.
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+const extra = results.duckdb.map((ms, i) => ms - results.noProgress[i]);
+console.log(`progress: DuckDB with progress ${best(results.duckdb).toFixed(0)} ms, without ${best(results.noProgress).toFixed(0)} ms (best of ${ROUNDS});` +
+  ` paired difference median ${median(extra).toFixed(0)} ms (range ${Math.min(...extra).toFixed(0)} to ${Math.max(...extra).toFixed(0)}) over ${results.batches} commits`);
+const [state] = await queryRows(lastStore, `SELECT length(engine_state)::DOUBLE AS bytes, (SELECT count(DISTINCT asset) FROM trade_windows)::DOUBLE AS assets FROM stream_progress WHERE source = '*'`);
+const engine = new WindowEngine(DEFAULT_ENGINE_CONFIG);
+for (const t of readFileSync(file, 'utf8').split('\n', 200_000).filter(Boolean).map((l) => JSON.parse(l))) engine.ingest(t);
+engine.collect(0);
+const snapStart = performance.now();
+const snapshotText = JSON.stringify(engine.snapshot());
+const snapMs = performance.now() - snapStart;
+const restoreStart = performance.now();
+WindowEngine.restore(DEFAULT_ENGINE_CONFIG, JSON.parse(snapshotText));
+const restoreMs = performance.now() - restoreStart;
+console.log(`snapshot mid-stream (2 assets): ${snapshotText.length.toLocaleString('en-US')} bytes, ${(snapshotText.length / 2 / 1024).toFixed(1)} KiB per asset; taken + serialised in ${snapMs.toFixed(2)} ms, restored in ${restoreMs.toFixed(2)} ms; at the end of the job: ${state.bytes} bytes for ${state.assets} assets`);
+// Restart on the N-trade store, as a user starts it: a whole process, cold. The job there is finished,
+// so this is opening the store, reading the progress and restoring the engine, then stopping.
+const bin = new URL('../bin/coinstream.js', import.meta.url).pathname;
+const restarts: number[] = [];
+for (let i = 0; i < 5; i++) {
+  const t0 = performance.now();
+  const r = spawnSync('node', [bin, 'run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${lastStore}`, '--no-dashboard'], { encoding: 'utf8' });
+  restarts.push(performance.now() - t0);
+  if (r.status !== 0 || !/already finished/.test(r.stderr)) throw new Error(`restart on the finished store: exit ${r.status}: ${r.stderr}`);
+}
+console.log(`restart on the ${(N / 1e6).toFixed(1)}M-trade store (whole process, job already finished): median ${median(restarts).toFixed(0)} ms (range ${Math.min(...restarts).toFixed(0)}-${Math.max(...restarts).toFixed(0)}, 5 runs)`);
 rmSync(dir, { recursive: true, force: true });
