@@ -14,7 +14,7 @@ import { WindowEngine } from '../engine/window-engine.js';
 import type { BatchProgress, OutputBatch, PriceQuote, Sink, StoredProgress } from '../sinks/contract.js';
 import { CoinstreamError } from '../core/errors.js';
 import type { EngineSnapshot } from '../engine/contract.js';
-import { TradeBatchBuilder } from '../sinks/trade-batch.js';
+import { TradeBatchBuilder, dropFirstTrades } from '../sinks/trade-batch.js';
 import type { Source, SourceEvent, SourcePosition } from '../sources/contract.js';
 import { mergeByEventTime, mergeEvents } from '../sources/merge.js';
 import { paceByEventTime } from '../sources/pace.js';
@@ -71,6 +71,8 @@ export class Pipeline {
   private readonly positions = new Map<string, SourcePosition>();
   /** Whether the sinks keep progress (a store does; a console-only run has nothing to resume). */
   private tracksProgress = false;
+  /** Stores ahead of the one the job resumed from (a crash between two stores' writes of a batch). */
+  private ahead: AheadStore[] = [];
   private readonly stop = new AbortController();
   private readonly pendingTrades = new TradeBatchBuilder(MAX_BATCH_TRADES);
   private pendingRejected: RejectedTrade[] = [];
@@ -113,7 +115,7 @@ export class Pipeline {
         if (event.kind === 'trades') {
           // A full batch is cut at exactly MAX_BATCH_TRADES, even in the middle of an event.
           for (let from = 0; from < event.trades.length; ) {
-            from = this.ingest(event, from);
+            from = this.ahead.length > 0 ? this.ingestCountingHeld(event, from) : this.ingest(event, from);
             this.advance(event, from);
             if (this.pendingTrades.length >= MAX_BATCH_TRADES) {
               if (this.queuedWrites.length >= MAX_QUEUED_BATCHES) await this.waitForSinks();
@@ -167,6 +169,11 @@ export class Pipeline {
     const { logger } = this.options;
     switch (event.kind) {
       case 'rejected':
+        for (const store of this.ahead) {
+          if (store.caughtUp) continue;
+          if (event.end && holds(store, event.rejected.source, event.end)) store.held.rejected++;
+          else this.caughtUp(store);
+        }
         this.reject(event.rejected);
         if (event.end) this.positions.set(event.rejected.source, event.end);
         break;
@@ -195,10 +202,10 @@ export class Pipeline {
   }
 
   /** Feeds trades[from..] to the engine until the pending batch is full; returns where it stopped. */
-  private ingest(event: Extract<SourceEvent, { kind: 'trades' }>, from: number): number {
+  private ingest(event: Extract<SourceEvent, { kind: 'trades' }>, from: number, to = event.trades.length): number {
     const { trades, receivedAt } = event;
     let i = from;
-    while (i < trades.length && this.pendingTrades.length < MAX_BATCH_TRADES) {
+    while (i < to && this.pendingTrades.length < MAX_BATCH_TRADES) {
       const trade = trades[i++];
       if (this.engine.ingest(trade)) {
         this.pendingTrades.push(trade, receivedAt);
@@ -225,6 +232,36 @@ export class Pipeline {
     return mergeEvents(streams);
   }
 
+  /**
+   * ingest(), counting for each store that is ahead how many of the records it already holds. Those
+   * are a prefix of the resumed stream (the merge is deterministic, and the store's batches held a
+   * prefix of it), so a store is caught up at the first record it does not hold.
+   */
+  private ingestCountingHeld(event: Extract<SourceEvent, { kind: 'trades' }>, from: number): number {
+    const waiting = this.ahead.filter((s) => !s.caughtUp);
+    if (waiting.length === 0) return this.ingest(event, from);
+    // Trade by trade while some store may hold them: only the first events after a restart.
+    let i = from;
+    for (; i < event.trades.length && this.pendingTrades.length < MAX_BATCH_TRADES && waiting.some((s) => !s.caughtUp); i++) {
+      const position = event.end && waiting.every((s) => holds(s, event.source, event.end!)) ? event.end : event.origins?.position?.(i);
+      const rejectedBefore = this.pendingRejected.length;
+      this.ingest(event, i, i + 1);
+      const accepted = this.pendingRejected.length === rejectedBefore;
+      for (const store of waiting) {
+        if (store.caughtUp) continue;
+        if (position && holds(store, event.source, position)) store.held[accepted ? 'trades' : 'rejected']++;
+        else this.caughtUp(store);
+      }
+    }
+    return i;
+  }
+
+  private caughtUp(store: AheadStore): void {
+    if (store.caughtUp) return;
+    store.caughtUp = true;
+    this.options.logger.info({ store: store.sink.name }, `${store.sink.name} has caught up: it takes every record from here on`);
+  }
+
   /** Records where a source is once trades[0..ingested) of its event are in the engine. */
   private advance(event: Extract<SourceEvent, { kind: 'trades' }>, ingested: number): void {
     if (ingested === event.trades.length) {
@@ -249,15 +286,20 @@ export class Pipeline {
       if (stores.length > 0) logger.info({ job, stores: stores.map((s) => s.name) }, `--fresh: cleared job "${job}" from ${stores.map((s) => s.name).join(', ')}; starting over`);
       return 'new';
     }
-    const stored = await Promise.all(stores.map(async (s) => ({ store: s.name, progress: await s.readProgress!(job) })));
-    const at = (p: StoredProgress | null) => (p === null ? 'nothing yet' : `batch ${p.batchId}`);
-    if (new Set(stored.map((s) => (s.progress === null ? -1 : s.progress.batchId))).size > 1) {
-      throw new CoinstreamError(
-        'CONFIG',
-        `the stores are at different points of job "${job}" (${stored.map((s) => `${s.store}: ${at(s.progress)}`).join(', ')}); run with one of them, or start over with --fresh`,
-      );
-    }
+    const stored = await Promise.all(stores.map(async (sink) => ({ sink, progress: await sink.readProgress!(job) })));
+    // The job goes on from the store that is furthest behind; a store ahead of it (the process died
+    // between two stores' writes of a batch) skips the records it already holds.
+    const batchOf = (p: StoredProgress | null) => (p === null ? -1 : p.batchId);
+    stored.sort((a, b) => batchOf(a.progress) - batchOf(b.progress));
     const progress = stored[0]?.progress ?? null;
+    for (const { sink, progress: p } of stored) {
+      if (p === null || batchOf(p) === batchOf(progress)) continue;
+      if (progress !== null && p.settings !== progress.settings) {
+        throw new CoinstreamError('CONFIG', `${sink.name} and ${stored[0].sink.name} hold job "${job}" with different settings; run with one of them, or start over with --fresh`);
+      }
+      this.ahead.push({ sink, holds: p.positions, caughtUp: false, held: { trades: 0, rejected: 0, caughtUp: false } });
+      logger.info({ job, store: sink.name, batchId: p.batchId, from: batchOf(progress) }, `${sink.name} is ahead (batch ${p.batchId}): it skips the records it already holds while the job catches up from ${progress === null ? 'the start' : `batch ${progress.batchId}`}`);
+    }
     if (progress === null) return 'new';
     this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
     this.batchesCut = progress.batchId + 1;
@@ -331,10 +373,14 @@ export class Pipeline {
     if (this.failure || (max !== undefined && this.batchesCut >= max)) return this.chain;
     const batch = this.cut(final, finish);
     if (batch === null) return this.chain;
+    const held = this.takeHeld();
     const write = this.chain.then(async () => {
       if (this.failure) return;
       try {
-        for (const sink of this.options.sinks) await sink.write(batch);
+        for (const sink of this.options.sinks) {
+          const ahead = held.get(sink);
+          await sink.write(ahead ? withoutHeld(batch, ahead) : batch);
+        }
         // Every sink is done with the trade columns: their memory goes to the next batch.
         this.counts.accepted += batch.trades.length;
         for (const r of batch.rejected) this.counts.rejected[r.reason]++;
@@ -392,6 +438,17 @@ export class Pipeline {
     return batch;
   }
 
+  /** How many of the batch just cut each store that is ahead already holds; the counts start again. */
+  private takeHeld(): Map<Sink, HeldRecords> {
+    const held = new Map<Sink, HeldRecords>();
+    for (const store of this.ahead) {
+      held.set(store.sink, { ...store.held, caughtUp: store.caughtUp });
+      store.held = { trades: 0, rejected: 0, caughtUp: false };
+    }
+    if (this.ahead.every((s) => s.caughtUp)) this.ahead = [];
+    return held;
+  }
+
   /** What the stores keep with a batch cut now: the positions of what it holds and the engine after it. */
   private progress(watermark: number, finished: boolean, engineState = JSON.stringify(this.engine.snapshot())): BatchProgress {
     const { windowMs, slideMs, offsetMs, watermarkMs, trendSpanMs } = this.options.engine;
@@ -431,4 +488,41 @@ function newestByKey<R extends { asset: string; windowStart: number; windowEnd: 
   const key = (r: R) => `${r.asset}\u0000${r.windowStart}\u0000${r.windowEnd}`;
   const replaced = new Set(newer.map(key));
   return [...older.filter((r) => !replaced.has(key(r))), ...newer];
+}
+
+/** Records at the start of a batch that a store already holds. */
+interface HeldRecords {
+  trades: number;
+  rejected: number;
+  /** The batch also holds records the store does not: from it on, the store is caught up. */
+  caughtUp: boolean;
+}
+
+interface AheadStore {
+  sink: Sink;
+  /** The store's own positions: it holds every record up to these. */
+  holds: Record<string, SourcePosition>;
+  caughtUp: boolean;
+  /** Of the batch being filled. */
+  held: HeldRecords;
+}
+
+/** Whether the store holds the record of `source` that ends at `position`. */
+function holds(store: AheadStore, source: string, position: SourcePosition): boolean {
+  const upTo = store.holds[source];
+  return upTo !== undefined && position.offset <= upTo.offset;
+}
+
+/**
+ * The batch without the records a store already holds (the windows are upserts: they all go). Until
+ * the store has caught up, the batch's progress stays behind what it holds, so it is not written: if
+ * the process dies again meanwhile, the store's own progress still says what it holds.
+ */
+function withoutHeld(batch: OutputBatch, held: HeldRecords): OutputBatch {
+  return {
+    ...batch,
+    trades: dropFirstTrades(batch.trades, held.trades),
+    rejected: batch.rejected.slice(held.rejected),
+    progress: held.caughtUp ? batch.progress : undefined,
+  };
 }

@@ -145,3 +145,15 @@ function emptied(b: TradeBatch): TradeBatch {
 function batchOf(length: number, key: Uint32Array, price: Float64Array, volume: Float64Array, timestamp: Float64Array, priceUsd: Float64Array, receivedAt: Float64Array): TradeBatch {
   return { length, keys: [], key, price, volume, timestamp, priceUsd, receivedAt, tradeId: null };
 }
+
+/**
+ * The batch without its first n trades: views on the same memory (a store that already holds those
+ * trades gets the rest). The keys table is shared; ids still index into it.
+ */
+export function dropFirstTrades(b: TradeBatch, n: number): TradeBatch {
+  if (n === 0) return b;
+  return {
+    length: b.length - n, keys: b.keys, key: b.key.subarray(n), price: b.price.subarray(n), volume: b.volume.subarray(n),
+    timestamp: b.timestamp.subarray(n), priceUsd: b.priceUsd.subarray(n), receivedAt: b.receivedAt.subarray(n), tradeId: b.tradeId ? b.tradeId.slice(n) : null,
+  };
+}

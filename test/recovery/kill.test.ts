@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { withDuckDB } from '../../src/sinks/duckdb/open.js';
+import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { killAll, spawnCoinstream, type Spawned } from '../helpers/process.js';
 import { DEFAULT_ORACLE, runOracle } from '../oracle/oracle.js';
 import { BAD_LINES, KRAKEN_FILE } from '../oracle/inputs.js';
@@ -286,6 +286,29 @@ describe('recovery: SIGKILL at any moment, then the same command again, ends equ
     report('d. kill-before-commit:3 then :6', [first, second], [second, third]);
     await expectEqualToReference(twice, 'd. kill-before-commit:3, then kill-before-commit:6');
     await expectOracle(twice);
+  }, 120_000);
+
+  it('two stores, killed after the first committed a batch the second never got: both end equal to the uninterrupted run', async () => {
+    const a = join(dir, 'two-a.duckdb');
+    const b = join(dir, 'two-b.duckdb');
+    const both = [...args(a), '--sink', `duckdb:${b}`];
+    // Each batch goes to a, then to b: killed right after a's commit of batch 3, b holds batches 0-2.
+    const killed = spawnCoinstream(both, { COINSTREAM_LOG_LEVEL: 'debug', COINSTREAM_TEST_FAULT: 'kill-after-commit:3' });
+    const k = await killed.exit;
+    expect(k.signal === 'SIGKILL' || k.code === 137, killed.stderr().slice(-2000)).toBe(true);
+    const [pa] = await queryRows(a, "SELECT batch_id::DOUBLE AS b FROM stream_progress WHERE source = '*'");
+    const [pb] = await queryRows(b, "SELECT batch_id::DOUBLE AS b FROM stream_progress WHERE source = '*'");
+    expect([pa.b, pb.b]).toEqual([3, 2]);
+
+    const again = spawnCoinstream(both, { COINSTREAM_LOG_LEVEL: 'debug' });
+    const r = await again.exit;
+    expect(r.code, again.stderr().slice(-3000)).toBe(0);
+    // It went on from the store behind; the one ahead skipped what it held, then took everything.
+    expect(resumedAfter(again.stderr())).toBe(2);
+    expect(again.stderr()).toMatch(/two-a\.duckdb is ahead \(batch 3\): it skips the records it already holds/);
+    expect(again.stderr()).toMatch(/two-a\.duckdb has caught up/);
+    await expectEqualToReference(a, 'two stores, the one ahead');
+    await expectEqualToReference(b, 'two stores, the one behind');
   }, 120_000);
 
   it('a finished job started again exits 0, says so, and writes nothing', async () => {

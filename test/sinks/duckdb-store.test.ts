@@ -54,6 +54,25 @@ describe('DuckDB store', () => {
     });
   }
 
+  for (const via of ['the store', 'the worker'] as const) {
+    it(`takes a final row written again in the same process (a re-sent batch) without failing on its key (through ${via})`, async () => {
+      const path = join(dir, `twice-${via.replace(' ', '-')}.duckdb`);
+      const store = via === 'the store' ? new DuckDBStore(path, silentLogger) : new DuckDBSink(path, silentLogger);
+      await store.open();
+      await store.write(batch({ windows: [window({ isFinal: true, trades: 2 }), window({ asset: 'ethereum', windowStart: 60_000, windowEnd: 120_000, isFinal: true })] }));
+      // The same final bitcoin row again, and an older window of ethereum that ends before its stored
+      // one: both may be in the store (ethereum's later end says nothing about bitcoin's rows).
+      await store.write(batch({ batchId: 1, windows: [window({ isFinal: true, trades: 2, updatedAt: 7 }), window({ asset: 'ethereum', isFinal: true, trades: 5 })] }));
+      await store.close();
+      const rows = await query(path, 'SELECT asset, epoch_ms(window_start)::DOUBLE AS s, trades, epoch_ms(updated_at)::DOUBLE AS u FROM trade_windows ORDER BY asset, s');
+      expect(rows).toEqual([
+        { asset: 'bitcoin', s: 0, trades: 2n, u: 7 },
+        { asset: 'ethereum', s: 0, trades: 5n, u: 5 },
+        { asset: 'ethereum', s: 60_000, trades: 1n, u: 5 },
+      ]);
+    });
+  }
+
   it('replaces rows stored by an earlier run, final or not, instead of failing on their keys', async () => {
     const path = join(dir, 'rerun.duckdb');
     const trend = (over: Partial<TrendResult>): TrendResult => ({ asset: 'bitcoin', windowStart: 0, windowEnd: 60_000, vwap: 100, prevVwap: null, trend: null, avgPrice6m: 100, change6mPct: 0, windows6m: 1, isFinal: true, ...over });
