@@ -21,6 +21,11 @@ export const MAX_CLOCK_AHEAD_MS = 86_400_000;
  */
 export const MIN_MAGNITUDE = 1e-50;
 export const MAX_MAGNITUDE = 1e50;
+/**
+ * exchange, base, quote and tradeId are at most this long: real ids are a few dozen characters, and
+ * every store can then hold every accepted trade (MySQL's keys take at most 255 characters).
+ */
+export const MAX_ID_CHARS = 200;
 
 function invalid(detail: string): ParseResult {
   return { ok: false, reason: 'invalid', detail };
@@ -61,6 +66,9 @@ export function validateTrade(value: unknown, receivedAt = Date.now()): ParseRes
   if (typeof base !== 'string' || base.length === 0) return invalid(`base must be a non-empty string, ${describe(base)}`);
   if (typeof exchange !== 'string') return invalid(`exchange must be a string, ${describe(exchange)}`);
   if (typeof quote !== 'string') return invalid(`quote must be a string, ${describe(quote)}`);
+  for (const [field, value] of [['base', base], ['exchange', exchange], ['quote', quote]] as const) {
+    if (value.length > MAX_ID_CHARS) return invalid(`${field} is ${value.length} characters long, more than ${MAX_ID_CHARS}, ${describe(value)}`);
+  }
   if (direction !== 'buy' && direction !== 'sell') return invalid(`direction must be "buy" or "sell", ${describe(direction)}`);
   // typeof 'number' excludes numeric strings; JSON cannot carry NaN or Infinity, but a
   // value handed to validateTrade directly can, so finiteness is checked too.
@@ -81,6 +89,7 @@ export function validateTrade(value: unknown, receivedAt = Date.now()): ParseRes
     if (tradeId === null) delete m.tradeId;
     else if (typeof tradeId === 'number') m.tradeId = String(tradeId);
     else if (typeof tradeId !== 'string') return invalid(`tradeId must be a string, ${describe(tradeId)}`);
+    else if (tradeId.length > MAX_ID_CHARS) return invalid(`tradeId is ${tradeId.length} characters long, more than ${MAX_ID_CHARS}`);
   }
   if (stamped !== undefined) {
     if (stamped === null) delete m.receivedAt;

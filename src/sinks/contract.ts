@@ -77,4 +77,4 @@ export interface Sink {
 }
 
 /** The SINK SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no sink. */
-export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | delta:PATH';
+export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:PATH';

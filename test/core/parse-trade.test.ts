@@ -68,6 +68,11 @@ describe('parseTrade', () => {
     expect(parseTrade(line(over))).toMatchObject({ ok: false, reason: 'invalid', detail: expect.stringMatching(detail) });
   });
 
+  it.each(['base', 'exchange', 'quote', 'tradeId'])('rejects a %s longer than 200 characters (every store must hold every accepted trade)', (field) => {
+    expect(parseTrade(line({ [field]: 'x'.repeat(200) })).ok).toBe(true);
+    expect(parseTrade(line({ [field]: 'x'.repeat(201) }))).toMatchObject({ ok: false, reason: 'invalid', detail: expect.stringMatching(new RegExp(`^${field} is 201 characters long, more than 200`)) });
+  });
+
   it('accepts the extremes of real markets (a 1e-10 USD token, a 1e12-unit trade)', () => {
     expect(parseTrade(line({ priceUsd: 1e-10, price: 1e-10, volume: 1e12 })).ok).toBe(true);
   });

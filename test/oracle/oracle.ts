@@ -68,6 +68,7 @@ export async function runOracle(conn: DuckDBConnection, file: string, o: OracleO
         WHEN t_base IS DISTINCT FROM 'VARCHAR' OR base = '' THEN 'invalid'
         WHEN t_exchange IS DISTINCT FROM 'VARCHAR' OR t_quote IS DISTINCT FROM 'VARCHAR' THEN 'invalid'
         WHEN t_direction IS DISTINCT FROM 'VARCHAR' OR direction NOT IN ('buy', 'sell') THEN 'invalid'
+        WHEN length(base) > 200 OR length(json_extract_string(line, '$.exchange')) > 200 OR length(json_extract_string(line, '$.quote')) > 200 THEN 'invalid'
         WHEN price IS NULL OR NOT isfinite(price) THEN 'invalid'
         WHEN volume IS NULL OR NOT isfinite(volume) OR volume <= 0 THEN 'invalid'
         WHEN price_usd IS NULL OR NOT isfinite(price_usd) OR price_usd <= 0 THEN 'invalid'
@@ -77,6 +78,7 @@ export async function runOracle(conn: DuckDBConnection, file: string, o: OracleO
         -- Plausible event times: not before 2009-01-03, not more than a day after the line was read.
         WHEN ts < ${Date.UTC(2009, 0, 3)} OR ts > epoch_ms(now()) + 86400000 THEN 'invalid'
         WHEN t_trade_id IS NOT NULL AND t_trade_id NOT IN ('VARCHAR', 'NULL', 'BIGINT', 'UBIGINT', 'DOUBLE') THEN 'invalid'
+        WHEN t_trade_id = 'VARCHAR' AND length(json_extract_string(line, '$.tradeId')) > 200 THEN 'invalid'
         WHEN t_received_at IS NOT NULL AND t_received_at NOT IN ('NULL', ${NUMERIC.slice(1, -1)}) THEN 'invalid'
         ELSE 'valid'
       END AS verdict
