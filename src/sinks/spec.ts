@@ -1,9 +1,12 @@
-// SINK SPEC (DESIGN.md): console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | delta:PATH
+// SINK SPEC (DESIGN.md): console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:PATH
+// The SQL stores' modules import their drivers only when opened, so `--help` loads neither mysql2 nor pg.
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ConsoleSink } from './console.js';
 import { SINK_SPEC_HELP, type Sink } from './contract.js';
 import { DuckDBSink } from './duckdb/duckdb-sink.js';
+import { createMysqlStore } from './mysql/mysql.js';
+import { createPostgresStore } from './postgres/postgres.js';
 
 export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
 
@@ -14,7 +17,9 @@ export function parseSinkSpec(spec: string, logger: Logger): Sink {
     if (!path) throw new UsageError('--sink duckdb needs a file: --sink duckdb:./coinstream.duckdb');
     return new DuckDBSink(path, logger);
   }
-  if (spec.startsWith('mysql://') || spec.startsWith('delta:')) {
+  if (spec.startsWith('mysql://')) return createMysqlStore(spec, logger);
+  if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) return createPostgresStore(spec, logger);
+  if (spec.startsWith('delta:')) {
     throw new UsageError(`sink "${spec.split(':')[0]}" is not available in this version yet; use --sink duckdb:PATH or --sink console`);
   }
   throw new UsageError(`unknown sink "${spec}"; a sink is one of: ${SINK_SPEC_HELP}`);

@@ -1,0 +1,94 @@
+// What differs between the SQL databases the SQL store writes to: how to connect (the driver, loaded
+// lazily), the DDL, literals, the upsert clause, and which errors a reconnect and retry can fix.
+// Everything else (batches, transactions, progress, outages) is the one SqlStore in sql-store.ts.
+//
+// Rows go in as multi-row INSERTs whose values are SQL literals built here (no bound parameters):
+// PostgreSQL caps a statement at 65,535 parameters, and building the text once is cheaper than having
+// the driver format or bind ten values per trade. Every literal goes through the dialect's quoting.
+import type { Logger } from '../../core/logger.js';
+import type { SqlTarget } from './target.js';
+
+export type SqlRow = Record<string, unknown>;
+
+/** One connection, held by the store between batches and replaced once it is lost. */
+export interface SqlSession {
+  /** Runs SQL text (one statement, or several where the driver allows) and returns the rows of a SELECT. */
+  query(sql: string): Promise<SqlRow[]>;
+  /** Set when the connection died while idle (killed, the server went away): the next use fails. */
+  readonly lost: Error | null;
+  /** Gives the connection back to the pool, or throws it away when `broken`. */
+  release(broken: boolean): void;
+}
+
+export interface SqlDriver {
+  connect(): Promise<SqlSession>;
+  end(): Promise<void>;
+}
+
+export interface SqlDialect {
+  readonly scheme: 'mysql' | 'postgres';
+  /** Loads the driver module (only now: `--help` loads no driver) and makes a pool. */
+  openDriver(target: SqlTarget, logger: Logger): Promise<SqlDriver>;
+  /** CREATE TABLE IF NOT EXISTS ..., one statement each. */
+  readonly schema: readonly string[];
+  /** The longest statement to send, in characters (MySQL: well under max_allowed_packet). */
+  maxStatementChars(session: SqlSession): Promise<number>;
+  readonly begin: string;
+  /** A quoted identifier. */
+  id(name: string): string;
+  /** A string literal. */
+  str(text: string): string;
+  /** A DOUBLE literal; finite numbers only (see watermark for the one column that holds infinities). */
+  num(x: number): string;
+  /** A timestamp literal (UTC, milliseconds) from epoch milliseconds. */
+  time(ms: number): string;
+  bool(b: boolean): string;
+  /** The clause after VALUES that turns the INSERT into an upsert on `key`, updating `columns`. */
+  upsert(key: readonly string[], columns: readonly string[]): string;
+  /** A SQL expression: a timestamp column as epoch milliseconds (a number). */
+  epochMs(column: string): string;
+  /** SELECT ... FOR UPDATE: the job's stored batch id, waiting for a commit in flight. */
+  readonly forUpdate: string;
+  /**
+   * Whether reconnecting and running the batch again can get past the error: a lost or refused
+   * connection, a server shutting down or starting, a deadlock. Anything else (syntax, a constraint,
+   * bad credentials) fails the same way every time.
+   */
+  isRetriable(err: unknown): boolean;
+  /** The server's or driver's text for an error, with its code. */
+  describe(err: unknown): string;
+}
+
+/** The watermark is ±Infinity before the first trade and after a bounded source ended. */
+export const WATERMARK_SENTINEL = Number.MAX_VALUE;
+
+/**
+ * stream_progress.watermark is a DOUBLE, and MySQL's DOUBLE has no infinities: ±Infinity is stored as
+ * ±1.7976931348623157e308 (Number.MAX_VALUE) in every SQL store, read back as ±Infinity. A real
+ * watermark is epoch milliseconds (about 1.7e12), never near it.
+ */
+export function watermarkToStore(w: number): number {
+  if (w === Infinity) return WATERMARK_SENTINEL;
+  if (w === -Infinity) return -WATERMARK_SENTINEL;
+  return w;
+}
+
+export function watermarkFromStore(w: number): number {
+  if (w >= WATERMARK_SENTINEL) return Infinity;
+  if (w <= -WATERMARK_SENTINEL) return -Infinity;
+  return w;
+}
+
+/** Error properties drivers set (Node's system errors, mysql2's and pg's). */
+export interface DriverError {
+  code?: string | number;
+  errno?: number;
+  fatal?: boolean;
+  message?: string;
+  sqlMessage?: string;
+  severity?: string;
+  detail?: string;
+}
+
+/** Node's socket errors: the server is not there (yet), or went away. */
+export const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED', 'ENOTCONN']);

@@ -1,0 +1,245 @@
+// The SQL stores (--sink mysql://..., --sink postgres://...) against the real servers: MariaDB on
+// 127.0.0.1:3306 (root, no password) and PostgreSQL on 127.0.0.1:5432 (postgres, trust). Every test
+// gets a fresh database and drops it afterwards. A server that is not reachable skips its tests with
+// a printed reason, or fails them when COINSTREAM_REQUIRE_SERVICES=1 (CI).
+//
+// What a store holds is compared with a DuckDB store (proven equal to the SQL oracle elsewhere):
+// every column of trade_windows and price_trends (doubles within 1e-9 relative), and rejected_trades
+// and trades as multisets, processing-time columns (received_at, updated_at) aside.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CoinstreamError } from '../../src/core/errors.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { queryRows } from '../../src/sinks/duckdb/open.js';
+import { parseSinkSpec } from '../../src/sinks/spec.js';
+import { killAll, spawnCoinstream, type Spawned } from '../helpers/process.js';
+import { inputs } from '../oracle/inputs.js';
+import { PEERS, type Peer, type Row } from './sql-peers.js';
+
+const REQUIRE = process.env.COINSTREAM_REQUIRE_SERVICES === '1';
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-sql-'));
+const FILE = join(dir, 'malformed.jsonl');
+const REF = join(dir, 'reference.duckdb');
+const SOURCE = ['--source', `replay:${FILE}`];
+const MAX = [...SOURCE, '--speed', 'max', '--no-dashboard'];
+const PACED = [...SOURCE, '--speed', '1200', '--trigger', '100ms', '--no-dashboard'];
+const DEBUG = { COINSTREAM_LOG_LEVEL: 'debug' };
+
+beforeAll(async () => {
+  // The Kraken hour, disordered, with malformed and invalid lines and far-late trades.
+  writeFileSync(FILE, inputs.malformed());
+  const ref = await finished(spawnCoinstream(['run', ...MAX, '--sink', `duckdb:${REF}`]));
+  expect(ref.stderr(), 'the reference run rejected nothing: the input is not the one meant').toMatch(/"late":[1-9]/);
+}, 60_000);
+
+afterEach(() => killAll());
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Waits for the process to exit 0. */
+async function finished(run: Spawned): Promise<Spawned> {
+  const { code, signal } = await run.exit;
+  expect(code, `exited with ${code} (${signal})\n--- stderr (tail) ---\n${run.stderr().slice(-4000)}`).toBe(0);
+  return run;
+}
+
+const count = (pattern: RegExp) => (out: string) => (out.match(new RegExp(pattern.source, 'g')) ?? []).length;
+const batchesWritten = count(/"msg":"batch written"/);
+
+// --- What a store holds, normalised: times as epoch ms, booleans and counts as numbers. ---
+
+interface TableCheck {
+  name: string;
+  /** Compared in this order; rows sorted by all of them. */
+  columns: string[];
+  numeric: string[];
+  times: string[];
+}
+
+const TABLES: TableCheck[] = [
+  {
+    name: 'trade_windows',
+    columns: ['asset', 'window_start', 'window_end', 'trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume', 'is_final'],
+    numeric: ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume', 'is_final'],
+    times: ['window_start', 'window_end'],
+  },
+  {
+    name: 'price_trends',
+    columns: ['asset', 'window_start', 'window_end', 'vwap', 'prev_vwap', 'trend', 'avg_price_6m', 'change_6m_pct', 'windows_6m', 'is_final'],
+    numeric: ['vwap', 'prev_vwap', 'avg_price_6m', 'change_6m_pct', 'windows_6m', 'is_final'],
+    times: ['window_start', 'window_end'],
+  },
+  { name: 'rejected_trades', columns: ['source', 'reason', 'detail', 'raw'], numeric: [], times: [] },
+  {
+    name: 'trades',
+    columns: ['exchange', 'base', 'quote', 'direction', 'price', 'volume', 'timestamp', 'price_usd', 'trade_id'],
+    numeric: ['price', 'volume', 'price_usd'],
+    times: ['timestamp'],
+  },
+];
+
+/** SELECT of a table's compared columns, times through `ms`, numbers through `num`, names quoted by `q`. */
+function selectOf(t: TableCheck, ms: (c: string) => string, num: (c: string) => string, q: (c: string) => string): string {
+  const cols = t.columns.map((c) => (t.times.includes(c) ? `${ms(q(c))} AS ${q(c)}` : t.numeric.includes(c) ? `${num(q(c))} AS ${q(c)}` : q(c)));
+  return `SELECT ${cols.join(', ')} FROM ${t.name}`;
+}
+
+const duckSelect = (t: TableCheck) => selectOf(t, (c) => `epoch_ms(${c})::DOUBLE`, (c) => `${c}::DOUBLE`, (c) => `"${c}"`);
+
+function normalise(t: TableCheck, rows: Row[]): unknown[][] {
+  const out = rows.map((r) => t.columns.map((c) => {
+    const v = r[c];
+    if (v === null || v === undefined) return null;
+    if (t.numeric.includes(c) || t.times.includes(c)) return typeof v === 'boolean' ? Number(v) : Number(v);
+    return String(v);
+  }));
+  const key = (row: unknown[]) => JSON.stringify(row.map((v) => (typeof v === 'number' ? v.toPrecision(12) : v)));
+  return out.map((row) => ({ row, k: key(row) })).sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0)).map((x) => x.row);
+}
+
+const close = (a: unknown, b: unknown) =>
+  typeof a === 'number' && typeof b === 'number' ? a === b || Math.abs(a - b) <= 1e-9 * Math.max(Math.abs(a), Math.abs(b)) : a === b;
+
+/** Every compared table of the SQL database equals the DuckDB store's. */
+async function expectEqualToDuckDB(peer: Peer, db: string, duckdb: string, what: string): Promise<void> {
+  for (const t of TABLES) {
+    const want = normalise(t, await queryRows(duckdb, duckSelect(t), { readOnly: true }));
+    const got = normalise(t, await peer.rows(db, peer.select(t)));
+    expect(got.length, `${what}: ${t.name} has ${got.length} rows, the DuckDB store ${want.length}`).toBe(want.length);
+    expect(want.length, `${what}: ${t.name} is empty`).toBeGreaterThan(0);
+    for (let i = 0; i < want.length; i++) {
+      const same = want[i].every((v, j) => close(v, got[i][j]));
+      if (!same) expect(Object.fromEntries(t.columns.map((c, j) => [c, got[i][j]])), `${what}: ${t.name}, row ${i} (sorted) differs`).toEqual(Object.fromEntries(t.columns.map((c, j) => [c, want[i][j]])));
+    }
+  }
+}
+
+describe('SQL sink specs', () => {
+  it('builds mysql and postgres stores with the password masked, and refuses bad URLs with what to write', () => {
+    expect(parseSinkSpec('mysql://root:s3cret@127.0.0.1:3306/test', silentLogger).name).toBe('mysql://root:***@127.0.0.1:3306/test');
+    expect(parseSinkSpec('mysql://root@127.0.0.1:3306/test', silentLogger).name).toBe('mysql://root@127.0.0.1:3306/test');
+    expect(parseSinkSpec('postgres://postgres@127.0.0.1:5432/test', silentLogger).name).toBe('postgres://postgres@127.0.0.1:5432/test');
+    expect(parseSinkSpec('postgresql://u:p%40ss@db.example:6543/x?sslmode=require', silentLogger).name).toBe('postgres://u:***@db.example:6543/x');
+    const bad = (spec: string) => {
+      try {
+        parseSinkSpec(spec, silentLogger);
+      } catch (err) {
+        expect(err).toBeInstanceOf(CoinstreamError);
+        expect((err as CoinstreamError).code).toBe('USAGE');
+        expect((err as Error).message).not.toContain('s3cret');
+        return (err as Error).message;
+      }
+      throw new Error(`${spec} was accepted`);
+    };
+    expect(bad('mysql://root:s3cret@127.0.0.1:3306')).toMatch(/no database.*write --sink mysql:\/\/USER\[:PASS\]@HOST:PORT\/DB/);
+    expect(bad('mysql://root:s3cret@127.0.0.1:99999/test')).toMatch(/port.*write --sink mysql:\/\//);
+    expect(bad('postgres://root:s3cret@127.0.0.1:54x2/test')).toMatch(/write --sink postgres:\/\//);
+    expect(bad('mysql://root@127.0.0.1:3306/test?ssl={oops')).toMatch(/ssl/);
+  });
+});
+
+for (const peer of PEERS) {
+  const unreachable = await peer.unreachable();
+  if (unreachable && !REQUIRE) console.warn(`skipping the ${peer.kind} store tests: ${unreachable}`);
+
+  describe.skipIf(unreachable !== null && !REQUIRE)(`${peer.kind} store`, () => {
+    const dbs: string[] = [];
+    beforeAll(() => {
+      if (unreachable) throw new Error(`the ${peer.kind} server is needed (COINSTREAM_REQUIRE_SERVICES=1) but ${unreachable}`);
+    });
+    afterAll(async () => {
+      for (const db of dbs) await peer.drop(db);
+      await peer.end();
+    });
+    const fresh = async () => {
+      const db = await peer.create();
+      dbs.push(db);
+      return db;
+    };
+
+    it('ends equal to the DuckDB store (--speed max, malformed and late input); the same job again adds nothing', async () => {
+      const db = await fresh();
+      const duck = join(dir, `${peer.kind}-max.duckdb`);
+      const args = ['run', ...MAX, '--sink', `duckdb:${duck}`, '--sink', peer.url(db)];
+      await finished(spawnCoinstream(args));
+      await expectEqualToDuckDB(peer, db, duck, 'first run');
+      await expectEqualToDuckDB(peer, db, REF, 'first run against the reference');
+      const progress = await peer.rows(db, `SELECT job, ${peer.q('source')} AS source, watermark, finished FROM stream_progress ORDER BY 2`);
+      expect(progress.map((r) => [r.job, r.source, Number(r.watermark) >= Number.MAX_VALUE, Boolean(Number(r.finished) || r.finished === true)])).toEqual([
+        ['run', '*', true, true],
+        ['run', `replay:${FILE}`, true, true],
+      ]);
+
+      const again = await finished(spawnCoinstream(['run', ...MAX, '--sink', peer.url(db)]));
+      expect(again.stderr()).toMatch(/job \\"run\\" already finished/);
+      await expectEqualToDuckDB(peer, db, REF, 'second run');
+    }, 120_000);
+
+    it('ends equal after a paced run (update mode: rows upserted many times)', async () => {
+      const db = await fresh();
+      const run = await finished(spawnCoinstream(['run', ...PACED, '--sink', peer.url(db)], DEBUG));
+      expect(batchesWritten(run.stderr())).toBeGreaterThan(5);
+      await expectEqualToDuckDB(peer, db, REF, 'paced run');
+    }, 120_000);
+
+    it('is exact after SIGKILL mid-way and the same command again (archive included)', async () => {
+      const db = await fresh();
+      const args = ['run', ...PACED, '--sink', peer.url(db)];
+      const killed = spawnCoinstream(args, DEBUG);
+      await killed.waitFor('stderr', (out) => batchesWritten(out) >= 3);
+      killed.child.kill('SIGKILL');
+      expect((await killed.exit).signal).toBe('SIGKILL');
+      expect(killed.stderr()).not.toMatch(/"msg":"done: /);
+      const again = await finished(spawnCoinstream(args));
+      expect(again.stderr()).toMatch(/resuming job \\"run\\" after batch \d+/);
+      await expectEqualToDuckDB(peer, db, REF, 'killed and restarted');
+    }, 120_000);
+
+    it('rides out its connections being killed (twice or more): exits 0 with exact rows, logs the outage and the recovery', async () => {
+      const db = await fresh();
+      const run = spawnCoinstream(['run', ...SOURCE, '--speed', '300', '--trigger', '100ms', '--no-dashboard', '--sink', peer.url(db)], DEBUG);
+      const outages = count(/lost the connection to the server/);
+      const recoveries = count(/the server is back after/);
+      let kills = 0;
+      // Kill after a batch is written, then wait for the store to be back and write more; at least twice.
+      while (kills < 2 || outages(run.stderr()) < 1) {
+        const seen = batchesWritten(run.stderr());
+        await run.waitFor('stderr', (out) => batchesWritten(out) > seen || /"msg":"done: /.test(out));
+        if (/"msg":"done: /.test(run.stderr())) break;
+        const back = recoveries(run.stderr());
+        if ((await peer.kill(db)) === 0) continue;
+        kills++;
+        await run.waitFor('stderr', (out) => recoveries(out) > back || /"msg":"done: /.test(out));
+      }
+      await finished(run);
+      expect(kills, 'the run ended before its connections were killed twice: make it slower').toBeGreaterThanOrEqual(2);
+      const err = run.stderr();
+      expect(outages(err)).toBeGreaterThanOrEqual(1);
+      expect(recoveries(err)).toBeGreaterThanOrEqual(1);
+      expect(err).toMatch(/"level":40[^\n]*lost the connection to the server \(/);
+      expect(err).toMatch(/"level":30[^\n]*the server is back after \d+\.\d s/);
+      await expectEqualToDuckDB(peer, db, REF, 'after the outages');
+    }, 180_000);
+
+    it('never prints the password (URL or environment); a failure names the store with ***', async () => {
+      const db = await fresh();
+      const password = `s3cret-${Math.random().toString(36).slice(2, 10)}`;
+      const user = await peer.createUser(db, password);
+      const ok = await finished(spawnCoinstream(['run', ...MAX, '--sink', peer.url(db, user, password)]));
+      expect(ok.stderr()).toContain(`${user}:***@`);
+      expect(ok.stdout() + ok.stderr()).not.toContain(password);
+
+      const fromEnv = await finished(spawnCoinstream(['run', ...MAX, '--fresh', '--sink', peer.url(db, user)], { [peer.passwordEnv]: password }));
+      expect(fromEnv.stderr()).toContain(`${user}:***@`);
+      expect(fromEnv.stdout() + fromEnv.stderr()).not.toContain(password);
+
+      if (peer.checksPasswords) {
+        const wrong = spawnCoinstream(['run', ...MAX, '--sink', peer.url(db, user, `${password}-wrong`)]);
+        expect((await wrong.exit).code).toBe(1);
+        expect(wrong.stderr()).toMatch(new RegExp(`${user}:\\*\\*\\*@.*(denied|authentication)`, 'i'));
+        expect(wrong.stdout() + wrong.stderr()).not.toContain(password);
+      }
+    }, 120_000);
+  });
+}
