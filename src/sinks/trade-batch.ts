@@ -8,34 +8,13 @@
 // worker thread without being copied, and the pipeline hands a batch's memory back once every sink has
 // written it, so the next batch reuses it. Fresh buffers per batch cost a page fault per 4 KiB twice
 // (here and in the worker's copy), and page faults are what this VM is slowest at.
-import type { Direction, Trade } from '../core/trade.js';
+import type { Trade } from '../core/trade.js';
+import type { TradeBatch, TradeKey } from './contract.js';
 
-/** What repeats from trade to trade: stored once per batch, referenced by index. */
-export interface TradeKey {
-  exchange: string;
-  base: string;
-  quote: string;
-  direction: Direction;
-}
+export type { TradeBatch, TradeKey };
 
 /** A TradeKey as one string, for maps keyed by it. */
 export const tradeKeyText = (k: TradeKey) => `${k.exchange}\u0000${k.base}\u0000${k.quote}\u0000${k.direction}`;
-
-/** The plain-data form that crosses to a worker: typed arrays sized >= length. */
-export interface TradeBatch {
-  length: number;
-  /** Distinct (exchange, base, quote, direction) of this batch; `key` holds an index into it per trade. */
-  keys: TradeKey[];
-  key: Uint32Array;
-  price: Float64Array;
-  volume: Float64Array;
-  timestamp: Float64Array;
-  priceUsd: Float64Array;
-  /** NaN where the trade had no receive time. */
-  receivedAt: Float64Array;
-  /** Only present when some trade had an id. */
-  tradeId: (string | null)[] | null;
-}
 
 export class TradeBatchBuilder {
   private batch: TradeBatch;

@@ -4,7 +4,7 @@
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
 import type { RejectedTrade } from '../../core/trade.js';
 import type { BatchProgress, OutputBatch } from '../contract.js';
-import type { TradeBatch } from '../trade-batch.js';
+import type { TradeBatch } from '../contract.js';
 
 /** One column of rows, in a DuckDB type (see columns.ts for how each is appended). */
 export type Column =

@@ -22,7 +22,7 @@ import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
 import type { SourcePosition } from '../../sources/contract.js';
-import type { TradeBatch } from '../trade-batch.js';
+import type { TradeBatch } from '../contract.js';
 import { watermarkFromStore, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
 
