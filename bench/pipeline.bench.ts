@@ -6,7 +6,7 @@
 //
 // Input: the bundled real Kraken hour, repeated with its timestamps shifted hour by hour and
 // alternately relabelled as a second asset, so windows, trends and eviction all do real work.
-import { mkdtempSync, readFileSync, rmSync, statSync, createWriteStream } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, createWriteStream, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../src/core/clock.js';
@@ -19,6 +19,8 @@ import { ReplaySource } from '../src/sources/replay.js';
 import { WindowEngine } from '../src/engine/window-engine.js';
 import { queryRows } from '../src/sinks/duckdb/open.js';
 import { spawnSync } from 'node:child_process';
+import { parseSinkSpec } from '../src/sinks/spec.js';
+import { PEERS } from '../test/sinks/sql-peers.js';
 
 const argIndex = process.argv.indexOf('--trades');
 const N = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 1_000_000;
@@ -178,4 +180,34 @@ for (let i = 0; i < 5; i++) {
   if (r.status !== 0 || !/already finished/.test(r.stderr)) throw new Error(`restart on the finished store: exit ${r.status}: ${r.stderr}`);
 }
 console.log(`restart on the ${(N / 1e6).toFixed(1)}M-trade store (whole process, job already finished): median ${median(restarts).toFixed(0)} ms (range ${Math.min(...restarts).toFixed(0)}-${Math.max(...restarts).toFixed(0)}, 5 runs)`);
+
+// The stores side by side: the first STORE_TRADES trades of the same input into each, one after the
+// other in this run (MySQL and PostgreSQL take ~20 s per million here, so fewer trades and one round).
+const STORE_TRADES = Math.min(N, 200_000);
+const storeFile = join(dir, 'stores.jsonl');
+writeFileSync(storeFile, readFileSync(file, 'utf8').split('\n', STORE_TRADES).join('\n') + '\n');
+async function intoStore(spec: string): Promise<number> {
+  const timer = new OpenTimer();
+  const summary = await new Pipeline({ sources: [new ReplaySource({ path: storeFile })], sinks: [parseSinkSpec(spec, silentLogger), timer], engine: DEFAULT_ENGINE_CONFIG, clock: systemClock, logger: silentLogger }).run();
+  const ms = performance.now() - timer.openedAt;
+  if (summary.accepted !== STORE_TRADES) throw new Error(`${spec}: accepted ${summary.accepted}, expected ${STORE_TRADES}`);
+  return ms;
+}
+console.log(`stores, ${STORE_TRADES.toLocaleString('en-US')} trades each, one round (open not counted):`);
+console.log(`  duckdb       ${((STORE_TRADES / (await intoStore(`duckdb:${join(dir, 'stores.duckdb')}`))) * 1000).toFixed(0).padStart(8)} trades/s`);
+for (const peer of PEERS) {
+  const why = await peer.unreachable();
+  if (why) {
+    console.log(`  ${peer.kind.padEnd(12)} skipped: ${why}`);
+    continue;
+  }
+  const db = await peer.create();
+  try {
+    console.log(`  ${peer.kind.padEnd(12)} ${((STORE_TRADES / (await intoStore(peer.url(db)))) * 1000).toFixed(0).padStart(8)} trades/s`);
+  } finally {
+    await peer.drop(db);
+  }
+}
+for (const peer of PEERS) await peer.end();
+console.log('  delta        not in this version yet');
 rmSync(dir, { recursive: true, force: true });
