@@ -104,3 +104,31 @@ export interface Sink {
 
 /** The SINK SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no sink. */
 export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:PATH';
+
+/**
+ * Reading a store back (`coinstream query`, the dashboard): the same answers from every store kind
+ * (DuckDB, MySQL, PostgreSQL). Times are epoch milliseconds. `openStoreReader` (read-store.ts) makes
+ * one from a store spec. A reader never writes: it creates no table and takes no write lock.
+ */
+export interface StoreReader {
+  /** How the store is shown (a DuckDB file's path; a server's URL with the password as ***). */
+  readonly name: string;
+  /**
+   * The windows whose end is within `lastMs` of the newest window end (of that asset, or of all
+   * assets), each with its trend row when there is one; ordered by asset, window_start, window_end.
+   */
+  latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]>;
+  /**
+   * The windows inside [from, to): window_start >= from and window_end <= to (a window is the
+   * half-open [window_start, window_end)). Ordered by asset, window_start, window_end; the first
+   * `limit` of them when given. from/to may be ±Infinity.
+   */
+  windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]>;
+  /** The price_trends rows inside [from, to), as windowsBetween selects and orders windows. */
+  trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]>;
+  /** Rejected trades in the store by reason, e.g. { late: 12, malformed: 3 }; keys sorted. */
+  rejectedCounts(): Promise<Record<string, number>>;
+  /** The job's progress as the store's readProgress reads it; null when the store holds none of it. */
+  progress(job: string): Promise<StoredProgress | null>;
+  close(): Promise<void>;
+}

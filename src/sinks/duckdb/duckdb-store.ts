@@ -15,13 +15,13 @@ import type { Logger } from '../../core/logger.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { RejectedTrade } from '../../core/trade.js';
 import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
-import type { SourcePosition } from '../../sources/contract.js';
 import type { TradeKey } from '../contract.js';
 import { tradeKeyText } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
 import { numbers, toStoreBatch, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
 import { openDuckDB } from './open.js';
+import { progressFromRows } from '../sql/sql-reader.js';
 
 // Staging tables have the target's columns (no keys): rows that may replace stored ones go there
 // first, then one INSERT OR REPLACE moves them.
@@ -212,12 +212,7 @@ export class DuckDBStore implements Sink {
         `${this.path} holds results but no progress to resume them from (written by an earlier coinstream, or by another job); start over with --fresh, or use another --sink duckdb:PATH`,
       );
     }
-    const positions: Record<string, SourcePosition> = {};
-    for (const r of rows) if (r.source !== JOB_ROW && r.position !== null) positions[String(r.source)] = JSON.parse(String(r.position)) as SourcePosition;
-    return {
-      job, positions, batchId: Number(jobRow.batch_id), settings: String(jobRow.settings), engineState: String(jobRow.engine_state),
-      watermark: Number(jobRow.watermark), finished: Boolean(jobRow.finished), updatedAt: Number(jobRow.updated_at),
-    };
+    return progressFromRows(job, rows);
   }
 
   /** Removes every row and the progress: a DuckDB store holds one job. */

@@ -17,6 +17,7 @@ import type { Pool, PoolConnection, PoolOptions } from 'mysql2/promise';
 import { UsageError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { SOCKET_ERRORS, type DriverError, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from '../sql/dialect.js';
+import type { SqlReadAccess, SqlReadConnection } from '../sql/sql-reader.js';
 import { SqlStore } from '../sql/sql-store.js';
 import { parseSqlTarget, type SqlTarget } from '../sql/target.js';
 
@@ -224,4 +225,37 @@ function poolOptions(target: SqlTarget): PoolOptions {
 export function createMysqlStore(spec: string, logger: Logger, env: NodeJS.ProcessEnv = process.env): SqlStore {
   const target = parseSqlTarget(spec, env);
   return new SqlStore(target, mysqlDialect(poolOptions(target)), logger);
+}
+
+/**
+ * `query --store mysql://...`: what the store reader (sql/sql-reader.ts) needs: the dialect and one
+ * connection with bound parameters (Date values go in as UTC). No driver is loaded until connect().
+ */
+export function mysqlReadAccess(spec: string, env: NodeJS.ProcessEnv = process.env): SqlReadAccess {
+  const target = parseSqlTarget(spec, env);
+  const { connectionLimit: _poolOnly, ...options } = poolOptions(target);
+  return {
+    target,
+    dialect: mysqlDialect(options),
+    async connect(): Promise<SqlReadConnection> {
+      const mysql = await import('mysql2/promise');
+      const conn = await mysql.createConnection({ connectTimeout: 10_000, ...options });
+      // A connection lost while idle emits 'error': without a listener that would end the process.
+      // The next query fails, and the reader connects again.
+      conn.on('error', () => undefined);
+      try {
+        await conn.query("SET SESSION time_zone = '+00:00'");
+      } catch (err) {
+        conn.destroy();
+        throw err;
+      }
+      return {
+        async query(sql, params) {
+          const [rows] = await conn.query(sql, params as unknown[]);
+          return Array.isArray(rows) ? (rows as SqlRow[]) : [];
+        },
+        end: () => conn.end(),
+      };
+    },
+  };
 }

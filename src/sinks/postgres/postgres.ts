@@ -11,6 +11,7 @@
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import type { Logger } from '../../core/logger.js';
 import { SOCKET_ERRORS, type DriverError, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from '../sql/dialect.js';
+import type { SqlReadAccess, SqlReadConnection } from '../sql/sql-reader.js';
 import { SqlStore } from '../sql/sql-store.js';
 import { parseSqlTarget, type SqlTarget } from '../sql/target.js';
 
@@ -196,4 +197,34 @@ function poolConfig(spec: string, target: SqlTarget): PoolConfig {
 export function createPostgresStore(spec: string, logger: Logger, env: NodeJS.ProcessEnv = process.env): SqlStore {
   const target = parseSqlTarget(spec, env);
   return new SqlStore(target, postgresDialect(poolConfig(spec, target)), logger);
+}
+
+/**
+ * `query --store postgres://...`: what the store reader (sql/sql-reader.ts) needs: the dialect and one
+ * client with bound parameters ($1, $2, ...). No driver is loaded until connect().
+ */
+export function postgresReadAccess(spec: string, env: NodeJS.ProcessEnv = process.env): SqlReadAccess {
+  const target = parseSqlTarget(spec, env);
+  const { max: _poolOnly, idleTimeoutMillis: _alsoPoolOnly, ...config } = poolConfig(spec, target);
+  return {
+    target,
+    dialect: postgresDialect(config),
+    async connect(): Promise<SqlReadConnection> {
+      const pg = (await import('pg')).default;
+      const client = new pg.Client({ connectionTimeoutMillis: 10_000, ...config });
+      // A connection lost while idle emits 'error': without a listener that would end the process.
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await client.query("SET TIME ZONE 'UTC'");
+      } catch (err) {
+        void client.end().catch(() => undefined); // not awaited: ending a client that never connected may not settle
+        throw err;
+      }
+      return {
+        query: async (sql, params) => (await client.query(sql, params as unknown[])).rows as SqlRow[],
+        end: () => client.end(),
+      };
+    },
+  };
 }

@@ -21,10 +21,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
-import type { SourcePosition } from '../../sources/contract.js';
 import type { TradeBatch } from '../contract.js';
-import { watermarkFromStore, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
+import { watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
+import { progressFromRows } from './sql-reader.js';
 
 /** The stream_progress row of the job itself (engine state), beside one row per source. */
 const JOB_ROW = '*';
@@ -114,10 +114,10 @@ export class SqlStore implements Sink {
     const d = this.dialect;
     return this.withSession('reading progress', async (s) => {
       const rows = await s.query(
-        `SELECT ${d.id('source')} AS source, ${d.id('position')} AS position, watermark, batch_id, settings, engine_state, finished, ${d.epochMs('updated_at')} AS updated_at_ms FROM stream_progress WHERE job = ${d.str(job)}`,
+        `SELECT ${d.id('source')} AS source, ${d.id('position')} AS position, watermark, batch_id, settings, engine_state, finished, ${d.epochMs('updated_at')} AS updated_at FROM stream_progress WHERE job = ${d.str(job)}`,
       );
-      const jobRow = rows.find((r) => r.source === JOB_ROW);
-      if (!jobRow) {
+      const progress = progressFromRows(job, rows);
+      if (!progress) {
         for (const table of ['trade_windows', 'rejected_trades', 'trades']) {
           if ((await s.query(`SELECT 1 AS x FROM ${table} LIMIT 1`)).length === 0) continue;
           throw new CoinstreamError(
@@ -127,12 +127,7 @@ export class SqlStore implements Sink {
         }
         return null;
       }
-      const positions: Record<string, SourcePosition> = {};
-      for (const r of rows) if (r.source !== JOB_ROW && r.position !== null) positions[String(r.source)] = JSON.parse(String(r.position)) as SourcePosition;
-      return {
-        job, positions, batchId: Number(jobRow.batch_id), settings: String(jobRow.settings), engineState: String(jobRow.engine_state),
-        watermark: watermarkFromStore(Number(jobRow.watermark)), finished: truthy(jobRow.finished), updatedAt: Number(jobRow.updated_at_ms),
-      };
+      return progress;
     });
   }
 
@@ -223,10 +218,6 @@ export class SqlStore implements Sink {
     yield* chunked(insertHead(d, 'trades', TRADE_COLUMNS), tradeRows(d, batch.trades), '', max);
     if (batch.progress) yield* chunked(insertHead(d, 'stream_progress', PROGRESS_COLUMNS), progressRows(d, batch.batchId, batch.progress), d.upsert(PROGRESS_KEY, PROGRESS_COLUMNS), max);
   }
-}
-
-function truthy(v: unknown): boolean {
-  return v === true || v === 1 || v === '1' || v === 't';
 }
 
 function insertHead(d: SqlDialect, table: string, columns: readonly string[]): string {

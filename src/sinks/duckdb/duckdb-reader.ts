@@ -1,0 +1,95 @@
+// Reading a DuckDB store back (`coinstream query`, the dashboard): the file opened read-only, so a
+// reader never writes and never takes the writer's lock (DuckDB refuses it while a run holds the file:
+// STORE_LOCKED, with what to do). The same rows and decoding as the SQL reader (sql/sql-reader.ts).
+import { existsSync } from 'node:fs';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { CoinstreamError, UsageError } from '../../core/errors.js';
+import type { TrendResult, WindowResult } from '../../engine/contract.js';
+import type { StoredProgress, StoreReader } from '../contract.js';
+import {
+  countsFromRows, limitClause, progressFromRows, selectList, timeRange, trendFromRow, TREND_COLUMNS, WINDOW_COLUMNS, windowFromRow, windowsWithTrends, type ReadSyntax,
+} from '../sql/sql-reader.js';
+import { openDuckDB } from './open.js';
+
+const SYNTAX: ReadSyntax = { id: (name) => `"${name}"`, epochMs: (column) => `epoch_ms(${column})` };
+
+/** The newest window end (of $asset, or of all), then the windows ending within $last ms of it. */
+const LATEST = `
+WITH newest AS (SELECT max(window_end) AS t FROM trade_windows WHERE $asset IS NULL OR asset = $asset)
+SELECT ${selectList(SYNTAX, 'w', WINDOW_COLUMNS)}, ${selectList(SYNTAX, 'p', TREND_COLUMNS, 't_')}
+FROM trade_windows w
+LEFT JOIN price_trends p ON p.asset = w.asset AND p.window_start = w.window_start AND p.window_end = w.window_end, newest
+WHERE ($asset IS NULL OR w.asset = $asset) AND w.window_end > newest.t - to_milliseconds(CAST($last AS BIGINT))
+ORDER BY w.asset, w.window_start, w.window_end`;
+
+type Row = Record<string, unknown>;
+
+export class DuckDBReader implements StoreReader {
+  private constructor(
+    readonly name: string,
+    private instance: DuckDBInstance | null,
+    private conn: DuckDBConnection | null,
+  ) {}
+
+  /** Opens the file read-only; a missing file is a usage error (the one line `query` has always said). */
+  static async open(path: string): Promise<DuckDBReader> {
+    if (!existsSync(path)) throw new UsageError(`no store at ${path}; run \`coinstream run\` first, or point --store at one`);
+    const { instance, conn } = await openDuckDB(path, { readOnly: true });
+    return new DuckDBReader(path, instance, conn);
+  }
+
+  async latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]> {
+    return windowsWithTrends(await this.rows(LATEST, { asset: o.asset ?? null, last: o.lastMs }));
+  }
+
+  async windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
+    return (await this.between('trade_windows', WINDOW_COLUMNS, o)).map((r) => windowFromRow(r));
+  }
+
+  async trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
+    return (await this.between('price_trends', TREND_COLUMNS, o)).map((r) => trendFromRow(r)!);
+  }
+
+  async rejectedCounts(): Promise<Record<string, number>> {
+    return countsFromRows(await this.rows('SELECT reason, count(*) AS n FROM rejected_trades GROUP BY reason'));
+  }
+
+  async progress(job: string): Promise<StoredProgress | null> {
+    const rows = await this.rows(
+      'SELECT source, position, watermark, batch_id, settings, engine_state, finished, epoch_ms(updated_at) AS updated_at FROM stream_progress WHERE job = $job',
+      { job },
+    );
+    return progressFromRows(job, rows);
+  }
+
+  async close(): Promise<void> {
+    this.conn?.closeSync();
+    this.instance?.closeSync();
+    this.conn = null;
+    this.instance = null;
+  }
+
+  private between(table: string, columns: readonly string[], o: { asset?: string; from: number; to: number; limit?: number }): Promise<Row[]> {
+    const { from, to } = timeRange(o);
+    return this.rows(
+      `SELECT ${selectList(SYNTAX, 'x', columns)} FROM ${table} x
+WHERE ($asset IS NULL OR x.asset = $asset) AND x.window_start >= epoch_ms(CAST($from AS BIGINT)) AND x.window_end <= epoch_ms(CAST($to AS BIGINT))
+ORDER BY x.asset, x.window_start, x.window_end${limitClause(o.limit)}`,
+      { asset: o.asset ?? null, from, to },
+    );
+  }
+
+  private async rows(sql: string, params?: Record<string, string | number | null>): Promise<Row[]> {
+    const conn = this.conn;
+    if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: read after close`);
+    try {
+      return (await conn.runAndReadAll(sql, params)).getRowObjectsJS() as Row[];
+    } catch (err) {
+      const message = (err as Error).message;
+      if (/Table with name \w+ does not exist/i.test(message)) {
+        throw new UsageError(`${this.name} holds no coinstream tables; run \`coinstream run --sink duckdb:${this.name}\` first, or point --store at one`);
+      }
+      throw new CoinstreamError('SINK_FAILED', `${this.name}: reading failed: ${message.split('\n')[0]}`, false, { cause: err });
+    }
+  }
+}
