@@ -144,3 +144,36 @@ export async function runOracle(conn: DuckDBConnection, file: string, o: OracleO
     JOIN span_windows sw USING (asset, window_start);
   `);
 }
+
+const WINDOW_COLUMNS = ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume'];
+const TREND_COLUMNS = ['vwap', 'prev_vwap', 'avg_price_6m', 'change_6m_pct', 'windows_6m'];
+/** A column of the store (s) that differs from the oracle's (o) beyond 1e-9 relative. */
+const differs = (c: string) => `NOT (s.${c} IS NOT DISTINCT FROM o.${c} OR abs(s.${c} - o.${c}) <= 1e-9 * greatest(abs(o.${c}), 1e-300))`;
+const shown = (c: string) => `CASE WHEN ${differs(c)} THEN '${c}: ' || coalesce(s.${c}::VARCHAR, 'NULL') || ' vs ' || coalesce(o.${c}::VARCHAR, 'NULL') END`;
+
+/**
+ * Where a store differs from the oracle, after runOracle on the same connection: rows of trade_windows
+ * (and of price_trends, unless `trends` is false) with a column beyond 1e-9 relative, or on one side
+ * only; at most 10 of each, by start. `db` names the store's catalog when it is ATTACHed.
+ */
+export async function oracleDiffs(conn: DuckDBConnection, o: { db?: string; trends?: boolean } = {}): Promise<{ windows: Record<string, unknown>[]; trends: Record<string, unknown>[] }> {
+  const table = (name: string) => (o.db ? `${o.db}.${name}` : name);
+  const rows = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS();
+  const key = 's.asset = o.asset AND epoch_ms(s.window_start) = o.window_start AND epoch_ms(s.window_end) = o.window_end';
+  const side = `coalesce(s.asset, o.asset) AS asset, coalesce(epoch_ms(s.window_start), o.window_start)::DOUBLE AS start,
+    s.asset IS NULL AS missing_in_store, o.asset IS NULL AS not_in_oracle`;
+  const windows = await rows(`
+    SELECT ${side}, concat_ws(', ', ${WINDOW_COLUMNS.map(shown).join(', ')}) AS diff
+    FROM ${table('trade_windows')} s FULL OUTER JOIN oracle_windows o ON ${key}
+    WHERE s.asset IS NULL OR o.asset IS NULL OR ${WINDOW_COLUMNS.map(differs).join(' OR ')}
+    ORDER BY start LIMIT 10`);
+  const trends =
+    o.trends === false
+      ? []
+      : await rows(`
+    SELECT ${side}, s.trend AS store_trend, o.trend AS oracle_trend, concat_ws(', ', ${TREND_COLUMNS.map(shown).join(', ')}) AS diff
+    FROM ${table('price_trends')} s FULL OUTER JOIN oracle_trends o ON ${key}
+    WHERE s.asset IS NULL OR o.asset IS NULL OR s.trend IS DISTINCT FROM o.trend OR ${TREND_COLUMNS.map(differs).join(' OR ')}
+    ORDER BY start LIMIT 10`);
+  return { windows, trends };
+}

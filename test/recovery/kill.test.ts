@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { killAll, spawnCoinstream, type Spawned } from '../helpers/process.js';
-import { DEFAULT_ORACLE, runOracle } from '../oracle/oracle.js';
+import { DEFAULT_ORACLE, oracleDiffs, runOracle } from '../oracle/oracle.js';
 import { BAD_LINES, KRAKEN_FILE } from '../oracle/inputs.js';
 
 const N = 1_000_000;
@@ -156,10 +156,6 @@ async function expectEqualToReference(store: string, point: string): Promise<voi
   });
 }
 
-/** Copied from oracle.test.ts: a column that differs beyond 1e-9 relative. */
-const WINDOW_COLUMNS = ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume'];
-const differs = (c: string) => `NOT (s.${c} IS NOT DISTINCT FROM o.${c} OR abs(s.${c} - o.${c}) <= 1e-9 * greatest(abs(o.${c}), 1e-300))`;
-
 async function expectOracle(store: string): Promise<void> {
   await withDuckDB(':memory:', async (conn) => {
     await conn.run(`ATTACH ${sqlPath(store)} AS st (READ_ONLY)`);
@@ -171,17 +167,8 @@ async function expectOracle(store: string): Promise<void> {
     } as unknown as DuckDBConnection;
     await runOracle(windowsOnly, FILE, DEFAULT_ORACLE);
     expect(cut, 'the oracle_trends statement was found and left out').toBe(true);
-    const key = 's.asset = o.asset AND epoch_ms(s.window_start) = o.window_start AND epoch_ms(s.window_end) = o.window_end';
-    const windowDiffs = await rowsOf(
-      conn,
-      `SELECT coalesce(s.asset, o.asset) AS asset, coalesce(epoch_ms(s.window_start), o.window_start)::DOUBLE AS start,
-             s.asset IS NULL AS missing_in_store, o.asset IS NULL AS not_in_oracle,
-             concat_ws(', ', ${WINDOW_COLUMNS.map((c) => `CASE WHEN ${differs(c)} THEN '${c}: ' || coalesce(s.${c}::VARCHAR, 'NULL') || ' vs ' || coalesce(o.${c}::VARCHAR, 'NULL') END`).join(', ')}) AS diff
-      FROM st.trade_windows s FULL OUTER JOIN oracle_windows o ON ${key}
-      WHERE s.asset IS NULL OR o.asset IS NULL OR ${WINDOW_COLUMNS.map(differs).join(' OR ')}
-      ORDER BY 2 LIMIT 10`,
-    );
-    expect(windowDiffs, `trade_windows of ${store} differs from the SQL oracle: ${show(windowDiffs)}`).toEqual([]);
+    const { windows } = await oracleDiffs(conn, { db: 'st', trends: false });
+    expect(windows, `trade_windows of ${store} differs from the SQL oracle: ${show(windows)}`).toEqual([]);
     // The oracle's verdicts, line by line, against what the store accepted and rejected.
     const stored = await rowsOf(conn, `SELECT reason, count(*)::DOUBLE AS n FROM st.rejected_trades GROUP BY reason UNION ALL SELECT 'accepted', count(*)::DOUBLE FROM st.trades ORDER BY reason`);
     const expected = await rowsOf(conn, `SELECT verdict AS reason, count(*)::DOUBLE AS n FROM oracle_lines WHERE verdict <> 'blank' GROUP BY verdict ORDER BY reason`);

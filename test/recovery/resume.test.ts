@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { killAll, spawnCoinstream } from '../helpers/process.js';
-import { DEFAULT_ORACLE, runOracle, type OracleOptions } from '../oracle/oracle.js';
+import { DEFAULT_ORACLE, oracleDiffs, runOracle, type OracleOptions } from '../oracle/oracle.js';
 import { KRAKEN_FILE, krakenRows } from '../oracle/inputs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-resume-'));
@@ -83,34 +83,14 @@ async function windowAt(path: string, startMs: number) {
   return w;
 }
 
-const WINDOW_COLUMNS = ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume'];
-const TREND_COLUMNS = ['vwap', 'prev_vwap', 'avg_price_6m', 'change_6m_pct', 'windows_6m'];
-const differs = (c: string) => `NOT (s.${c} IS NOT DISTINCT FROM o.${c} OR abs(s.${c} - o.${c}) <= 1e-9 * greatest(abs(o.${c}), 1e-300))`;
-
 /** The store equals the SQL oracle run on `file` (as in test/oracle/oracle.test.ts): every row and column, counts, 0 late. */
 async function expectOracle(store: string, file: string, o: OracleOptions = DEFAULT_ORACLE): Promise<number> {
   return withDuckDB(store, async (conn) => {
     await runOracle(conn, file, o);
     const q = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS();
-    const key = 's.asset = o.asset AND epoch_ms(s.window_start) = o.window_start AND epoch_ms(s.window_end) = o.window_end';
-
-    const windowDiffs = await q(`
-      SELECT coalesce(s.asset, o.asset) AS asset, coalesce(epoch_ms(s.window_start), o.window_start)::DOUBLE AS start,
-             s.asset IS NULL AS missing_in_store, o.asset IS NULL AS not_in_oracle,
-             ${WINDOW_COLUMNS.map((c) => `CASE WHEN ${differs(c)} THEN '${c}: ' || s.${c} || ' vs ' || o.${c} END`).join(' || ')} AS diff
-      FROM trade_windows s FULL OUTER JOIN oracle_windows o ON ${key}
-      WHERE s.asset IS NULL OR o.asset IS NULL OR ${WINDOW_COLUMNS.map(differs).join(' OR ')}
-      LIMIT 10`);
-    expect(windowDiffs, 'trade_windows differs from the oracle').toEqual([]);
-
-    const trendDiffs = await q(`
-      SELECT coalesce(s.asset, o.asset) AS asset, coalesce(epoch_ms(s.window_start), o.window_start)::DOUBLE AS start,
-             s.asset IS NULL AS missing_in_store, o.asset IS NULL AS not_in_oracle, s.trend AS store_trend, o.trend AS oracle_trend,
-             concat_ws(', ', ${TREND_COLUMNS.map((c) => `CASE WHEN ${differs(c)} THEN '${c}: ' || coalesce(s.${c}::VARCHAR, 'NULL') || ' vs ' || coalesce(o.${c}::VARCHAR, 'NULL') END`).join(', ')}) AS diff
-      FROM price_trends s FULL OUTER JOIN oracle_trends o ON ${key}
-      WHERE s.asset IS NULL OR o.asset IS NULL OR s.trend IS DISTINCT FROM o.trend OR ${TREND_COLUMNS.map(differs).join(' OR ')}
-      LIMIT 10`);
-    expect(trendDiffs, 'price_trends differs from the oracle').toEqual([]);
+    const diffs = await oracleDiffs(conn);
+    expect(diffs.windows, 'trade_windows differs from the oracle').toEqual([]);
+    expect(diffs.trends, 'price_trends differs from the oracle').toEqual([]);
 
     const [counts] = await q(`SELECT (SELECT count(*) FROM trade_windows)::DOUBLE AS windows, (SELECT count(*) FROM oracle_windows)::DOUBLE AS expected,
       (SELECT count(*) FROM price_trends)::DOUBLE AS trends, (SELECT count(*) FROM oracle_trends)::DOUBLE AS expected_trends,
