@@ -7,23 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/sinks/duckdb/open.js';
-import { killAll, spawnCoinstream } from '../helpers/process.js';
+import { killAll, spawnCoinstream, tradesWritten } from '../helpers/process.js';
 
 const KRAKEN = 'data/kraken-btcusd-2019-07-01.coincap.jsonl';
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-live-'));
 afterAll(killAll);
 
-/** Trades in the `batch written` debug lines so far: what the run has written to its store. */
-function tradesWritten(stderr: string): number {
-  let n = 0;
-  const lines = stderr.split('\n');
-  lines.pop(); // the last line is not complete yet
-  for (const line of lines) {
-    if (!line.includes('"msg":"batch written"')) continue;
-    n += (JSON.parse(line) as { trades: number }).trades;
-  }
-  return n;
-}
 
 const rows = (path: string, sql: string) => queryRows(path, sql, { readOnly: true });
 

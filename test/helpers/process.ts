@@ -106,3 +106,18 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+/**
+ * Trades in the complete `batch written` debug lines (COINSTREAM_LOG_LEVEL=debug) of a run's stderr
+ * so far: what it has committed to its stores. A last, incomplete line is not counted.
+ */
+export function tradesWritten(stderr: string): number {
+  let n = 0;
+  const lines = stderr.split('\n');
+  lines.pop();
+  for (const line of lines) {
+    if (!line.includes('"msg":"batch written"')) continue;
+    n += (JSON.parse(line) as { trades: number }).trades;
+  }
+  return n;
+}

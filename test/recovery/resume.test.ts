@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
-import { killAll, spawnCoinstream } from '../helpers/process.js';
+import { killAll, spawnCoinstream, tradesWritten } from '../helpers/process.js';
 import { DEFAULT_ORACLE, oracleDiffs, runOracle, type OracleOptions } from '../oracle/oracle.js';
 import { KRAKEN_FILE, krakenRows } from '../oracle/inputs.js';
 
@@ -39,17 +39,6 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   });
 }
 
-/** Trades in the complete `batch written` debug lines so far: what the run has committed to its store. */
-function tradesWritten(stderr: string): number {
-  let n = 0;
-  const lines = stderr.split('\n');
-  lines.pop(); // the last line is not complete yet
-  for (const line of lines) {
-    if (!line.includes('"msg":"batch written"')) continue;
-    n += (JSON.parse(line) as { trades: number }).trades;
-  }
-  return n;
-}
 
 /** The `msg` of every JSON log line (the raw lines escape the quotes), one a line. */
 function messages(stderr: string): string {
