@@ -53,7 +53,7 @@ describe('RetryingSink', () => {
     const inner = flaky(4, () => new CoinstreamError('SINK_FAILED', 'IO Error: disk hiccup', true));
     const clock = recordingClock();
     const { logger, lines } = capture();
-    await new RetryingSink(inner, { clock, logger }, { attempts: 6, initialMs: 500, maxMs: 2000 }).write(batch([], 7));
+    await new RetryingSink(inner, { clock, logger }, { attempts: 6, initialMs: 500, maxMs: 2000, factor: 2 }).write(batch([], 7));
     expect(inner.attempts).toBe(5);
     expect(clock.slept).toEqual([500, 1000, 2000, 2000]);
     expect(lines.map((l) => l.msg)).toEqual([
@@ -68,7 +68,7 @@ describe('RetryingSink', () => {
     const original = new CoinstreamError('SINK_FAILED', 'IO Error: gone', true);
     const inner = flaky(10, () => original);
     const clock = recordingClock();
-    await expect(new RetryingSink(inner, { clock, logger: silentLogger }, { attempts: 3, initialMs: 1, maxMs: 1 }).write(batch())).rejects.toBe(original);
+    await expect(new RetryingSink(inner, { clock, logger: silentLogger }, { attempts: 3, initialMs: 1, maxMs: 1, factor: 2 }).write(batch())).rejects.toBe(original);
     expect(inner.attempts).toBe(3);
   });
 

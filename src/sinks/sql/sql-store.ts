@@ -18,6 +18,7 @@
 // (A batch without progress, written to a store that is ahead after a crash, cannot be checked so.)
 // Errors a retry cannot fix (syntax, a constraint, credentials) fail the batch at once, not retriable.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffDelay, type BackoffOptions } from '../../core/backoff.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
@@ -39,8 +40,7 @@ const PROGRESS_COLUMNS = ['job', 'source', 'position', 'watermark', 'batch_id', 
 export const SQL_TABLES = ['trade_windows', 'price_trends', 'rejected_trades', 'trades', 'stream_progress'];
 
 /** Reconnect backoff: 0.5 s doubling to 10 s. */
-const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 10_000;
+const RECONNECT: BackoffOptions = { initialMs: 500, maxMs: 10_000, factor: 2 };
 
 export class SqlStore implements Sink {
   readonly name: string;
@@ -154,8 +154,8 @@ export class SqlStore implements Sink {
   private async withSession<T>(what: string, work: (s: SqlSession, retry: boolean) => Promise<T>): Promise<T> {
     const driver = this.driver;
     if (!driver) throw new CoinstreamError('SINK_FAILED', `${this.name}: ${what} before open`);
-    let delayMs = BACKOFF_FIRST_MS;
     for (let attempt = 0; ; attempt++) {
+      const delayMs = backoffDelay(attempt + 1, RECONNECT);
       try {
         let s = this.session;
         if (s?.lost) throw s.lost;
@@ -179,13 +179,12 @@ export class SqlStore implements Sink {
           this.outage = { since: Date.now(), cause };
           this.logger.warn(
             { sink: this.name, cause },
-            `${this.name}: lost the connection to the server (${cause}); reconnecting with backoff up to ${BACKOFF_MAX_MS / 1000} s and ${what} again, for as long as it takes (reading waits meanwhile)`,
+            `${this.name}: lost the connection to the server (${cause}); reconnecting with backoff up to ${RECONNECT.maxMs / 1000} s and ${what} again, for as long as it takes (reading waits meanwhile)`,
           );
         } else {
           this.logger.debug({ sink: this.name, cause, attempt, retryInMs: delayMs }, `${this.name}: still unreachable`);
         }
         await sleep(delayMs);
-        delayMs = Math.min(BACKOFF_MAX_MS, delayMs * 2);
       }
     }
   }

@@ -6,18 +6,15 @@
 import WebSocket from 'ws';
 import type { Clock, Timer } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
+import { backoffDelay, type BackoffOptions } from '../../core/backoff.js';
+
+export { backoffDelay, type BackoffOptions };
 
 export type WsEvent =
   | { kind: 'open'; url: string; attempt: number; at: number }
   | { kind: 'message'; data: string; at: number }
   /** `fatal`: retrying cannot help (the server refused our credentials); the client stops. */
   | { kind: 'close'; reason: string; retryInMs: number; at: number; fatal: boolean };
-
-export interface BackoffOptions {
-  initialMs: number;
-  maxMs: number;
-  factor: number;
-}
 
 export interface WsClientOptions {
   url: string;
@@ -81,17 +78,11 @@ export function queueLimits(q: Partial<QueueLimits> = {}): QueueLimits {
   return limits;
 }
 
-/** Binance allows 300 connects per 5 minutes per IP; these defaults stay far below any such limit. */
 /** ws' own default is 100 MiB. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 16 << 20;
 
+/** Binance allows 300 connects per 5 minutes per IP; these defaults stay far below any such limit. */
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 1000, maxMs: 60_000, factor: 2 };
-
-/** Delay before reconnect attempt n (1-based): exponential, capped, with "equal jitter" (half fixed, half random). */
-export function backoffDelay(failures: number, b: BackoffOptions, random: () => number): number {
-  const exp = Math.min(b.maxMs, b.initialMs * b.factor ** Math.max(0, failures - 1));
-  return Math.round(exp / 2 + random() * (exp / 2));
-}
 
 /**
  * A small async FIFO: socket callbacks push, the generator pulls. It never drops anything; it counts
