@@ -220,7 +220,10 @@ export class DuckDBStore implements Sink {
     const conn = this.conn;
     if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: clear before open`);
     const tables = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_log', 'trade_keys'];
-    await conn.run(`${this.inTransaction ? '' : 'BEGIN TRANSACTION; '}${tables.map((t) => `DELETE FROM ${t};`).join(' ')} DELETE FROM stream_progress WHERE job = $job; COMMIT; BEGIN TRANSACTION;`.replace('$job', `'${job.replace(/'/g, "''")}'`));
+    // One round trip inside the transaction kept open for the next batch (several statements take no parameters).
+    const jobLiteral = `'${job.replace(/'/g, "''")}'`;
+    const deletes = [...tables.map((t) => `DELETE FROM ${t};`), `DELETE FROM stream_progress WHERE job = ${jobLiteral};`].join(' ');
+    await conn.run(`${this.inTransaction ? '' : 'BEGIN TRANSACTION; '}${deletes} COMMIT; BEGIN TRANSACTION;`);
     this.inTransaction = true;
     this.keyIds.clear();
     this.windows = new KeyedRows(new Map());
