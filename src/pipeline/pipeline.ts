@@ -302,7 +302,10 @@ export class Pipeline {
     }
     if (progress === null) return 'new';
     this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
-    this.batchesCut = progress.batchId + 1;
+    // Batch ids are never reused (like Spark's): the next one follows the newest any store holds, so a
+    // store's "already holds batch N" (a Delta txn, the SQL stores' check after a lost connection)
+    // always means this very batch.
+    this.batchesCut = Math.max(...stored.map((s) => batchOf(s.progress))) + 1;
     for (const [source, position] of Object.entries(progress.positions)) this.positions.set(source, position);
     const when = new Date(progress.updatedAt).toISOString();
     // Finished, and no source that the stored job did not have (a live feed, the next file): nothing to do.

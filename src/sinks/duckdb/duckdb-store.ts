@@ -12,6 +12,7 @@
 
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { Logger } from '../../core/logger.js';
+import { crashIfAsked } from '../fault.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { RejectedTrade } from '../../core/trade.js';
 import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
@@ -30,17 +31,6 @@ CREATE TEMP TABLE IF NOT EXISTS staging_windows AS SELECT * FROM trade_windows L
 CREATE TEMP TABLE IF NOT EXISTS staging_trends AS SELECT * FROM price_trends LIMIT 0;
 CREATE TEMP TABLE IF NOT EXISTS staging_progress AS SELECT * FROM stream_progress LIMIT 0;
 `;
-
-/**
- * Fault injection for the recovery tests: COINSTREAM_TEST_FAULT=kill-before-commit:N (or
- * kill-after-commit:N) kills the whole process with SIGKILL when batch N has appended every row but
- * not committed (or has just committed). An outside `kill -9` cannot aim that precisely.
- */
-const FAULT = /^(kill-before-commit|kill-after-commit):(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '');
-
-function crashIfAsked(point: string, batchId: number): void {
-  if (FAULT && FAULT[1] === point && Number(FAULT[2]) === batchId) process.kill(process.pid, 'SIGKILL');
-}
 
 /** The stream_progress row of the job itself (engine state), beside one row per source. */
 const JOB_ROW = '*';
