@@ -66,7 +66,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--speed <max|N>', 'replay pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
     .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something)').env('COINSTREAM_BATCHES'))
     .addOption(new Option('--port <port>', 'dashboard port').default('8080').env('COINSTREAM_PORT'))
-    .addOption(new Option('--no-dashboard', 'do not serve the dashboard'));
+    .addOption(new Option('--no-dashboard', 'do not serve the dashboard'))
+    .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES'))
+    .addOption(new Option('--delta-partition <how>', 'Delta tables partitioned by date: auto (the trades archive only), date (every table), none').default('auto').env('COINSTREAM_DELTA_PARTITION'));
   withLogFormat(maxLineOption(engineOptions(run))).action(async (opts, cmd: Command) => {
     const { runCommand } = await import('./run.js');
     await runCommand({ ...opts, source: listFlag(cmd, 'source'), sink: listFlag(cmd, 'sink') }, { clock: systemClock, logger: loggerFor(cmd) });

@@ -9,6 +9,7 @@ import type { EngineConfig } from '../engine/contract.js';
 import { validateEngineConfig } from '../engine/window-engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DEFAULT_SINKS, parseSinkSpec } from '../sinks/spec.js';
+import { DELTA_PARTITIONINGS, type DeltaPartitioning } from '../sinks/delta/delta-sink.js';
 import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
 import { shutdownSignal } from './signals.js';
 
@@ -30,6 +31,8 @@ export interface RunFlags extends EngineFlags {
   dashboard: boolean;
   maxLine: string;
   fresh?: boolean;
+  deltaTrades?: boolean;
+  deltaPartition: string;
 }
 
 export function engineConfigFromFlags(f: EngineFlags): EngineConfig {
@@ -53,6 +56,11 @@ function parseBatches(text: string | undefined): number | undefined {
   return n;
 }
 
+function parseDeltaPartition(text: string): DeltaPartitioning {
+  if (!(DELTA_PARTITIONINGS as readonly string[]).includes(text)) throw new UsageError(`--delta-partition "${text}" must be one of: ${DELTA_PARTITIONINGS.join(', ')}`);
+  return text as DeltaPartitioning;
+}
+
 export function parsePort(text: string): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port "${text}" must be a port number 0-65535`);
@@ -70,7 +78,8 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
   const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, maxLineBytes }));
   // Retries wrap every store (a store only says whether an error is worth retrying).
-  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).map((spec) => new RetryingSink(parseSinkSpec(spec, logger), { clock, logger }));
+  const delta = { trades: flags.deltaTrades === true, partition: parseDeltaPartition(flags.deltaPartition) };
+  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta })).map((sink) => new RetryingSink(sink, { clock, logger }));
   if (flags.dashboard) logger.info({ port }, 'the web dashboard is not part of this version yet; running without it');
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');

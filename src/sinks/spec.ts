@@ -7,10 +7,17 @@ import { SINK_SPEC_HELP, type Sink } from './contract.js';
 import { DuckDBSink } from './duckdb/duckdb-sink.js';
 import { createMysqlStore } from './mysql/mysql.js';
 import { createPostgresStore } from './postgres/postgres.js';
+import { createDeltaSinks, type DeltaSinkOptions } from './delta/delta-sink.js';
 
 export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
 
-export function parseSinkSpec(spec: string, logger: Logger): Sink {
+/** The sinks a spec names: one, or for `delta:DIR` one per table (each Delta table commits on its own). */
+export function parseSinkSpec(spec: string, logger: Logger, options: { delta?: DeltaSinkOptions } = {}): Sink[] {
+  if (spec.startsWith('delta:')) return createDeltaSinks(spec, logger, options.delta);
+  return [parseSingleSinkSpec(spec, logger)];
+}
+
+function parseSingleSinkSpec(spec: string, logger: Logger): Sink {
   if (spec === 'console') return new ConsoleSink(process.stdout, logger);
   if (spec.startsWith('duckdb:')) {
     const path = spec.slice('duckdb:'.length);
@@ -19,8 +26,5 @@ export function parseSinkSpec(spec: string, logger: Logger): Sink {
   }
   if (spec.startsWith('mysql://')) return createMysqlStore(spec, logger);
   if (spec.startsWith('postgres://') || spec.startsWith('postgresql://')) return createPostgresStore(spec, logger);
-  if (spec.startsWith('delta:')) {
-    throw new UsageError(`sink "${spec.split(':')[0]}" is not available in this version yet; use --sink duckdb:PATH or --sink console`);
-  }
   throw new UsageError(`unknown sink "${spec}"; a sink is one of: ${SINK_SPEC_HELP}`);
 }

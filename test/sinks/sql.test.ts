@@ -117,10 +117,10 @@ async function expectEqualToDuckDB(peer: Peer, db: string, duckdb: string, what:
 
 describe('SQL sink specs', () => {
   it('builds mysql and postgres stores with the password masked, and refuses bad URLs with what to write', () => {
-    expect(parseSinkSpec('mysql://root:s3cret@127.0.0.1:3306/test', silentLogger).name).toBe('mysql://root:***@127.0.0.1:3306/test');
-    expect(parseSinkSpec('mysql://root@127.0.0.1:3306/test', silentLogger).name).toBe('mysql://root@127.0.0.1:3306/test');
-    expect(parseSinkSpec('postgres://postgres@127.0.0.1:5432/test', silentLogger).name).toBe('postgres://postgres@127.0.0.1:5432/test');
-    expect(parseSinkSpec('postgresql://u:p%40ss@db.example:6543/x?sslmode=require', silentLogger).name).toBe('postgres://u:***@db.example:6543/x');
+    expect(parseSinkSpec('mysql://root:s3cret@127.0.0.1:3306/test', silentLogger)[0].name).toBe('mysql://root:***@127.0.0.1:3306/test');
+    expect(parseSinkSpec('mysql://root@127.0.0.1:3306/test', silentLogger)[0].name).toBe('mysql://root@127.0.0.1:3306/test');
+    expect(parseSinkSpec('postgres://postgres@127.0.0.1:5432/test', silentLogger)[0].name).toBe('postgres://postgres@127.0.0.1:5432/test');
+    expect(parseSinkSpec('postgresql://u:p%40ss@db.example:6543/x?sslmode=require', silentLogger)[0].name).toBe('postgres://u:***@db.example:6543/x');
     const bad = (spec: string) => {
       try {
         parseSinkSpec(spec, silentLogger);

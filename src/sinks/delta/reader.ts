@@ -120,7 +120,7 @@ function firstLine(err: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // Log replay
 
-type RawAction = Record<string, unknown>;
+export type RawAction = Record<string, unknown>;
 
 class ReplayState {
   protocol: RawAction | undefined;
@@ -243,7 +243,8 @@ function toRemoveFile(remove: RawAction, dir: string, where: string): DeltaRemov
   return file;
 }
 
-async function readCommit(logDir: string, version: number, dir: string): Promise<RawAction[]> {
+/** The actions of one JSON commit, in order. */
+export async function readCommit(logDir: string, version: number, dir: string): Promise<RawAction[]> {
   const name = commitName(version);
   let text: string;
   try {

@@ -72,7 +72,7 @@ export function numbers<T>(rows: T[], field: (row: T) => number | null): Float64
   return out;
 }
 
-function windowColumns(rows: WindowResult[]): KeyedColumns {
+export function windowColumns(rows: WindowResult[]): KeyedColumns {
   const d = (field: (w: WindowResult) => number): Column => ({ kind: 'double', values: numbers(rows, field), nanIsNull: true });
   const key = keyColumns(rows);
   return { ...key, columns: [
@@ -87,7 +87,7 @@ function windowColumns(rows: WindowResult[]): KeyedColumns {
   ] };
 }
 
-function trendColumns(rows: TrendResult[]): KeyedColumns {
+export function trendColumns(rows: TrendResult[]): KeyedColumns {
   const d = (field: (t: TrendResult) => number | null): Column => ({ kind: 'double', values: numbers(rows, field), nanIsNull: true });
   const key = keyColumns(rows);
   return { ...key, columns: [

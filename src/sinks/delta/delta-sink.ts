@@ -1,0 +1,168 @@
+// `--sink delta:DIR`: DIR/trade_windows, DIR/price_trends, DIR/rejected_trades (and DIR/trades with
+// --delta-trades), appended to like Spark's Delta sink in append mode: final rows only, each once.
+//
+// Each table is a sink of its own with its own progress, because a Delta commit covers one table: the
+// pipeline writes them in order (trades, rejected_trades, price_trends, trade_windows) and, after a
+// crash between two of them, resumes from the one furthest behind while the ones ahead skip what they
+// hold (DESIGN.md, Recovery: "with several sinks, each keeps its own progress"). Windows and trends
+// need no positions for that: a window becomes final once the watermark passes its end, so a table
+// whose last batch had watermark W holds every final window ending at or before W.
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { UsageError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
+import { crashIfAsked } from '../fault.js';
+import { ENGINE_INFO, progressRecord } from './commit-info.js';
+import { decodeRelativePath, encodeDeltaPath } from './files.js';
+import type { ParquetWriter } from './parquet.js';
+import type { DeltaTableLog } from './table-log.js';
+import { DELTA_TABLES, rowsOf, schemaString, type DeltaTableDef, type DeltaTableName } from './tables.js';
+
+/** `--delta-partition`: by `date`, `none`, or `auto` (only the trades archive by date). */
+export type DeltaPartitioning = 'auto' | 'date' | 'none';
+export const DELTA_PARTITIONINGS: readonly DeltaPartitioning[] = ['auto', 'date', 'none'];
+
+export interface DeltaSinkOptions {
+  /** Also archive the accepted trades in DIR/trades. */
+  trades?: boolean;
+  partition?: DeltaPartitioning;
+}
+
+/** The order tables are written in for each batch: trade_windows last. */
+const WRITE_ORDER: DeltaTableName[] = ['trades', 'rejected_trades', 'price_trends', 'trade_windows'];
+
+/** One in-memory DuckDB writing the Parquet files of all of a store's tables: opened by the first table, closed by the last. */
+class SharedWriter {
+  private writer: Promise<ParquetWriter> | null = null;
+  private users = 0;
+
+  acquire(): Promise<ParquetWriter> {
+    this.users++;
+    this.writer ??= import('./parquet.js').then((m) => m.ParquetWriter.open());
+    return this.writer;
+  }
+
+  async release(): Promise<void> {
+    if (--this.users > 0 || !this.writer) return;
+    const writer = this.writer;
+    this.writer = null;
+    (await writer).close();
+  }
+}
+
+export function isPartitioned(table: DeltaTableName, partition: DeltaPartitioning): boolean {
+  return partition === 'date' || (partition === 'auto' && table === 'trades');
+}
+
+/** The sinks of `delta:DIR`, one per table, in write order. */
+export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSinkOptions = {}): Sink[] {
+  const dir = spec.slice('delta:'.length);
+  if (!dir) throw new UsageError('--sink delta needs a directory: --sink delta:./coinstream-delta');
+  const partition = options.partition ?? 'auto';
+  const shared = new SharedWriter();
+  return WRITE_ORDER.filter((t) => t !== 'trades' || options.trades).map((t) => new DeltaTableSink(dir, DELTA_TABLES[t], isPartitioned(t, partition), shared, logger));
+}
+
+export class DeltaTableSink implements Sink {
+  readonly name: string;
+  private log!: DeltaTableLog;
+  private readonly tableDir: string;
+  private files: ParquetWriter | null = null;
+  /** The watermark of the last batch this table committed: final windows ending at or before it are in the table. */
+  private writtenThrough = -Infinity;
+
+  constructor(
+    dir: string,
+    private readonly def: DeltaTableDef,
+    private readonly partitioned: boolean,
+    private readonly shared: SharedWriter,
+    private readonly logger: Logger,
+  ) {
+    this.name = `delta:${join(dir, def.name)}`;
+    this.tableDir = resolve(dir, def.name);
+  }
+
+  async open(): Promise<void> {
+    // Loaded only now: the log's reader brings DuckDB, which a run without a Delta sink never loads here.
+    const { DeltaTableLog } = await import('./table-log.js');
+    this.log = new DeltaTableLog(this.tableDir, this.logger);
+    this.files = await this.shared.acquire();
+    await this.log.open({ schemaString: schemaString(this.def, this.partitioned), partitionColumns: this.partitioned ? ['date'] : [] });
+  }
+
+  async write(batch: OutputBatch): Promise<void> {
+    const p = batch.progress;
+    if (p && this.log.txnVersion(p.job) >= batch.batchId) {
+      this.logger.info({ sink: this.name, batchId: batch.batchId }, `${this.name}: batch ${batch.batchId} is already in the table; not appending it again`);
+      return;
+    }
+    const rows = rowsOf(this.def, batch, this.writtenThrough);
+    // Nothing to append and nothing to remember: no commit.
+    if (rows === null && !p) return;
+    const adds = rows ? await this.files!.write(this.def, rows, this.tableDir, this.partitioned) : [];
+    crashIfAsked('kill-before-commit', batch.batchId);
+    const now = Date.now();
+    const actions = [
+      ...adds.map((add) => ({ add })),
+      ...(p ? [{ txn: { appId: p.job, version: batch.batchId, lastUpdated: now } }] : []),
+      {
+        commitInfo: {
+          timestamp: now,
+          operation: 'STREAMING UPDATE',
+          operationParameters: { outputMode: 'Append', queryId: p?.job ?? '', epochId: String(batch.batchId) },
+          isBlindAppend: true,
+          engineInfo: ENGINE_INFO,
+          ...(p ? { coinstream: progressRecord(batch.batchId, p) } : {}),
+        },
+      },
+    ];
+    const version = await this.log.commit(actions, p ? { appId: p.job, version: batch.batchId } : undefined, this.files!);
+    if (version === null) {
+      // Another writer committed this batch first: our files are not part of the table.
+      await Promise.all(adds.map((a) => rm(join(this.tableDir, decodeRelativePath(a.path)), { force: true })));
+      this.logger.info({ sink: this.name, batchId: batch.batchId }, `${this.name}: batch ${batch.batchId} was committed by another writer; not appending it again`);
+    }
+    crashIfAsked('kill-after-commit', batch.batchId);
+    crashIfAsked(`kill-after-table:${this.def.name}`, batch.batchId);
+    if (p) this.writtenThrough = Math.max(this.writtenThrough, p.watermark);
+  }
+
+  async close(): Promise<void> {
+    if (!this.files) return;
+    this.files = null;
+    await this.shared.release();
+  }
+
+  async readProgress(job: string): Promise<StoredProgress | null> {
+    const progress = await this.log.readProgress(job);
+    // A finished job's stored engine is the one before finishing (the pipeline goes on from it when
+    // given a further file), so only windows final under its own watermark are certainly here.
+    this.writtenThrough = progress === null ? -Infinity : progress.finished ? engineWatermark(progress) : progress.watermark;
+    return progress;
+  }
+
+  /** `--fresh`: one commit that removes every file of the table and resets the job's txn. */
+  async clearJob(job: string): Promise<void> {
+    const snapshot = await this.log.snapshot();
+    const now = Date.now();
+    const actions = [
+      ...snapshot.files.map((f) => ({ remove: { path: encodeDeltaPath(f.path), deletionTimestamp: now, dataChange: true, extendedFileMetadata: true, partitionValues: f.partitionValues, size: f.size } })),
+      { txn: { appId: job, version: -1, lastUpdated: now } },
+      { commitInfo: { timestamp: now, operation: 'DELETE', operationParameters: { predicate: '[]' }, engineInfo: ENGINE_INFO, coinstream: { job, cleared: true } } },
+    ];
+    await this.log.commit(actions, undefined, this.files ?? undefined);
+    this.writtenThrough = -Infinity;
+  }
+}
+
+/** The watermark inside a stored engine snapshot (before a finish moved it to +infinity). */
+function engineWatermark(progress: StoredProgress): number {
+  try {
+    const state = JSON.parse(progress.engineState) as { watermark?: unknown; finalizedThrough?: unknown };
+    const w = typeof state.finalizedThrough === 'number' ? state.finalizedThrough : state.watermark;
+    return typeof w === 'number' ? w : -Infinity;
+  } catch {
+    return -Infinity;
+  }
+}
