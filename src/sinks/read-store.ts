@@ -1,10 +1,10 @@
 // `--store SPEC` -> a StoreReader, for `coinstream query` and the dashboard. The spec is the --sink
-// syntax of the stores: duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB.
+// syntax of the stores: duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:DIR.
 // Each reader's module (and its driver) is loaded only for its kind.
 import { UsageError } from '../core/errors.js';
 import type { StoreReader } from './contract.js';
 
-export const STORE_SPEC_HELP = 'duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB';
+export const STORE_SPEC_HELP = 'duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:DIR';
 
 /**
  * Opens a reader on the store `spec` names (connecting now: an unreachable server fails here, one
@@ -24,7 +24,12 @@ export async function openStoreReader(spec: string): Promise<StoreReader> {
       : (await import('./postgres/postgres.js')).postgresReadAccess;
     return SqlReader.open(asStoreFlag(() => access(spec)));
   }
-  if (spec.startsWith('delta:')) throw new UsageError('query cannot read delta: stores yet; use --store duckdb:PATH, mysql://... or postgres://...');
+  if (spec.startsWith('delta:')) {
+    const dir = spec.slice('delta:'.length);
+    if (!dir) throw new UsageError('--store delta needs a directory: --store delta:./coinstream-delta');
+    const { DeltaReader } = await import('./delta/delta-reader-store.js');
+    return DeltaReader.open(dir);
+  }
   if (spec === 'console') throw new UsageError('--store console: the console is not a store; query reads one of: ' + STORE_SPEC_HELP);
   // Only the scheme is repeated: the rest of an unknown URL may hold a password.
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(spec)?.[0];

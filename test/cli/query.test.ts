@@ -1,15 +1,16 @@
 // `coinstream query --store SPEC` and the StoreReader behind it, for every store kind: one run writes
 // the Kraken hour (plus a malformed, an invalid and a late line, so that rejected counts show) to a
-// DuckDB file, a fresh MariaDB database and a fresh PostgreSQL database at once; then all three must
-// read back the same. The SQL servers (MariaDB 127.0.0.1:3306 root, PostgreSQL 127.0.0.1:5432
+// DuckDB file, a Delta directory, a fresh MariaDB database and a fresh PostgreSQL database at once;
+// then all four must read back the same. The SQL servers (MariaDB 127.0.0.1:3306 root, PostgreSQL 127.0.0.1:5432
 // postgres, as in test/sinks/sql.test.ts): a server that is not reachable skips with a printed
 // reason, or fails when COINSTREAM_REQUIRE_SERVICES=1 (CI).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoreReader } from '../../src/sinks/contract.js';
+import { readDeltaTable } from '../../src/sinks/delta/reader.js';
 import { openStoreReader } from '../../src/sinks/read-store.js';
 import { freePort } from '../helpers/process.js';
 import { PEERS } from '../sinks/sql-peers.js';
@@ -40,7 +41,7 @@ describe('query --store: specs it cannot read', () => {
   });
 
   it.each([
-    ['delta:/tmp/x', /query cannot read delta: stores yet/],
+    ['delta:', /--store delta needs a directory/],
     ['mariadb://root:s3cret@h/x', /"mariadb:\.\.\." is not a store kind query can read; a store is one of: duckdb:PATH/],
     ['mysql://root:s3cret@127.0.0.1:3306', /--store mysql: no database/],
     [`duckdb:${join(dir, 'nope.duckdb')}`, /no store at .*nope\.duckdb; run `coinstream run` first/],
@@ -51,15 +52,75 @@ describe('query --store: specs it cannot read', () => {
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toContain('s3cret');
   });
+
+  it('a directory without Delta tables (missing, empty, or other folders only) is a one-line usage error', async () => {
+    const empty = join(dir, 'empty-delta');
+    mkdirSync(join(empty, 'not_a_table', '_delta_log'), { recursive: true });
+    mkdirSync(join(empty, 'trade_windows', '_delta_log'), { recursive: true }); // created, not committed yet
+    for (const target of [join(dir, 'no-such-dir'), empty]) {
+      const r = await coinstream(['query', '--store', `delta:${target}`]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(`no Delta tables of coinstream in ${target}; run \`coinstream run --sink delta:${target}\` first`);
+    }
+  });
+});
+
+describe('query --store delta:DIR', () => {
+  it('a key written twice (a finished job resumed with a further file) reads as its newest row, as in DuckDB', async () => {
+    // The hour cut mid-window: the second run re-finalizes the windows the first one's finish closed.
+    const lines = readFileSync(KRAKEN, 'utf8').split('\n').filter((l) => l !== '');
+    const [a, b] = [join(dir, 'first.jsonl'), join(dir, 'rest.jsonl')];
+    writeFileSync(a, lines.slice(0, 1500).join('\n') + '\n');
+    writeFileSync(b, lines.slice(1500).join('\n') + '\n');
+    const delta = join(dir, 'resumed-delta');
+    const sinks = ['--sink', `delta:${delta}`, '--sink', `duckdb:${join(dir, 'resumed.duckdb')}`];
+    for (const sources of [[a], [a, b]]) {
+      const run = await coinstream(['run', ...sources.flatMap((s) => ['--source', `replay:${s}`]), '--speed', 'max', '--no-dashboard', ...sinks]);
+      expect(run.code, run.stderr.slice(-4000)).toBe(0);
+    }
+    // The table does hold some key twice, with different rows.
+    const rows = await readDeltaTable(join(delta, 'trade_windows'), { columns: ['asset', 'window_start', 'window_end', 'trades'] });
+    const byKey = new Map<string, unknown[]>();
+    for (const r of rows) {
+      const key = `${String(r.asset)} ${(r.window_start as Date).getTime()} ${(r.window_end as Date).getTime()}`;
+      byKey.set(key, [...(byKey.get(key) ?? []), r.trades]);
+    }
+    const twice = [...byKey.values()].filter((t) => t.length > 1);
+    expect(twice.length).toBeGreaterThan(0);
+    expect(twice.some((t) => t[0] !== t[t.length - 1])).toBe(true);
+
+    const outs: string[] = [];
+    for (const spec of [`delta:${delta}`, `duckdb:${join(dir, 'resumed.duckdb')}`]) {
+      const r = await coinstream(['query', '--store', spec, '--last', '2h']);
+      expect(r.code, r.stderr).toBe(0);
+      outs.push(r.stdout);
+    }
+    expect(outs[0]).toMatch(/\n60 window\(s\)\n$/);
+    expect(outs[0]).toBe(outs[1]);
+
+    const reader = await openStoreReader(`delta:${delta}`);
+    try {
+      const windows = await reader.windowsBetween({ from: -Infinity, to: Infinity });
+      expect(windows).toHaveLength(byKey.size);
+      const last = new Map(rows.map((r) => [`${String(r.asset)} ${(r.window_start as Date).getTime()} ${(r.window_end as Date).getTime()}`, Number(r.trades)]));
+      for (const w of windows) expect(w.trades, `${w.asset} ${w.windowStart}`).toBe(last.get(`${w.asset} ${w.windowStart} ${w.windowEnd}`));
+      expect(await reader.rejectedCounts()).toEqual({});
+      expect(await reader.progress('run')).toMatchObject({ job: 'run', finished: true });
+    } finally {
+      await reader.close();
+    }
+  }, 60_000);
 });
 
 const [mysqlPeer, postgresPeer] = PEERS;
 const unreachable = (await Promise.all([mysqlPeer.unreachable(), postgresPeer.unreachable()])).filter((u) => u !== null).join('; ') || null;
 if (unreachable && !REQUIRE) console.warn(`skipping the query tests on MySQL and PostgreSQL: ${unreachable}`);
 
-describe.skipIf(unreachable !== null && !REQUIRE)('query --store on DuckDB, MySQL and PostgreSQL', () => {
+describe.skipIf(unreachable !== null && !REQUIRE)('query --store on DuckDB, MySQL, PostgreSQL and Delta', () => {
   const dbs: { peer: (typeof PEERS)[number]; db: string }[] = [];
-  const stores: Record<'duckdb' | 'mysql' | 'postgres', string> = { duckdb: '', mysql: '', postgres: '' };
+  const stores: Record<'duckdb' | 'mysql' | 'postgres' | 'delta', string> = { duckdb: '', mysql: '', postgres: '', delta: '' };
 
   beforeAll(async () => {
     if (unreachable) throw new Error(`the SQL servers are needed (COINSTREAM_REQUIRE_SERVICES=1) but ${unreachable}`);
@@ -70,7 +131,8 @@ describe.skipIf(unreachable !== null && !REQUIRE)('query --store on DuckDB, MySQ
     stores.duckdb = `duckdb:${join(dir, 'all.duckdb')}`;
     stores.mysql = mysqlPeer.url(dbs[0].db);
     stores.postgres = postgresPeer.url(dbs[1].db);
-    const run = await coinstream(['run', '--source', `replay:${input}`, '--speed', 'max', '--no-dashboard', '--sink', stores.duckdb, '--sink', stores.mysql, '--sink', stores.postgres]);
+    stores.delta = `delta:${join(dir, 'delta')}`;
+    const run = await coinstream(['run', '--source', `replay:${input}`, '--speed', 'max', '--no-dashboard', '--sink', stores.duckdb, '--sink', stores.mysql, '--sink', stores.postgres, '--sink', stores.delta]);
     expect(run.code, run.stderr.slice(-4000)).toBe(0);
     expect(run.stderr).toMatch(/done: 2672 trades aggregated.*3 rejected/);
   }, 60_000);
@@ -92,15 +154,16 @@ describe.skipIf(unreachable !== null && !REQUIRE)('query --store on DuckDB, MySQ
     expect(outs.duckdb).toMatch(/\n10 window\(s\); rejected trades in store: invalid 1, late 1, malformed 1\n$/);
     expect(outs.mysql).toBe(outs.duckdb);
     expect(outs.postgres).toBe(outs.duckdb);
+    expect(outs.delta).toBe(outs.duckdb);
   });
 
-  it('StoreReader: windowsBetween, trends and progress agree across the three stores', async () => {
+  it('StoreReader: windowsBetween, trends and progress agree across the four stores', async () => {
     const readers: StoreReader[] = [];
     try {
       for (const spec of Object.values(stores)) readers.push(await openStoreReader(spec));
       const from = Date.UTC(2019, 6, 1, 0, 10);
       const to = Date.UTC(2019, 6, 1, 0, 20);
-      const [duck, ...sql] = await Promise.all(
+      const [duck, ...others] = await Promise.all(
         readers.map(async (r) => ({
           name: r.name,
           windows: await r.windowsBetween({ asset: 'bitcoin', from, to }),
@@ -118,7 +181,7 @@ describe.skipIf(unreachable !== null && !REQUIRE)('query --store on DuckDB, MySQ
       expect(duck.rejected).toEqual({ invalid: 1, late: 1, malformed: 1 });
       expect(duck.progress).toMatchObject({ job: 'run', finished: true, watermark: Infinity });
       expect(duck.none).toBeNull();
-      for (const other of sql) {
+      for (const other of others) {
         expectClose(other.windows, duck.windows, `${other.name} windows`);
         expectClose(other.trends, duck.trends, `${other.name} trends`);
         expectClose(other.limited, duck.limited, `${other.name} limited`);

@@ -38,6 +38,15 @@ export class DuckDBReader implements StoreReader {
     return new DuckDBReader(path, instance, conn);
   }
 
+  /**
+   * A reader over a database someone else built with the store's tables (trade_windows, price_trends,
+   * rejected_trades; stream_progress only if `progress` is used): the Delta reader's in-memory copy.
+   * It takes both over: close() closes them.
+   */
+  static over(name: string, instance: DuckDBInstance, conn: DuckDBConnection): DuckDBReader {
+    return new DuckDBReader(name, instance, conn);
+  }
+
   async latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]> {
     return windowsWithTrends(await this.rows(LATEST, { asset: o.asset ?? null, last: o.lastMs }));
   }

@@ -1,0 +1,143 @@
+// Reading a `delta:DIR` store back (`coinstream query`): the snapshot of each table (trade_windows,
+// price_trends, rejected_trades) as its log holds it when the reader opens, copied into an in-memory
+// DuckDB under the DuckDB store's names and types, then asked with the DuckDB reader's own SQL, so
+// that every store prints the same table byte for byte.
+//
+// The tables are append-only: a window key appears twice only when a finished job was resumed with a
+// further file. The newest row wins: the last one in log order (file by file as the snapshot lists
+// them, rows in file order), as readDeltaTable returns them. Progress comes from the commits of
+// trade_windows, the table each batch is written to last.
+import { resolve, join } from 'node:path';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { CoinstreamError, UsageError } from '../../core/errors.js';
+import { silentLogger } from '../../core/logger.js';
+import type { TrendResult, WindowResult } from '../../engine/contract.js';
+import type { StoredProgress, StoreReader } from '../contract.js';
+import { DuckDBReader } from '../duckdb/duckdb-reader.js';
+import { openDuckDB } from '../duckdb/open.js';
+import { listLog } from './log.js';
+import { dataFilePath, readDeltaLog } from './reader.js';
+import { quoteIdent, quoteString } from './schema.js';
+import { DeltaTableLog } from './table-log.js';
+import { DELTA_TABLES, type DeltaColumn, type DeltaTableDef } from './tables.js';
+
+/** The tables a reader reads, and the key whose newest row wins (none: every row counts). */
+const READ_TABLES: { def: DeltaTableDef; key: string[] | null }[] = [
+  { def: DELTA_TABLES.trade_windows, key: ['asset', 'window_start', 'window_end'] },
+  { def: DELTA_TABLES.price_trends, key: ['asset', 'window_start', 'window_end'] },
+  { def: DELTA_TABLES.rejected_trades, key: null },
+];
+
+/** The DuckDB store's type of a column (schema.ts): times are TIMESTAMP holding UTC. */
+const DUCKDB_TYPE: Record<DeltaColumn['type'], string> = {
+  string: 'VARCHAR', timestamp: 'TIMESTAMP', long: 'BIGINT', integer: 'INTEGER', double: 'DOUBLE', boolean: 'BOOLEAN', date: 'DATE',
+};
+
+/** True when `tableDir` holds a Delta table with at least one commit (or checkpoint). */
+async function hasTable(tableDir: string): Promise<boolean> {
+  try {
+    const { commits, checkpoints } = await listLog(join(tableDir, '_delta_log'));
+    return commits.size > 0 || checkpoints.size > 0;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new CoinstreamError('SINK_FAILED', `Delta table ${tableDir}: cannot list _delta_log (${(err as Error).message.split('\n')[0]})`, false, { cause: err });
+  }
+}
+
+export class DeltaReader implements StoreReader {
+  private constructor(
+    readonly name: string,
+    private readonly dir: string,
+    private inner: DuckDBReader,
+  ) {}
+
+  /**
+   * Reads the tables of `dir` now. A table not there yet reads as empty; a directory with none of them
+   * is a usage error. A table that is there but unreadable is a CONFIG error (readDeltaLog's).
+   */
+  static async open(dir: string): Promise<DeltaReader> {
+    const root = resolve(dir);
+    const present = await Promise.all(READ_TABLES.map((t) => hasTable(join(root, t.def.name))));
+    if (!present.some(Boolean)) throw new UsageError(`no Delta tables of coinstream in ${dir}; run \`coinstream run --sink delta:${dir}\` first`);
+    const { instance, conn } = await openDuckDB(':memory:');
+    try {
+      for (let i = 0; i < READ_TABLES.length; i++) await load(conn, join(root, READ_TABLES[i].def.name), READ_TABLES[i], present[i]);
+    } catch (err) {
+      conn.closeSync();
+      instance.closeSync();
+      throw err;
+    }
+    return new DeltaReader(dir, root, DuckDBReader.over(dir, instance, conn));
+  }
+
+  latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]> {
+    return this.inner.latestWindows(o);
+  }
+
+  windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
+    return this.inner.windowsBetween(o);
+  }
+
+  trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
+    return this.inner.trends(o);
+  }
+
+  rejectedCounts(): Promise<Record<string, number>> {
+    return this.inner.rejectedCounts();
+  }
+
+  /** As the Delta sink's readProgress reads it, from trade_windows' log as it is now. */
+  async progress(job: string): Promise<StoredProgress | null> {
+    const tableDir = join(this.dir, DELTA_TABLES.trade_windows.name);
+    if (!(await hasTable(tableDir))) return null;
+    return new DeltaTableLog(tableDir, silentLogger).readProgress(job);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/**
+ * Creates `table` in the in-memory database with the DuckDB store's columns and fills it from the
+ * active files of the Delta table's latest snapshot (nothing when the table is not there yet).
+ */
+async function load(conn: DuckDBConnection, tableDir: string, table: (typeof READ_TABLES)[number], present: boolean): Promise<void> {
+  const { def, key } = table;
+  const name = quoteIdent(def.name);
+  await conn.run(`CREATE TABLE ${name} (${def.columns.map((c) => `${quoteIdent(c.name)} ${DUCKDB_TYPE[c.type]}`).join(', ')})`);
+  if (!present) return;
+  const snapshot = await readDeltaLog(tableDir);
+  if (snapshot.files.length === 0) return;
+  for (const file of snapshot.files) {
+    if (file.deletionVector) throw new CoinstreamError('CONFIG', `Delta table ${tableDir}: file ${file.path} has a deletion vector, which coinstream does not support`);
+  }
+  const paths = snapshot.files.map((f) => dataFilePath(snapshot, f));
+  const list = `[${paths.map(quoteString).join(', ')}]`;
+  try {
+    // The columns the files hold (a column no file has reads as NULL); a partition column (`date`)
+    // is not in the files and not among the store's columns.
+    const inFiles = new Map<string, string>();
+    for (const r of (await conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${list}, hive_partitioning=false, union_by_name=true)`)).getRowObjectsJS()) {
+      inFiles.set(String(r.column_name).toLowerCase(), String(r.column_name));
+    }
+    const select = def.columns.map((c) => {
+      const physical = inFiles.get(c.name.toLowerCase());
+      if (physical === undefined) return `CAST(NULL AS ${DUCKDB_TYPE[c.type]}) AS ${quoteIdent(c.name)}`;
+      // TIMESTAMPTZ -> TIMESTAMP through epoch microseconds: the UTC wall clock, whatever the session's time zone.
+      const value = c.type === 'timestamp' ? `make_timestamp(epoch_us(__d.${quoteIdent(physical)}))` : `__d.${quoteIdent(physical)}`;
+      return `${value} AS ${quoteIdent(c.name)}`;
+    });
+    const files = paths.map((p, i) => `(${i}, ${quoteString(p)})`).join(', ');
+    const newest = key === null ? '' : ` QUALIFY row_number() OVER (PARTITION BY ${key.map((k) => `__d.${quoteIdent(inFiles.get(k) ?? k)}`).join(', ')} ORDER BY __f.__index DESC, __d.file_row_number DESC) = 1`;
+    await conn.run(
+      `INSERT INTO ${name} WITH __f(__index, __file) AS (VALUES ${files}) ` +
+        `SELECT ${select.join(', ')} FROM read_parquet(${list}, hive_partitioning=false, union_by_name=true, filename='__delta_file', file_row_number=true) AS __d ` +
+        `JOIN __f ON __d.__delta_file = __f.__file${newest}`,
+    );
+  } catch (err) {
+    if (err instanceof CoinstreamError) throw err;
+    throw new CoinstreamError('CONFIG', `Delta table ${tableDir}: cannot read data files at version ${snapshot.version} (${(err as Error).message.split('\n')[0]})`, false, { cause: err });
+  }
+}
