@@ -17,9 +17,9 @@ import { setTimeout as pause } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { queryRows } from '../../src/sinks/duckdb/open.js';
 import { freePort, killAll, spawnCoinstream, type Spawned } from '../helpers/process.js';
 import { inputs } from '../oracle/inputs.js';
+import { expectEqualToDuckDB } from './sql-compare.js';
 import { PEERS, type Row } from './sql-peers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-mariadb-'));
@@ -182,71 +182,6 @@ const outages = count(/lost the connection to the server \(/);
 const recoveries = count(/the server is back after/);
 const done = (out: string) => /"msg":"done: /.test(out);
 
-// --- The comparison of sql.test.ts (expectEqualToDuckDB), against the private server. ---
-
-interface TableCheck {
-  name: string;
-  /** Compared in this order; rows sorted by all of them. */
-  columns: string[];
-  numeric: string[];
-  times: string[];
-}
-
-const TABLES: TableCheck[] = [
-  {
-    name: 'trade_windows',
-    columns: ['asset', 'window_start', 'window_end', 'trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume', 'is_final'],
-    numeric: ['trades', 'total_volume', 'total_amount', 'average_price', 'vwap', 'open', 'high', 'low', 'close', 'buy_volume', 'sell_volume', 'is_final'],
-    times: ['window_start', 'window_end'],
-  },
-  {
-    name: 'price_trends',
-    columns: ['asset', 'window_start', 'window_end', 'vwap', 'prev_vwap', 'trend', 'avg_price_6m', 'change_6m_pct', 'windows_6m', 'is_final'],
-    numeric: ['vwap', 'prev_vwap', 'avg_price_6m', 'change_6m_pct', 'windows_6m', 'is_final'],
-    times: ['window_start', 'window_end'],
-  },
-  { name: 'rejected_trades', columns: ['source', 'reason', 'detail', 'raw'], numeric: [], times: [] },
-  {
-    name: 'trades',
-    columns: ['exchange', 'base', 'quote', 'direction', 'price', 'volume', 'timestamp', 'price_usd', 'trade_id'],
-    numeric: ['price', 'volume', 'price_usd'],
-    times: ['timestamp'],
-  },
-];
-
-function duckSelect(t: TableCheck): string {
-  const cols = t.columns.map((c) => (t.times.includes(c) ? `epoch_ms("${c}")::DOUBLE AS "${c}"` : t.numeric.includes(c) ? `"${c}"::DOUBLE AS "${c}"` : `"${c}"`));
-  return `SELECT ${cols.join(', ')} FROM ${t.name}`;
-}
-
-function normalise(t: TableCheck, rows: Row[]): unknown[][] {
-  const out = rows.map((r) => t.columns.map((c) => {
-    const v = r[c];
-    if (v === null || v === undefined) return null;
-    if (t.numeric.includes(c) || t.times.includes(c)) return Number(v);
-    return String(v);
-  }));
-  const key = (row: unknown[]) => JSON.stringify(row.map((v) => (typeof v === 'number' ? v.toPrecision(12) : v)));
-  return out.map((row) => ({ row, k: key(row) })).sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0)).map((x) => x.row);
-}
-
-const close = (a: unknown, b: unknown) =>
-  typeof a === 'number' && typeof b === 'number' ? a === b || Math.abs(a - b) <= 1e-9 * Math.max(Math.abs(a), Math.abs(b)) : a === b;
-
-/** Every compared table of the private server's `db` equals the DuckDB store's. */
-async function expectEqualToDuckDB(db: string, duckdb: string, what: string): Promise<void> {
-  for (const t of TABLES) {
-    const want = normalise(t, await queryRows(duckdb, duckSelect(t), { readOnly: true }));
-    const got = normalise(t, await server!.rows(db, MYSQL.select(t)));
-    expect(got.length, `${what}: ${t.name} has ${got.length} rows, the DuckDB store ${want.length}`).toBe(want.length);
-    expect(want.length, `${what}: ${t.name} is empty`).toBeGreaterThan(0);
-    for (let i = 0; i < want.length; i++) {
-      const same = want[i].every((v, j) => close(v, got[i][j]));
-      if (!same) expect(Object.fromEntries(t.columns.map((c, j) => [c, got[i][j]])), `${what}: ${t.name}, row ${i} (sorted) differs`).toEqual(Object.fromEntries(t.columns.map((c, j) => [c, want[i][j]])));
-    }
-  }
-}
-
 describe('mysql store, its MariaDB server restarted', () => {
   it('rides out the server shutting down and starting again (twice): exits 0 with exact rows, one outage and one recovery line each', async () => {
     // Paced (the hour in about 18 s, a batch every 100 ms) so that the run is mid-way at each restart;
@@ -278,6 +213,6 @@ describe('mysql store, its MariaDB server restarted', () => {
     expect(recoveries(err)).toBe(2);
     expect(err).toMatch(/"level":40[^\n]*lost the connection to the server \(/);
     expect(err).toMatch(/"level":30[^\n]*the server is back after \d+\.\d s/);
-    await expectEqualToDuckDB('test', REF, 'after two restarts');
+    await expectEqualToDuckDB(MYSQL, 'test', REF, 'after two restarts', (db, sql) => server!.rows(db, sql));
   }, 180_000);
 });
