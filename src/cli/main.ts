@@ -9,7 +9,7 @@ import { createLogger, LOG_FORMATS, type Logger } from '../core/logger.js';
 import { SOURCE_SPEC_HELP } from '../sources/contract.js';
 import { SINK_SPEC_HELP } from '../sinks/contract.js';
 
-const COMMANDS = ['run', 'query', 'replay-server', 'record'];
+const COMMANDS = ['run', 'query', 'replay-server', 'record', 'optimize'];
 
 /** A flag that may be given more than once. Values are kept whole (a path may hold spaces). */
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -113,6 +113,20 @@ export function buildProgram(): Command {
   ).action(async (opts, cmd: Command) => {
     const { recordCommand } = await import('./feeds.js');
     await recordCommand({ ...opts, source: listFlag(cmd, 'source') }, { clock: systemClock, logger: loggerFor(cmd) });
+  });
+
+  withLogFormat(
+    program
+      .command('optimize')
+      .description('Compact the small files of a Delta store (delta:DIR, or one table directory); with --vacuum, delete files no longer needed.')
+      .argument('<store>', 'delta:DIR')
+      .addOption(new Option('--target-size <size>', 'compacted file size, by input bytes; files this big are left alone').default('128MiB'))
+      .addOption(new Option('--vacuum', 'then delete data files the table no longer uses that are older than --retention'))
+      .addOption(new Option('--retention <duration>', 'with --vacuum: keep removed files this long (time travel, slow readers)').default('7d'))
+      .addOption(new Option('--dry-run', 'only report what would be compacted and deleted')),
+  ).action(async (store: string, opts, cmd: Command) => {
+    const { optimizeCommand } = await import('./optimize.js');
+    await optimizeCommand(store, opts, { logger: loggerFor(cmd) });
   });
 
   return program;

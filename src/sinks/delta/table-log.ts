@@ -88,8 +88,10 @@ export class DeltaTableLog {
   /**
    * Commits `actions` as the next version. With `txn`, a batch some commit already holds (a txn of the
    * same appId at this version or later) is not committed again: returns null. Else the version.
+   * `stillValid` is asked after each lost race, once the commits that won are read: false gives up
+   * (returns null), for a commit that depends on what they may have changed (optimize's removes).
    */
-  async commit(actions: RawAction[], txn?: { appId: string; version: number }, files?: ParquetWriter): Promise<number | null> {
+  async commit(actions: RawAction[], txn?: { appId: string; version: number }, files?: ParquetWriter, stillValid?: () => Promise<boolean>): Promise<number | null> {
     for (let attempt = 0; attempt < MAX_COMMIT_ATTEMPTS; attempt++) {
       if (txn && this.txnVersion(txn.appId) >= txn.version) return null;
       const version = this.nextVersion;
@@ -101,6 +103,7 @@ export class DeltaTableLog {
       }
       // Another writer took this version: learn what it committed, then try the next one.
       await this.catchUp();
+      if (stillValid && !(await stillValid())) return null;
     }
     throw fail(this.tableDir, `gave up committing after ${MAX_COMMIT_ATTEMPTS} versions were taken by other writers`, undefined, true);
   }
