@@ -300,22 +300,22 @@ export class Pipeline {
       this.ahead.push({ sink, holds: p.positions, caughtUp: false, held: { trades: 0, rejected: 0, caughtUp: false } });
       logger.info({ job, store: sink.name, batchId: p.batchId, from: batchOf(progress) }, `${sink.name} is ahead (batch ${p.batchId}): it skips the records it already holds while the job catches up from ${progress === null ? 'the start' : `batch ${progress.batchId}`}`);
     }
-    if (progress === null) return 'new';
-    this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
     // Batch ids are never reused (like Spark's): the next one follows the newest any store holds, so a
     // store's "already holds batch N" (a Delta txn, the SQL stores' check after a lost connection)
-    // always means this very batch.
-    this.batchesCut = Math.max(...stored.map((s) => batchOf(s.progress))) + 1;
+    // always means this very batch, also when the store behind holds nothing and the job starts over.
+    this.batchesCut = Math.max(-1, ...stored.map((s) => batchOf(s.progress))) + 1;
+    if (progress === null) return 'new';
+    this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
     for (const [source, position] of Object.entries(progress.positions)) this.positions.set(source, position);
     const when = new Date(progress.updatedAt).toISOString();
     // Finished, and no source that the stored job did not have (a live feed, the next file): nothing to do.
-    if (progress.finished && sources.every((s) => s.bounded && progress.positions[s.name])) {
+    if (progress.finished && sources.every((s) => s.bounded && progress.positions[s.name] && !s.moreAfter?.(progress.positions[s.name]))) {
       logger.info({ job, batchId: progress.batchId, stores: stores.map((s) => s.name) }, `job "${job}" already finished at batch ${progress.batchId} (${when}): every source was read to the end; nothing to do (--fresh starts it over)`);
       return 'already-finished';
     }
     const read = sources.filter((s) => progress.positions[s.name]).map((s) => `${s.name} from line ${progress.positions[s.name].line + 1}`);
     logger.info({ job, batchId: progress.batchId, positions: progress.positions }, `resuming job "${job}" after batch ${progress.batchId} (${when})${read.length ? `: reading ${read.join(', ')}` : ''}`);
-    if (sources.some((s) => !s.bounded)) {
+    if (sources.some((s) => !s.bounded && !s.replayable)) {
       const gapMs = clock.now() - progress.updatedAt;
       logger.warn({ job, gapMs }, `live sources cannot be re-read: trades between ${when} and now (${(gapMs / 1000).toFixed(1)} s) were not received; open windows go on from the stored state`);
     }

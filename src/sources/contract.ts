@@ -60,6 +60,16 @@ export interface Source {
    * one; live sources ignore it. The iterable ends when the source is exhausted or the signal aborts.
    */
   events(signal: AbortSignal, from?: SourcePosition): AsyncIterable<SourceEvent>;
+  /**
+   * Unbounded sources that can be read again from a position (a Kafka partition): a restart loses
+   * nothing. Live feeds cannot; files are bounded.
+   */
+  readonly replayable?: boolean;
+  /**
+   * Bounded sources that can grow (a Kafka partition read up to its end): whether there is more to read
+   * after `position`, so that a finished job goes on when there is.
+   */
+  moreAfter?(position: SourcePosition): boolean;
 }
 
 /** The SOURCE SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no source. */

@@ -107,6 +107,27 @@ describe('Pipeline', () => {
     expect(sink.batches).toHaveLength(2); // nothing changed since the last trigger: nothing to write
   });
 
+  it('never reuses a batch id: after a crash where one store holds batch 4 and another nothing, the job starts over with batch 5', async () => {
+    // A store that holds batch 4 of job "run" (positions of another source: it skips nothing of "fed").
+    const progress = { job: 'run', batchId: 4, positions: {}, settings: '{}', engineState: '{}', watermark: 0, finished: false, updatedAt: 0 };
+    const ahead = new MemorySink();
+    const behind = new MemorySink();
+    Object.assign(ahead, { name: 'ahead', readProgress: async () => progress });
+    Object.assign(behind, { name: 'behind', readProgress: async () => null });
+    const clock = new ManualClock(0);
+    const source = new FedSource();
+    const stop = new AbortController();
+    const run = new Pipeline({ sources: [source], sinks: [ahead, behind], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(1000, 100)] });
+    await source.drained();
+    clock.advance(1000);
+    await behind.written(1);
+    stop.abort();
+    await run;
+    // A store's "already holds batch N" (a Delta txn) must never meet a batch cut differently under the same id.
+    expect(behind.batches.map((b) => b.batchId)).toEqual([5]);
+  });
+
   it('counts late trades and keeps them as rejected', async () => {
     const { clock, source, sink, stop, run } = startRun();
     source.push({ kind: 'trades', source: 'fed', trades: [trade(20 * 60_000, 100), trade(1000, 99)] });

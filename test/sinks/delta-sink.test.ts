@@ -248,7 +248,9 @@ describe('delta sink', () => {
 
     const table = join(store, 'trade_windows');
     const listing = await listLog(join(table, '_delta_log'));
-    expect(listing.checkpoints.has(10) && listing.checkpoints.has(20), `checkpoints at 10 and 20: ${[...listing.checkpoints.keys()]}`).toBe(true);
+    const latest = Math.max(...listing.commits);
+    expect(latest, 'versions of trade_windows').toBeGreaterThanOrEqual(10);
+    for (let v = 10; v <= latest; v += 10) expect(listing.checkpoints.has(v), `a checkpoint at ${v}: ${[...listing.checkpoints.keys()]}`).toBe(true);
     const last = JSON.parse(readFileSync(join(table, '_delta_log', '_last_checkpoint'), 'utf8')) as { version: number };
     expect(last.version % 10).toBe(0);
     const viaCheckpoint = await readDeltaLog(table);
