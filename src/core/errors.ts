@@ -9,7 +9,8 @@ export type ErrorCode =
   | 'UNAUTHORIZED' // a feed refused our credentials
   | 'SINK_FAILED' // a store refused a write
   | 'STORE_LOCKED' // another process holds the store
-  | 'PORT_IN_USE'; // a port we were asked to listen on is taken
+  | 'PORT_IN_USE' // a port we were asked to listen on is taken
+  | 'FENCED'; // another writer moved the job's progress in the store since we read it (a rebalance)
 
 export class CoinstreamError extends Error {
   constructor(

@@ -37,6 +37,12 @@ export interface PipelineOptions {
   job?: string;
   /** Clear the job's rows and progress in every store first, and start over (--fresh). */
   fresh?: boolean;
+  /**
+   * Other processes may write this job (`process`: a partition changes owner in a rebalance): each
+   * batch tells each store which batch it must hold first (BatchProgress.expectBatchId), and a store
+   * that holds another refuses it (FENCED).
+   */
+  fenced?: boolean;
 }
 
 export interface PipelineSummary {
@@ -73,6 +79,8 @@ export class Pipeline {
   private tracksProgress = false;
   /** Stores ahead of the one the job resumed from (a crash between two stores' writes of a batch). */
   private ahead: AheadStore[] = [];
+  /** The batch id each store holds for the job (-1: none), for fenced writes. */
+  private readonly storedBatch = new Map<Sink, number>();
   private readonly stop = new AbortController();
   private readonly pendingTrades = new TradeBatchBuilder(MAX_BATCH_TRADES);
   private pendingRejected: RejectedTrade[] = [];
@@ -287,6 +295,7 @@ export class Pipeline {
       return 'new';
     }
     const stored = await Promise.all(stores.map(async (sink) => ({ sink, progress: await sink.readProgress!(job) })));
+    for (const { sink, progress: p } of stored) this.storedBatch.set(sink, p === null ? -1 : p.batchId);
     // The job goes on from the store that is furthest behind; a store ahead of it (the process died
     // between two stores' writes of a batch) skips the records it already holds.
     const batchOf = (p: StoredProgress | null) => (p === null ? -1 : p.batchId);
@@ -382,7 +391,7 @@ export class Pipeline {
       try {
         for (const sink of this.options.sinks) {
           const ahead = held.get(sink);
-          await sink.write(ahead ? withoutHeld(batch, ahead) : batch);
+          await sink.write(this.fence(sink, ahead ? withoutHeld(batch, ahead) : batch));
         }
         // Every sink is done with the trade columns: their memory goes to the next batch.
         this.counts.accepted += batch.trades.length;
@@ -401,6 +410,14 @@ export class Pipeline {
     this.queuedWrites.push(write);
     this.chain = write;
     return write;
+  }
+
+  /** With `fenced`: the batch as `sink` gets it, saying which batch the store must hold first. */
+  private fence(sink: Sink, batch: OutputBatch): OutputBatch {
+    if (!this.options.fenced || !batch.progress || !sink.readProgress) return batch;
+    const expectBatchId = this.storedBatch.get(sink) ?? -1;
+    this.storedBatch.set(sink, batch.batchId);
+    return { ...batch, progress: { ...batch.progress, expectBatchId } };
   }
 
   /** Everything that changed since the previous batch, or null when nothing did. */

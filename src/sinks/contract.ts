@@ -70,6 +70,13 @@ export interface BatchProgress {
   watermark: number;
   /** Every source was read to the end and every window written final: the job is done. */
   finished: boolean;
+  /**
+   * Set where other processes may write the same job (`process`, after a rebalance): the batch id the
+   * store must hold for the job before this batch (-1: none). A store that holds another refuses the
+   * batch with a FENCED error, in the same transaction, so that two owners of a partition never both
+   * write it (optimistic concurrency; the loser resumes from what the winner stored).
+   */
+  expectBatchId?: number;
 }
 
 /** Progress as a store read it back. */

@@ -9,7 +9,7 @@
 // whose last batch had watermark W holds every final window ending at or before W.
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { UsageError } from '../../core/errors.js';
+import { CoinstreamError, UsageError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { crashIfAsked } from '../fault.js';
@@ -69,8 +69,11 @@ export class DeltaTableSink implements Sink {
   private log!: DeltaTableLog;
   private readonly tableDir: string;
   private files: ParquetWriter | null = null;
-  /** The watermark of the last batch this table committed: final windows ending at or before it are in the table. */
-  private writtenThrough = -Infinity;
+  /**
+   * Per job, the watermark of the last batch this table committed: final windows ending at or before
+   * it are in the table. (`process` writes one job per partition to the same table.)
+   */
+  private readonly writtenThrough = new Map<string, number>();
 
   constructor(
     dir: string,
@@ -97,7 +100,11 @@ export class DeltaTableSink implements Sink {
       this.logger.info({ sink: this.name, batchId: batch.batchId }, `${this.name}: batch ${batch.batchId} is already in the table; not appending it again`);
       return;
     }
-    const rows = rowsOf(this.def, batch, this.writtenThrough);
+    if (p && p.expectBatchId !== undefined) this.checkFence(p.job, p.expectBatchId);
+    // A batch without progress goes to a table ahead of the job (it skips what it holds): its windows
+    // are at or before the watermark the table read back for the job.
+    const through = p ? (this.writtenThrough.get(p.job) ?? -Infinity) : Math.max(-Infinity, ...this.writtenThrough.values());
+    const rows = rowsOf(this.def, batch, through);
     // Nothing to append and nothing to remember: no commit.
     if (rows === null && !p) return;
     const adds = rows ? await this.files!.write(this.def, rows, this.tableDir, this.partitioned) : [];
@@ -117,7 +124,9 @@ export class DeltaTableSink implements Sink {
         },
       },
     ];
-    const version = await this.log.commit(actions, p ? { appId: p.job, version: batch.batchId } : undefined, this.files!);
+    // After a lost race, the commits that won may be another owner's of this job.
+    const fence = p?.expectBatchId !== undefined ? async () => (this.checkFence(p.job, p.expectBatchId!), true) : undefined;
+    const version = await this.log.commit(actions, p ? { appId: p.job, version: batch.batchId } : undefined, this.files!, fence);
     if (version === null) {
       // Another writer committed this batch first: our files are not part of the table.
       await Promise.all(adds.map((a) => rm(join(this.tableDir, decodeRelativePath(a.path)), { force: true })));
@@ -125,7 +134,14 @@ export class DeltaTableSink implements Sink {
     }
     crashIfAsked('kill-after-commit', batch.batchId);
     crashIfAsked(`kill-after-table:${this.def.name}`, batch.batchId);
-    if (p) this.writtenThrough = Math.max(this.writtenThrough, p.watermark);
+    if (p) this.writtenThrough.set(p.job, Math.max(this.writtenThrough.get(p.job) ?? -Infinity, p.watermark));
+  }
+
+  /** FENCED when the table's txn of the job is not the batch this writer expects (another owner wrote). */
+  private checkFence(job: string, expect: number): void {
+    const v = this.log.txnVersion(job);
+    const stored = v === -Infinity ? -1 : v;
+    if (stored !== expect) throw new CoinstreamError('FENCED', `${this.name}: job "${job}" is at batch ${stored}, not ${expect} as when this process read it: another process wrote it meanwhile`);
   }
 
   async close(): Promise<void> {
@@ -138,7 +154,7 @@ export class DeltaTableSink implements Sink {
     const progress = await this.log.readProgress(job);
     // A finished job's stored engine is the one before finishing (the pipeline goes on from it when
     // given a further file), so only windows final under its own watermark are certainly here.
-    this.writtenThrough = progress === null ? -Infinity : progress.finished ? engineWatermark(progress) : progress.watermark;
+    this.writtenThrough.set(job, progress === null ? -Infinity : progress.finished ? engineWatermark(progress) : progress.watermark);
     return progress;
   }
 
@@ -152,7 +168,7 @@ export class DeltaTableSink implements Sink {
       { commitInfo: { timestamp: now, operation: 'DELETE', operationParameters: { predicate: '[]' }, engineInfo: ENGINE_INFO, coinstream: { job, cleared: true } } },
     ];
     await this.log.commit(actions, undefined, this.files ?? undefined);
-    this.writtenThrough = -Infinity;
+    this.writtenThrough.delete(job);
   }
 }
 

@@ -195,8 +195,10 @@ export class DuckDBStore implements Sink {
     ).getRowObjectsJS();
     const jobRow = rows.find((r) => r.source === JOB_ROW);
     if (!jobRow) {
-      const [[held]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM trade_windows) + (SELECT count(*) FROM rejected_trades) + (SELECT count(*) FROM trade_log)')).getRowsJS();
-      if (Number(held) === 0) return null;
+      // Rows of other jobs (the partitions of a `process` group share a store) are theirs; rows of no
+      // job at all were written by an earlier coinstream and cannot be resumed.
+      const [[held, jobs]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM trade_windows) + (SELECT count(*) FROM rejected_trades) + (SELECT count(*) FROM trade_log), (SELECT count(*) FROM stream_progress)')).getRowsJS();
+      if (Number(held) === 0 || Number(jobs) > 0) return null;
       throw new CoinstreamError(
         'CONFIG',
         `${this.path} holds results but no progress to resume them from (written by an earlier coinstream, or by another job); start over with --fresh, or use another --sink duckdb:PATH`,

@@ -77,13 +77,20 @@ export class SqlStore implements Sink {
     await this.withSession(`writing batch ${batch.batchId}`, async (s, retry) => {
       await s.query(this.dialect.begin);
       try {
-        if (retry && batch.progress) {
-          // The lost attempt may have committed: its progress row says so.
-          const [row] = await s.query(this.dialect.forUpdate.replace('$JOB', this.dialect.str(batch.progress.job)));
-          if (row && Number(row.batch_id) >= batch.batchId) {
+        const p = batch.progress;
+        if (p && (retry || p.expectBatchId !== undefined)) {
+          // The job's progress row, locked until COMMIT: the lost attempt may have committed (its
+          // batch id says so), or another owner of the job may have written since we read it.
+          const [row] = await s.query(this.dialect.forUpdate.replace('$JOB', this.dialect.str(p.job)));
+          const stored = row ? Number(row.batch_id) : -1;
+          if (retry && stored >= batch.batchId) {
             await s.query('ROLLBACK');
             this.logger.info({ sink: this.name, batchId: batch.batchId }, `${this.name}: batch ${batch.batchId} was committed before the connection was lost; not writing it again`);
             return;
+          }
+          if (p.expectBatchId !== undefined && stored !== p.expectBatchId) {
+            await s.query('ROLLBACK');
+            throw new CoinstreamError('FENCED', `${this.name}: job "${p.job}" is at batch ${stored}, not ${p.expectBatchId} as when this process read it: another process wrote it meanwhile`);
           }
         }
         // The next statement is built while the server runs the one before (one in flight).
@@ -118,6 +125,9 @@ export class SqlStore implements Sink {
       );
       const progress = progressFromRows(job, rows);
       if (!progress) {
+        // Rows of other jobs (the partitions of a `process` group share a store) are theirs; rows of no
+        // job at all were written by an earlier coinstream and cannot be resumed.
+        if ((await s.query('SELECT 1 AS x FROM stream_progress LIMIT 1')).length > 0) return null;
         for (const table of ['trade_windows', 'rejected_trades', 'trades']) {
           if ((await s.query(`SELECT 1 AS x FROM ${table} LIMIT 1`)).length === 0) continue;
           throw new CoinstreamError(
