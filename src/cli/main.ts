@@ -2,14 +2,15 @@
 //
 // Each command's module is imported when the command runs, not before: `coinstream --help` loads
 // neither DuckDB nor the websocket clients.
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import { systemClock } from '../core/clock.js';
 import { CoinstreamError, UsageError, isUsageLike } from '../core/errors.js';
 import { createLogger, LOG_FORMATS, type Logger } from '../core/logger.js';
 import { SOURCE_SPEC_HELP } from '../sources/contract.js';
 import { SINK_SPEC_HELP } from '../sinks/contract.js';
+import { kafkaOptions } from '../kafka/client.js';
 
-const COMMANDS = ['run', 'query', 'replay-server', 'record', 'optimize'];
+const COMMANDS = ['run', 'ingest', 'topics', 'query', 'replay-server', 'record', 'optimize', 'process'];
 
 /** A flag that may be given more than once. Values are kept whole (a path may hold spaces). */
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -74,6 +75,34 @@ export function buildProgram(): Command {
     await runCommand({ ...opts, source: listFlag(cmd, 'source'), sink: listFlag(cmd, 'sink') }, { clock: systemClock, logger: loggerFor(cmd) });
   });
 
+  const ingest = program
+    .command('ingest')
+    .description('Read sources and send every trade to a Kafka topic (rejected input to its dead-letter topic).')
+    .addOption(new Option('--source <spec>', `where trades come from, repeatable: ${SOURCE_SPEC_HELP}`).argParser(collect).env('COINSTREAM_SOURCE'))
+    .addOption(new Option('--topic <name>', 'the trade topic').default('coincap_trade').env('COINSTREAM_TOPIC'))
+    .addOption(new Option('--dead-letter-topic <name>', 'where rejected input goes (default: TOPIC.rejected)').env('COINSTREAM_DEAD_LETTER_TOPIC'))
+    .addOption(new Option('--idempotent', "use Kafka's idempotent producer where the cluster grants one").default(true))
+    .addOption(new Option('--no-idempotent', 'use a plain producer').env('COINSTREAM_NO_IDEMPOTENT'))
+    .addOption(new Option('--speed <max|N>', 'replay pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'));
+  withLogFormat(maxLineOption(kafkaOptions(ingest))).action(async (opts, cmd: Command) => {
+    const { ingestCommand } = await import('./ingest.js');
+    await ingestCommand({ ...opts, source: listFlag(cmd, 'source') }, { clock: systemClock, logger: loggerFor(cmd) });
+  });
+
+  const topics = program
+    .command('topics')
+    .description('Create or describe the trade topic and its dead-letter topic.')
+    .addArgument(new Argument('<action>', 'create: create the topics where missing (an existing one is fine); describe: partitions, leaders, replicas, offsets').choices(['create', 'describe']))
+    .addOption(new Option('--topic <name>', 'the trade topic').default('coincap_trade').env('COINSTREAM_TOPIC'))
+    .addOption(new Option('--dead-letter-topic <name>', 'its dead-letter topic (default: TOPIC.rejected)').env('COINSTREAM_DEAD_LETTER_TOPIC'))
+    .addOption(new Option('--partitions <n>', 'create: partitions of each topic').default('3').env('COINSTREAM_PARTITIONS'))
+    .addOption(new Option('--replication-factor <n>', 'create: copies of each partition').default('1').env('COINSTREAM_REPLICATION_FACTOR'))
+    .addOption(new Option('--retention <duration>', "create: how long messages are kept (default: the cluster's)").env('COINSTREAM_RETENTION'));
+  withLogFormat(kafkaOptions(topics)).action(async (action: string, opts, cmd: Command) => {
+    const { topicsCommand } = await import('./topics.js');
+    await topicsCommand(action, opts, { logger: loggerFor(cmd) });
+  });
+
   withLogFormat(
     program
       .command('query')
@@ -113,6 +142,25 @@ export function buildProgram(): Command {
   ).action(async (opts, cmd: Command) => {
     const { recordCommand } = await import('./feeds.js');
     await recordCommand({ ...opts, source: listFlag(cmd, 'source') }, { clock: systemClock, logger: loggerFor(cmd) });
+  });
+
+  const processCmd = kafkaOptions(
+    program
+      .command('process')
+      .description('Consume the trade topic as a consumer group: one engine per partition, results to the sinks, exactly-once by the progress in the stores.')
+      .addOption(new Option('--topic <name>', 'the trade topic').default('coincap_trade').env('COINSTREAM_TOPIC'))
+      .addOption(new Option('--dead-letter-topic <name>', "ingest's rejections, kept in rejected_trades (default: TOPIC.rejected)").env('COINSTREAM_DEAD_LETTER_TOPIC'))
+      .addOption(new Option('--no-dead-letter', 'do not read the dead-letter topic'))
+      .addOption(new Option('--group <id>', 'the consumer group; its partitions\' progress is kept per group in the stores').default('coinstream').env('COINSTREAM_GROUP'))
+      .addOption(new Option('--sink <spec>', `where results go, repeatable: ${SINK_SPEC_HELP} (default: duckdb:./coinstream.duckdb and console)`).argParser(collect).env('COINSTREAM_SINK'))
+      .addOption(new Option('--starting-offsets <where>', 'where a partition the stores know nothing of starts: earliest or latest').default('earliest').env('COINSTREAM_STARTING_OFFSETS'))
+      .addOption(new Option('--max-offsets-per-trigger <n>', 'at most N records per partition per trigger interval').env('COINSTREAM_MAX_OFFSETS_PER_TRIGGER'))
+      .addOption(new Option('--available-now', 'process what the topics hold when it starts, write everything final, exit 0'))
+      .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES')),
+  );
+  withLogFormat(engineOptions(processCmd)).action(async (opts, cmd: Command) => {
+    const { processCommand } = await import('./process.js');
+    await processCommand({ ...opts, sink: listFlag(cmd, 'sink') }, { clock: systemClock, logger: loggerFor(cmd) });
   });
 
   withLogFormat(

@@ -1,0 +1,70 @@
+// `coinstream process`: Kafka -> engines (one per partition) -> the same sinks as `run`.
+import type { Clock } from '../core/clock.js';
+import { UsageError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { kafkaConfig, type KafkaFlags } from '../kafka/client.js';
+import { deadLetterTopic } from '../kafka/message.js';
+import { processTopics } from '../kafka/process.js';
+import { RetryingSink } from '../sinks/retrying-sink.js';
+import { parseSinkSpec } from '../sinks/spec.js';
+import { engineConfigFromFlags, type EngineFlags } from './run.js';
+import { shutdownSignal } from './signals.js';
+
+export interface ProcessFlags extends EngineFlags, KafkaFlags {
+  topic: string;
+  group: string;
+  sink?: string[];
+  startingOffsets: string;
+  maxOffsetsPerTrigger?: string;
+  availableNow?: boolean;
+  deadLetterTopic?: string;
+  deadLetter: boolean;
+  fresh?: boolean;
+  deltaTrades?: boolean;
+}
+
+/** `process` writes to a DuckDB file and the console unless told otherwise, like `run`. */
+const DEFAULT_PROCESS_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
+
+export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; logger: Logger }): Promise<void> {
+  const { clock, logger } = deps;
+  const engine = engineConfigFromFlags(flags);
+  if (flags.startingOffsets !== 'earliest' && flags.startingOffsets !== 'latest') {
+    throw new UsageError(`--starting-offsets "${flags.startingOffsets}" must be earliest or latest`);
+  }
+  let maxOffsetsPerTrigger: number | undefined;
+  if (flags.maxOffsetsPerTrigger !== undefined) {
+    maxOffsetsPerTrigger = Number(flags.maxOffsetsPerTrigger);
+    if (!Number.isInteger(maxOffsetsPerTrigger) || maxOffsetsPerTrigger < 1) throw new UsageError(`--max-offsets-per-trigger "${flags.maxOffsetsPerTrigger}" must be a whole number >= 1`);
+  }
+  if (!flags.group) throw new UsageError('--group must name the consumer group');
+  const kafka = kafkaConfig(flags, logger, `coinstream-process-${flags.group}`);
+  const delta = { trades: flags.deltaTrades === true };
+  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_PROCESS_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta })).map((sink) => new RetryingSink(sink, { clock, logger }));
+
+  const shutdown = shutdownSignal(logger, 'writing every partition\'s current windows, then leaving the group');
+  try {
+    const started = clock.now();
+    const summary = await processTopics({
+      kafka,
+      topic: flags.topic,
+      deadLetterTopic: flags.deadLetter ? (flags.deadLetterTopic ?? deadLetterTopic(flags.topic)) : null,
+      group: flags.group,
+      sinks,
+      engine,
+      clock,
+      logger,
+      startingOffsets: flags.startingOffsets,
+      maxOffsetsPerTrigger,
+      availableNow: flags.availableNow === true,
+      fresh: flags.fresh === true,
+      signal: shutdown.signal,
+    });
+    logger.info(
+      { ...summary, ms: clock.now() - started },
+      `done: ${summary.accepted} trades aggregated from ${summary.partitions} partitions in ${summary.batches} batches; ${summary.rejected} rejected (kept in rejected_trades)`,
+    );
+  } finally {
+    shutdown.dispose();
+  }
+}

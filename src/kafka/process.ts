@@ -1,0 +1,246 @@
+// `coinstream process`: a Kafka consumer group member. Each partition assigned to it (of the trade
+// topic and of its dead-letter topic) runs as a job of its own, `GROUP/TOPIC/PARTITION`: a pipeline
+// with one engine and its own watermark (a partition is an ordered log, so re-reading it decides the
+// same way), writing to the same stores (DESIGN.md, Recovery). Its progress is committed with its rows
+// in every store; the group's offsets are committed after that, for lag tools; on assignment a job
+// resumes from the progress in the stores, not from the group's offsets.
+import { Kafka, type Consumer, type KafkaConfig } from 'kafkajs';
+import type { Clock } from '../core/clock.js';
+import { CoinstreamError, UsageError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { EngineConfig } from '../engine/contract.js';
+import { Pipeline, type PipelineSummary } from '../pipeline/pipeline.js';
+import type { OutputBatch, Sink } from '../sinks/contract.js';
+import { SharedSink } from '../sinks/shared-sink.js';
+import { KafkaPartitionSource } from './partition-source.js';
+
+export interface ProcessOptions {
+  kafka: KafkaConfig;
+  topic: string;
+  /** The dead-letter topic whose rejections are kept too (null: none). */
+  deadLetterTopic: string | null;
+  group: string;
+  sinks: Sink[];
+  engine: EngineConfig;
+  clock: Clock;
+  logger: Logger;
+  startingOffsets: 'earliest' | 'latest';
+  maxOffsetsPerTrigger?: number;
+  /** Process what the topics hold when the run starts, write everything final, and end. */
+  availableNow: boolean;
+  fresh: boolean;
+  signal: AbortSignal;
+  /** How often to log consumer lag, ms. */
+  progressEveryMs?: number;
+}
+
+export interface ProcessSummary {
+  partitions: number;
+  accepted: number;
+  rejected: number;
+  batches: number;
+}
+
+interface PartitionJob {
+  topic: string;
+  partition: number;
+  source: KafkaPartitionSource;
+  stop: AbortController;
+  done: Promise<PipelineSummary>;
+}
+
+interface Offsets {
+  low: number;
+  high: number;
+}
+
+const key = (topic: string, partition: number) => `${topic}/${partition}`;
+
+export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> {
+  const { logger } = o;
+  const kafka = new Kafka(o.kafka);
+  const offsets = await topicOffsets(kafka, [o.topic, ...(o.deadLetterTopic ? [o.deadLetterTopic] : [])], o.deadLetterTopic, logger);
+  const topics = [...offsets.keys()];
+  const jobName = (topic: string, partition: number) => `${o.group}/${topic}/${partition}`;
+  // Stores are shared by every partition's pipeline: opened once, one write at a time.
+  const sinks = o.sinks.map((s) => new SharedSink(s));
+  if (o.fresh) {
+    for (const sink of sinks) await sink.open();
+    try {
+      for (const [topic, parts] of offsets) for (const p of parts.keys()) for (const sink of sinks) await sink.clearJob?.(jobName(topic, p));
+      logger.info({ group: o.group, topics }, `--fresh: cleared group "${o.group}" of ${topics.join(', ')} from ${sinks.map((s) => s.name).join(', ')}; starting over`);
+    } finally {
+      for (const sink of sinks) await sink.close();
+    }
+  }
+
+  // maxWaitTimeInMs: a fetch of an idle partition returns within 1 s, so leaving the group (disconnect
+  // waits for fetches in flight) takes at most that, not kafkajs' default 5 s. sessionTimeout: a member
+  // that died without leaving (SIGKILL) holds its partitions until this expires; a restart waits for it
+  // (10 s, Kafka's classic default, instead of kafkajs' 30 s).
+  const consumer = kafka.consumer({ groupId: o.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 1000, sessionTimeout: 10_000, heartbeatInterval: 3_000 });
+  const jobs = new Map<string, PartitionJob>();
+  const summary: ProcessSummary = { partitions: 0, accepted: 0, rejected: 0, batches: 0 };
+  let failure: unknown = null;
+  let assigned = false;
+  let allDone: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => (allDone = resolve));
+  const checkDone = () => {
+    if (failure || (o.availableNow && assigned && jobs.size === 0)) allDone();
+  };
+
+  const start = (topic: string, partition: number) => {
+    const range = offsets.get(topic)?.get(partition) ?? { low: 0, high: 0 };
+    const stop = new AbortController();
+    const source = new KafkaPartitionSource({
+      topic,
+      partition,
+      deadLetter: topic !== o.topic,
+      clock: o.clock,
+      startOffset: o.startingOffsets === 'earliest' ? range.low : range.high,
+      lowOffset: range.low,
+      endOffset: o.availableNow ? range.high : undefined,
+      maxPerTrigger: o.maxOffsetsPerTrigger,
+      triggerMs: o.engine.triggerMs,
+      seek: (offset) => consumer.seek({ topic, partition, offset: String(offset) }),
+      pause: (paused) => (paused ? consumer.pause([{ topic, partitions: [partition] }]) : consumer.resume([{ topic, partitions: [partition] }])),
+    });
+    // After every store has committed a batch: the group's offset, for lag tools (never read back).
+    const groupOffsets: Sink = {
+      name: `group offsets ${key(topic, partition)}`,
+      open: async () => undefined,
+      close: async () => undefined,
+      write: async (batch: OutputBatch) => {
+        const position = batch.progress?.positions[source.name];
+        if (!position) return;
+        await consumer.commitOffsets([{ topic, partition, offset: String(position.offset) }]).catch((err: Error) => {
+          logger.warn({ topic, partition, err: err.message }, `committing the group offset of ${key(topic, partition)} failed (${err.message}); the stores hold the progress, lag tools lag behind`);
+        });
+      },
+    };
+    const pipeline = new Pipeline({
+      sources: [source],
+      sinks: [...sinks, groupOffsets],
+      engine: o.engine,
+      clock: o.clock,
+      logger: logger.child({ topic, partition }),
+      job: jobName(topic, partition),
+      signal: stop.signal,
+      fenced: true,
+    });
+    const job: PartitionJob = { topic, partition, source, stop, done: pipeline.run() };
+    jobs.set(key(topic, partition), job);
+    summary.partitions++;
+    job.done.then(
+      (s) => {
+        summary.accepted += s.accepted;
+        summary.rejected += Object.values(s.rejected).reduce((a, b) => a + b, 0);
+        summary.batches += s.batches;
+        if (jobs.get(key(topic, partition)) === job) jobs.delete(key(topic, partition));
+        checkDone();
+      },
+      (err: unknown) => {
+        const current = jobs.get(key(topic, partition)) === job;
+        if (current) jobs.delete(key(topic, partition));
+        if (err instanceof CoinstreamError && err.code === 'FENCED') {
+          // Another member owns the partition now (or owned it meanwhile) and wrote it: what we held
+          // was not written. Still ours (a rebalance handed it back): resume from what the stores hold.
+          if (current && !stop.signal.aborted && !o.signal.aborted) {
+            logger.info({ topic, partition }, `${key(topic, partition)}: another member wrote this partition meanwhile; resuming it from the stores`);
+            start(topic, partition);
+          } else {
+            logger.info({ topic, partition }, `${key(topic, partition)}: given up to another member, which wrote it first; our pending batch is not needed`);
+          }
+          checkDone();
+          return;
+        }
+        failure ??= err;
+        checkDone();
+      },
+    );
+  };
+
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    const assignment = event.payload.memberAssignment as Record<string, number[]>;
+    const now = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => key(topic, p))));
+    // Given up in a rebalance: its pending batch is written (a graceful stop), the new owner resumes from the stores.
+    for (const [k, job] of jobs) if (!now.has(k)) job.stop.abort();
+    const added: string[] = [];
+    for (const [topic, parts] of Object.entries(assignment)) {
+      for (const p of parts) {
+        if (jobs.has(key(topic, p))) continue;
+        start(topic, p);
+        added.push(key(topic, p));
+      }
+    }
+    assigned = true;
+    logger.info({ group: o.group, assignment }, `group "${o.group}": assigned ${[...now].join(', ') || 'nothing'}${added.length ? ` (new: ${added.join(', ')})` : ''}`);
+    checkDone();
+  });
+  consumer.on(consumer.events.CRASH, (event) => {
+    const err = event.payload.error;
+    if (!event.payload.restart) failure ??= new CoinstreamError('SOURCE_UNREADABLE', `the Kafka consumer stopped: ${err.message}`, false, { cause: err });
+    checkDone();
+  });
+
+  const lagLog = setInterval(() => {
+    const lag = [...jobs.values()].map((j) => ({ partition: key(j.topic, j.partition), lag: Math.max(0, j.source.highWatermark - j.source.position) }));
+    if (lag.length > 0) logger.info({ lag }, `consumer lag: ${lag.map((l) => `${l.partition} ${l.lag}`).join(', ')}`);
+  }, o.progressEveryMs ?? 10_000);
+  lagLog.unref();
+
+  const onAbort = () => allDone();
+  o.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics, fromBeginning: o.startingOffsets === 'earliest' });
+    await consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: 8,
+      eachBatch: async ({ batch }) => {
+        const job = jobs.get(key(batch.topic, batch.partition));
+        job?.source.push(batch.messages, Number(batch.highWatermark));
+      },
+    });
+    if (o.signal.aborted) allDone();
+    await finished;
+  } finally {
+    clearInterval(lagLog);
+    o.signal.removeEventListener('abort', onAbort);
+    for (const job of jobs.values()) job.stop.abort();
+    await Promise.allSettled([...jobs.values()].map((j) => j.done));
+    await consumer.disconnect().catch(() => undefined);
+  }
+  if (failure) throw failure;
+  return summary;
+}
+
+/** Low and high watermarks of every partition of the topics; a missing topic is a usage error. */
+async function topicOffsets(kafka: Kafka, topics: string[], optional: string | null, logger: Logger): Promise<Map<string, Map<number, Offsets>>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const out = new Map<string, Map<number, Offsets>>();
+    for (const topic of topics) {
+      let rows: { partition: number; high: string; low: string }[];
+      try {
+        rows = await admin.fetchTopicOffsets(topic);
+      } catch (err) {
+        const message = (err as Error).message;
+        if (/does not host this topic-partition|unknown topic|not exist/i.test(message)) {
+          if (topic === optional) {
+            logger.warn({ topic }, `the dead-letter topic "${topic}" does not exist: reading only the trade topic (rejections of ingest, if any, stay out of rejected_trades)`);
+            continue;
+          }
+          throw new UsageError(`topic "${topic}" does not exist on the brokers; create it (coinstream topics create --topic ${topic}) or name another with --topic`);
+        }
+        throw err;
+      }
+      out.set(topic, new Map(rows.map((r) => [r.partition, { low: Number(r.low), high: Number(r.high) }])));
+      logger.debug({ topic, partitions: rows }, `topic ${topic}: ${rows.length} partitions`);
+    }
+    return out;
+  } finally {
+    await admin.disconnect();
+  }
+}
