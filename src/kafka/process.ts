@@ -56,6 +56,9 @@ interface Offsets {
 
 const key = (topic: string, partition: number) => `${topic}/${partition}`;
 
+/** Times in a row the consumer may stop on an error kafkajs does not retry before process gives up. */
+const MAX_REJOINS = 5;
+
 export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> {
   const { logger } = o;
   const kafka = new Kafka(o.kafka);
@@ -78,140 +81,163 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
   // waits for fetches in flight) takes at most that, not kafkajs' default 5 s. sessionTimeout: a member
   // that died without leaving (SIGKILL) holds its partitions until this expires; a restart waits for it
   // (10 s, Kafka's classic default, instead of kafkajs' 30 s).
-  const consumer = kafka.consumer({ groupId: o.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 1000, sessionTimeout: 10_000, heartbeatInterval: 3_000 });
-  const jobs = new Map<string, PartitionJob>();
   const summary: ProcessSummary = { partitions: 0, accepted: 0, rejected: 0, batches: 0 };
-  let failure: unknown = null;
-  let assigned = false;
-  let allDone: () => void = () => undefined;
-  const finished = new Promise<void>((resolve) => (allDone = resolve));
-  const checkDone = () => {
-    if (failure || (o.availableNow && assigned && jobs.size === 0)) allDone();
-  };
 
-  const start = (topic: string, partition: number) => {
-    const range = offsets.get(topic)?.get(partition) ?? { low: 0, high: 0 };
-    const stop = new AbortController();
-    const source = new KafkaPartitionSource({
-      topic,
-      partition,
-      deadLetter: topic !== o.topic,
-      clock: o.clock,
-      startOffset: o.startingOffsets === 'earliest' ? range.low : range.high,
-      lowOffset: range.low,
-      endOffset: o.availableNow ? range.high : undefined,
-      maxPerTrigger: o.maxOffsetsPerTrigger,
-      triggerMs: o.engine.triggerMs,
-      seek: (offset) => consumer.seek({ topic, partition, offset: String(offset) }),
-      pause: (paused) => (paused ? consumer.pause([{ topic, partitions: [partition] }]) : consumer.resume([{ topic, partitions: [partition] }])),
-    });
-    // After every store has committed a batch: the group's offset, for lag tools (never read back).
-    const groupOffsets: Sink = {
-      name: `group offsets ${key(topic, partition)}`,
-      open: async () => undefined,
-      close: async () => undefined,
-      write: async (batch: OutputBatch) => {
-        const position = batch.progress?.positions[source.name];
-        if (!position) return;
-        await consumer.commitOffsets([{ topic, partition, offset: String(position.offset) }]).catch((err: Error) => {
-          logger.warn({ topic, partition, err: err.message }, `committing the group offset of ${key(topic, partition)} failed (${err.message}); the stores hold the progress, lag tools lag behind`);
-        });
-      },
+  /**
+   * One membership of the group: a consumer, and a job per assigned partition, until the topics are
+   * done (--available-now), the signal, a failure, or the consumer crashing on an error kafkajs does
+   * not retry ('crashed': the jobs were stopped and their pending batches written; join again).
+   */
+  const member = async (): Promise<'done' | 'crashed'> => {
+    const consumer = kafka.consumer({ groupId: o.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 1000, sessionTimeout: 10_000, heartbeatInterval: 3_000 });
+    const jobs = new Map<string, PartitionJob>();
+    let failure: unknown = null;
+    let crashed: Error | null = null;
+    let assigned = false;
+    let allDone: () => void = () => undefined;
+    const finished = new Promise<void>((resolve) => (allDone = resolve));
+    const checkDone = () => {
+      if (failure || crashed || (o.availableNow && assigned && jobs.size === 0)) allDone();
     };
-    const pipeline = new Pipeline({
-      sources: [source],
-      sinks: [...sinks, groupOffsets],
-      engine: o.engine,
-      clock: o.clock,
-      logger: logger.child({ topic, partition }),
-      job: jobName(topic, partition),
-      signal: stop.signal,
-      fenced: true,
-    });
-    const job: PartitionJob = { topic, partition, source, stop, done: pipeline.run() };
-    jobs.set(key(topic, partition), job);
-    summary.partitions++;
-    job.done.then(
-      (s) => {
-        summary.accepted += s.accepted;
-        summary.rejected += Object.values(s.rejected).reduce((a, b) => a + b, 0);
-        summary.batches += s.batches;
-        if (jobs.get(key(topic, partition)) === job) jobs.delete(key(topic, partition));
-        checkDone();
-      },
-      (err: unknown) => {
-        const current = jobs.get(key(topic, partition)) === job;
-        if (current) jobs.delete(key(topic, partition));
-        if (err instanceof CoinstreamError && err.code === 'FENCED') {
-          // Another member owns the partition now (or owned it meanwhile) and wrote it: what we held
-          // was not written. Still ours (a rebalance handed it back): resume from what the stores hold.
-          if (current && !stop.signal.aborted && !o.signal.aborted) {
-            logger.info({ topic, partition }, `${key(topic, partition)}: another member wrote this partition meanwhile; resuming it from the stores`);
-            start(topic, partition);
-          } else {
-            logger.info({ topic, partition }, `${key(topic, partition)}: given up to another member, which wrote it first; our pending batch is not needed`);
-          }
+
+    const start = (topic: string, partition: number) => {
+      const range = offsets.get(topic)?.get(partition) ?? { low: 0, high: 0 };
+      const stop = new AbortController();
+      const source = new KafkaPartitionSource({
+        topic,
+        partition,
+        deadLetter: topic !== o.topic,
+        clock: o.clock,
+        startOffset: o.startingOffsets === 'earliest' ? range.low : range.high,
+        lowOffset: range.low,
+        endOffset: o.availableNow ? range.high : undefined,
+        maxPerTrigger: o.maxOffsetsPerTrigger,
+        triggerMs: o.engine.triggerMs,
+        seek: (offset) => consumer.seek({ topic, partition, offset: String(offset) }),
+        pause: (paused) => (paused ? consumer.pause([{ topic, partitions: [partition] }]) : consumer.resume([{ topic, partitions: [partition] }])),
+      });
+      // After every store has committed a batch: the group's offset, for lag tools (never read back).
+      const groupOffsets: Sink = {
+        name: `group offsets ${key(topic, partition)}`,
+        open: async () => undefined,
+        close: async () => undefined,
+        write: async (batch: OutputBatch) => {
+          const position = batch.progress?.positions[source.name];
+          if (!position) return;
+          await consumer.commitOffsets([{ topic, partition, offset: String(position.offset) }]).catch((err: Error) => {
+            // Refused while the group rebalances (the partition may be another member's now): normal.
+            if (/rebalanc/i.test(err.message)) return logger.debug({ topic, partition, err: err.message }, `group offset of ${key(topic, partition)} not committed: the group is rebalancing`);
+            logger.warn({ topic, partition, err: err.message }, `committing the group offset of ${key(topic, partition)} failed (${err.message}); the stores hold the progress, lag tools lag behind`);
+          });
+        },
+      };
+      const pipeline = new Pipeline({
+        sources: [source],
+        sinks: [...sinks, groupOffsets],
+        engine: o.engine,
+        clock: o.clock,
+        logger: logger.child({ topic, partition }),
+        job: jobName(topic, partition),
+        signal: stop.signal,
+        fenced: true,
+      });
+      const job: PartitionJob = { topic, partition, source, stop, done: pipeline.run() };
+      jobs.set(key(topic, partition), job);
+      summary.partitions++;
+      job.done.then(
+        (s) => {
+          summary.accepted += s.accepted;
+          summary.rejected += Object.values(s.rejected).reduce((a, b) => a + b, 0);
+          summary.batches += s.batches;
+          if (jobs.get(key(topic, partition)) === job) jobs.delete(key(topic, partition));
           checkDone();
-          return;
+        },
+        (err: unknown) => {
+          const current = jobs.get(key(topic, partition)) === job;
+          if (current) jobs.delete(key(topic, partition));
+          if (err instanceof CoinstreamError && err.code === 'FENCED') {
+            // Another member owns the partition now (or owned it meanwhile) and wrote it: what we held
+            // was not written. Still ours (a rebalance handed it back): resume from what the stores hold.
+            if (current && !stop.signal.aborted && !o.signal.aborted) {
+              logger.info({ topic, partition }, `${key(topic, partition)}: another member wrote this partition meanwhile; resuming it from the stores`);
+              start(topic, partition);
+            } else {
+              logger.info({ topic, partition }, `${key(topic, partition)}: given up to another member, which wrote it first; our pending batch is not needed`);
+            }
+            checkDone();
+            return;
+          }
+          failure ??= err;
+          checkDone();
+        },
+      );
+    };
+
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      const assignment = event.payload.memberAssignment as Record<string, number[]>;
+      const now = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => key(topic, p))));
+      // Given up in a rebalance: its pending batch is written (a graceful stop), the new owner resumes from the stores.
+      for (const [k, job] of jobs) if (!now.has(k)) job.stop.abort();
+      const added: string[] = [];
+      for (const [topic, parts] of Object.entries(assignment)) {
+        for (const p of parts) {
+          if (jobs.has(key(topic, p))) continue;
+          start(topic, p);
+          added.push(key(topic, p));
         }
-        failure ??= err;
-        checkDone();
-      },
-    );
+      }
+      assigned = true;
+      logger.info({ group: o.group, assignment }, `group "${o.group}": assigned ${[...now].join(', ') || 'nothing'}${added.length ? ` (new: ${added.join(', ')})` : ''}`);
+      checkDone();
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      // kafkajs restarts the consumer itself after a retriable error; after another it has left the group.
+      if (!event.payload.restart) crashed ??= event.payload.error;
+      checkDone();
+    });
+
+    const lagLog = setInterval(() => {
+      const lag = [...jobs.values()].map((j) => ({ partition: key(j.topic, j.partition), lag: Math.max(0, j.source.highWatermark - j.source.position) }));
+      if (lag.length > 0) logger.info({ lag }, `consumer lag: ${lag.map((l) => `${l.partition} ${l.lag}`).join(', ')}`);
+    }, o.progressEveryMs ?? 10_000);
+    lagLog.unref();
+
+    const onAbort = () => allDone();
+    o.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics, fromBeginning: o.startingOffsets === 'earliest' });
+      await consumer.run({
+        autoCommit: false,
+        partitionsConsumedConcurrently: 8,
+        eachBatch: async ({ batch }) => {
+          const job = jobs.get(key(batch.topic, batch.partition));
+          job?.source.push(batch.messages, Number(batch.highWatermark));
+        },
+      });
+      if (o.signal.aborted) allDone();
+      await finished;
+    } finally {
+      clearInterval(lagLog);
+      o.signal.removeEventListener('abort', onAbort);
+      for (const job of jobs.values()) job.stop.abort();
+      await Promise.allSettled([...jobs.values()].map((j) => j.done));
+      await consumer.disconnect().catch(() => undefined);
+    }
+    if (failure) throw failure;
+    if (crashed && !o.signal.aborted) {
+      rejoinError = crashed;
+      return 'crashed';
+    }
+    return 'done';
   };
 
-  consumer.on(consumer.events.GROUP_JOIN, (event) => {
-    const assignment = event.payload.memberAssignment as Record<string, number[]>;
-    const now = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => key(topic, p))));
-    // Given up in a rebalance: its pending batch is written (a graceful stop), the new owner resumes from the stores.
-    for (const [k, job] of jobs) if (!now.has(k)) job.stop.abort();
-    const added: string[] = [];
-    for (const [topic, parts] of Object.entries(assignment)) {
-      for (const p of parts) {
-        if (jobs.has(key(topic, p))) continue;
-        start(topic, p);
-        added.push(key(topic, p));
-      }
-    }
-    assigned = true;
-    logger.info({ group: o.group, assignment }, `group "${o.group}": assigned ${[...now].join(', ') || 'nothing'}${added.length ? ` (new: ${added.join(', ')})` : ''}`);
-    checkDone();
-  });
-  consumer.on(consumer.events.CRASH, (event) => {
-    const err = event.payload.error;
-    if (!event.payload.restart) failure ??= new CoinstreamError('SOURCE_UNREADABLE', `the Kafka consumer stopped: ${err.message}`, false, { cause: err });
-    checkDone();
-  });
-
-  const lagLog = setInterval(() => {
-    const lag = [...jobs.values()].map((j) => ({ partition: key(j.topic, j.partition), lag: Math.max(0, j.source.highWatermark - j.source.position) }));
-    if (lag.length > 0) logger.info({ lag }, `consumer lag: ${lag.map((l) => `${l.partition} ${l.lag}`).join(', ')}`);
-  }, o.progressEveryMs ?? 10_000);
-  lagLog.unref();
-
-  const onAbort = () => allDone();
-  o.signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topics, fromBeginning: o.startingOffsets === 'earliest' });
-    await consumer.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: 8,
-      eachBatch: async ({ batch }) => {
-        const job = jobs.get(key(batch.topic, batch.partition));
-        job?.source.push(batch.messages, Number(batch.highWatermark));
-      },
-    });
-    if (o.signal.aborted) allDone();
-    await finished;
-  } finally {
-    clearInterval(lagLog);
-    o.signal.removeEventListener('abort', onAbort);
-    for (const job of jobs.values()) job.stop.abort();
-    await Promise.allSettled([...jobs.values()].map((j) => j.done));
-    await consumer.disconnect().catch(() => undefined);
+  let rejoinError: Error | null = null;
+  for (let attempt = 1; (await member()) === 'crashed'; attempt++) {
+    const err = rejoinError as Error | null;
+    if (attempt >= MAX_REJOINS) throw new CoinstreamError('SOURCE_UNREADABLE', `the Kafka consumer stopped ${attempt} times in a row, the last time on: ${err?.message}`, false, { cause: err });
+    logger.warn({ group: o.group, attempt, err: err?.message }, `the Kafka consumer stopped (${err?.message}); every partition's pending batch is written; joining group "${o.group}" again (${attempt} of ${MAX_REJOINS - 1})`);
   }
-  if (failure) throw failure;
   return summary;
 }
 
