@@ -10,7 +10,7 @@ import { SOURCE_SPEC_HELP } from '../sources/contract.js';
 import { SINK_SPEC_HELP } from '../sinks/contract.js';
 import { kafkaOptions } from '../kafka/client.js';
 
-const COMMANDS = ['run', 'ingest', 'topics', 'query', 'replay-server', 'record', 'optimize', 'process'];
+const COMMANDS = ['run', 'ingest', 'topics', 'query', 'replay-server', 'record', 'optimize', 'process', 'dashboard'];
 
 /** A flag that may be given more than once. Values are kept whole (a path may hold spaces). */
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
@@ -24,6 +24,20 @@ function listFlag(cmd: Command, name: string): string[] | undefined {
   if (values === undefined || cmd.getOptionValueSource(name) !== 'env') return values;
   return values.flatMap((v) => v.split(/\s+/).filter(Boolean));
 }
+
+/** The dashboard flags of `run` and `process`. */
+function dashboardOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--port <port>', 'dashboard port (0: any free port)').default('8080').env('COINSTREAM_PORT'))
+    .addOption(new Option('--host <host>', 'dashboard address (other than 127.0.0.1: reachable from other machines)').default('127.0.0.1').env('COINSTREAM_HOST'))
+    .addOption(new Option('--no-dashboard', 'do not serve the dashboard (nor /metrics)').env('COINSTREAM_NO_DASHBOARD'));
+}
+
+/** Whether --port kept its default (a taken default port only costs the dashboard, with a warning). */
+const portIsDefault = (cmd: Command) => cmd.getOptionValueSource('port') === 'default';
+
+/** The store specs (read-store.ts), written out here so that --help loads no store module. */
+const STORE_SPEC_HELP_TEXT = 'duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:DIR';
 
 function engineOptions(cmd: Command): Command {
   return cmd
@@ -66,13 +80,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--sink <spec>', `where results go, repeatable: ${SINK_SPEC_HELP} (default: duckdb:./coinstream.duckdb and console)`).argParser(collect).env('COINSTREAM_SINK'))
     .addOption(new Option('--speed <max|N>', 'replay pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
     .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something)').env('COINSTREAM_BATCHES'))
-    .addOption(new Option('--port <port>', 'dashboard port').default('8080').env('COINSTREAM_PORT'))
-    .addOption(new Option('--no-dashboard', 'do not serve the dashboard'))
+
     .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES'))
     .addOption(new Option('--delta-partition <how>', 'Delta tables partitioned by date: auto (the trades archive only), date (every table), none').default('auto').env('COINSTREAM_DELTA_PARTITION'));
-  withLogFormat(maxLineOption(engineOptions(run))).action(async (opts, cmd: Command) => {
+  withLogFormat(maxLineOption(engineOptions(dashboardOptions(run)))).action(async (opts, cmd: Command) => {
     const { runCommand } = await import('./run.js');
-    await runCommand({ ...opts, source: listFlag(cmd, 'source'), sink: listFlag(cmd, 'sink') }, { clock: systemClock, logger: loggerFor(cmd) });
+    await runCommand({ ...opts, source: listFlag(cmd, 'source'), sink: listFlag(cmd, 'sink'), portIsDefault: portIsDefault(cmd) }, { clock: systemClock, logger: loggerFor(cmd) });
   });
 
   const ingest = program
@@ -158,9 +171,21 @@ export function buildProgram(): Command {
       .addOption(new Option('--available-now', 'process what the topics hold when it starts, write everything final, exit 0'))
       .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES')),
   );
-  withLogFormat(engineOptions(processCmd)).action(async (opts, cmd: Command) => {
+  withLogFormat(engineOptions(dashboardOptions(processCmd))).action(async (opts, cmd: Command) => {
     const { processCommand } = await import('./process.js');
-    await processCommand({ ...opts, sink: listFlag(cmd, 'sink') }, { clock: systemClock, logger: loggerFor(cmd) });
+    await processCommand({ ...opts, sink: listFlag(cmd, 'sink'), portIsDefault: portIsDefault(cmd) }, { clock: systemClock, logger: loggerFor(cmd) });
+  });
+
+  withLogFormat(
+    program
+      .command('dashboard')
+      .description('Serve the web dashboard of a store (history, and updates every 2 s), until Ctrl-C.')
+      .addOption(new Option('--store <spec>', `the store to show: ${STORE_SPEC_HELP_TEXT}`).default('duckdb:./coinstream.duckdb').env('COINSTREAM_STORE'))
+      .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default('8080').env('COINSTREAM_PORT'))
+      .addOption(new Option('--host <host>', 'address to listen on (other than 127.0.0.1: reachable from other machines)').default('127.0.0.1').env('COINSTREAM_HOST')),
+  ).action(async (opts, cmd: Command) => {
+    const { dashboardCommand } = await import('./dashboard.js');
+    await dashboardCommand({ ...opts, dashboard: true }, { logger: loggerFor(cmd) });
   });
 
   withLogFormat(

@@ -9,8 +9,9 @@ import { RetryingSink } from '../sinks/retrying-sink.js';
 import { parseSinkSpec } from '../sinks/spec.js';
 import { engineConfigFromFlags, type EngineFlags } from './run.js';
 import { shutdownSignal } from './signals.js';
+import { parsePort, startLiveDashboard, type DashboardFlags } from './dashboard.js';
 
-export interface ProcessFlags extends EngineFlags, KafkaFlags {
+export interface ProcessFlags extends EngineFlags, KafkaFlags, DashboardFlags {
   topic: string;
   group: string;
   sink?: string[];
@@ -42,6 +43,8 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
   const delta = { trades: flags.deltaTrades === true };
   const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_PROCESS_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta })).map((sink) => new RetryingSink(sink, { clock, logger }));
 
+  parsePort(flags.port);
+  const dashboard = await startLiveDashboard(flags, { clock, logger });
   const shutdown = shutdownSignal(logger, 'writing every partition\'s current windows, then leaving the group');
   try {
     const started = clock.now();
@@ -59,6 +62,11 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
       availableNow: flags.availableNow === true,
       fresh: flags.fresh === true,
       signal: shutdown.signal,
+      observers: dashboard.observers,
+      onLag: (lag) => {
+        dashboard.live?.setConsumerLag(lag);
+        for (const [partition, records] of Object.entries(lag)) dashboard.metrics?.consumerLag(partition, records);
+      },
     });
     logger.info(
       { ...summary, ms: clock.now() - started },
@@ -66,5 +74,6 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
     );
   } finally {
     shutdown.dispose();
+    await dashboard.close();
   }
 }

@@ -12,6 +12,9 @@ import { DEFAULT_SINKS, parseSinkSpec } from '../sinks/spec.js';
 import { DELTA_PARTITIONINGS, type DeltaPartitioning } from '../sinks/delta/delta-sink.js';
 import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
 import { shutdownSignal } from './signals.js';
+import { parsePort, startLiveDashboard, type DashboardFlags } from './dashboard.js';
+
+export { parsePort };
 
 export interface EngineFlags {
   window: string;
@@ -22,13 +25,11 @@ export interface EngineFlags {
   trendSpan: string;
 }
 
-export interface RunFlags extends EngineFlags {
+export interface RunFlags extends EngineFlags, DashboardFlags {
   source?: string[];
   sink?: string[];
   speed: string;
   batches?: string;
-  port: string;
-  dashboard: boolean;
   maxLine: string;
   fresh?: boolean;
   deltaTrades?: boolean;
@@ -61,11 +62,6 @@ function parseDeltaPartition(text: string): DeltaPartitioning {
   return text as DeltaPartitioning;
 }
 
-export function parsePort(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port "${text}" must be a port number 0-65535`);
-  return n;
-}
 
 export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: Logger }): Promise<void> {
   const { clock, logger } = deps;
@@ -73,18 +69,18 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const engine = engineConfigFromFlags(flags);
   const maxBatches = parseBatches(flags.batches);
   const speed = parseSpeed(flags.speed);
-  const port = parsePort(flags.port);
+  parsePort(flags.port);
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
   const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, maxLineBytes }));
   // Retries wrap every store (a store only says whether an error is worth retrying).
   const delta = { trades: flags.deltaTrades === true, partition: parseDeltaPartition(flags.deltaPartition) };
   const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta })).map((sink) => new RetryingSink(sink, { clock, logger }));
-  if (flags.dashboard) logger.info({ port }, 'the web dashboard is not part of this version yet; running without it');
+  const dashboard = await startLiveDashboard(flags, { clock, logger });
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
   try {
-    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, speed, signal: shutdown.signal, fresh: flags.fresh }).run();
+    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, speed, signal: shutdown.signal, fresh: flags.fresh, observers: dashboard.observers() }).run();
     if (summary.reason === 'already-finished') return;
     const damaged = summary.damaged > 0 ? `; ${summary.damaged} damaged source(s) read up to the damage` : '';
     logger.info(
@@ -93,5 +89,6 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
     );
   } finally {
     shutdown.dispose();
+    await dashboard.close();
   }
 }

@@ -9,7 +9,7 @@ import type { Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EngineConfig } from '../engine/contract.js';
-import { Pipeline, type PipelineSummary } from '../pipeline/pipeline.js';
+import { Pipeline, type PipelineObserver, type PipelineSummary } from '../pipeline/pipeline.js';
 import type { OutputBatch, Sink } from '../sinks/contract.js';
 import { SharedSink } from '../sinks/shared-sink.js';
 import { KafkaPartitionSource } from './partition-source.js';
@@ -32,6 +32,10 @@ export interface ProcessOptions {
   signal: AbortSignal;
   /** How often to log consumer lag, ms. */
   progressEveryMs?: number;
+  /** Watchers for each partition's pipeline (metrics, the dashboard): called once per pipeline. */
+  observers?: () => PipelineObserver[];
+  /** Consumer lag per partition (`topic/partition` -> records), every progressEveryMs and at each batch. */
+  onLag?(lag: Record<string, number>): void;
 }
 
 export interface ProcessSummary {
@@ -140,6 +144,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
         job: jobName(topic, partition),
         signal: stop.signal,
         fenced: true,
+        observers: o.observers?.() ?? [],
       });
       const job: PartitionJob = { topic, partition, source, stop, done: pipeline.run() };
       jobs.set(key(topic, partition), job);
@@ -199,6 +204,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
     const lagLog = setInterval(() => {
       const lag = [...jobs.values()].map((j) => ({ partition: key(j.topic, j.partition), lag: Math.max(0, j.source.highWatermark - j.source.position) }));
       if (lag.length > 0) logger.info({ lag }, `consumer lag: ${lag.map((l) => `${l.partition} ${l.lag}`).join(', ')}`);
+      o.onLag?.(Object.fromEntries(lag.map((l) => [l.partition, l.lag])));
     }, o.progressEveryMs ?? 10_000);
     lagLog.unref();
 

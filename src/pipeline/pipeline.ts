@@ -43,6 +43,20 @@ export interface PipelineOptions {
    * that holds another refuses it (FENCED).
    */
   fenced?: boolean;
+  /** Watchers of the run (metrics, the dashboard): told of source events and of written batches. */
+  observers?: PipelineObserver[];
+}
+
+/** What a watcher of the run is told. Observers must be quick and must not throw. */
+export interface PipelineObserver {
+  /** A source event as it arrives (a trades event carries many trades), before the engine sees it. */
+  event?(event: SourceEvent): void;
+  /** A batch once every sink has written it: how long the write took (ms) and when it ended (clock ms). */
+  written?(batch: OutputBatch, writeMs: number, at: number): void;
+  /** One sink's write of a batch, ms. */
+  sinkWritten?(sink: string, ms: number): void;
+  /** The run ended (every source read, a stop, or a failure). */
+  stopped?(reason: PipelineSummary['reason'] | 'failed'): void;
 }
 
 export interface PipelineSummary {
@@ -119,7 +133,9 @@ export class Pipeline {
       this.armTimer();
       progress = this.startProgressLog();
       const events = this.openStreams();
+      const observers = this.options.observers ?? [];
       for await (const event of events) {
+        for (const o of observers) o.event?.(event);
         if (event.kind === 'trades') {
           // A full batch is cut at exactly MAX_BATCH_TRADES, even in the middle of an event.
           for (let from = 0; from < event.trades.length; ) {
@@ -151,6 +167,9 @@ export class Pipeline {
       await this.trigger(true, !this.stop.signal.aborted);
       if (this.failure) throw this.failure;
       return this.summary(this.stopReason ?? 'end-of-input');
+    } catch (err) {
+      for (const o of this.options.observers ?? []) o.stopped?.('failed');
+      throw err;
     } finally {
       this.timer?.cancel();
       clearInterval(progress);
@@ -389,10 +408,16 @@ export class Pipeline {
     const write = this.chain.then(async () => {
       if (this.failure) return;
       try {
+        const observers = this.options.observers ?? [];
+        const started = this.options.clock.now();
         for (const sink of this.options.sinks) {
           const ahead = held.get(sink);
+          const t0 = this.options.clock.now();
           await sink.write(this.fence(sink, ahead ? withoutHeld(batch, ahead) : batch));
+          for (const o of observers) o.sinkWritten?.(sink.name, this.options.clock.now() - t0);
         }
+        const at = this.options.clock.now();
+        for (const o of observers) o.written?.(batch, at - started, at);
         // Every sink is done with the trade columns: their memory goes to the next batch.
         this.counts.accepted += batch.trades.length;
         for (const r of batch.rejected) this.counts.rejected[r.reason]++;
@@ -498,6 +523,7 @@ export class Pipeline {
   }
 
   private summary(reason: PipelineSummary['reason']): PipelineSummary {
+    for (const o of this.options.observers ?? []) o.stopped?.(reason);
     return { batches: this.batchesWritten, accepted: this.counts.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, damaged: this.counts.damaged, watermark: this.engine.watermark, reason };
   }
 }

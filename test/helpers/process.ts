@@ -40,10 +40,12 @@ export function killAll(): void {
 
 /**
  * Starts `node bin/coinstream.js ...args` with `env` added to this process's environment. Logs are JSON
- * lines (COINSTREAM_LOG_FORMAT=json) unless `env` says otherwise.
+ * lines (COINSTREAM_LOG_FORMAT=json) unless `env` says otherwise. No dashboard unless the args name a
+ * --port: test files run side by side, and would all reach for port 8080.
  */
 export function spawnCoinstream(args: string[], env: Record<string, string> = {}): Spawned {
-  const child = spawn('node', ['bin/coinstream.js', ...args], { env: { ...process.env, COINSTREAM_LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const dashboard = args.includes('--port') ? {} : { COINSTREAM_NO_DASHBOARD: '1' };
+  const child = spawn('node', ['bin/coinstream.js', ...args], { env: { ...process.env, COINSTREAM_LOG_FORMAT: 'json', ...dashboard, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   const text: Record<Stream, string> = { stdout: '', stderr: '' };
   child.stdout!.on('data', (d) => (text.stdout += d));

@@ -14,7 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), 'coinstream-oracle-'));
 
 function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('node', ['bin/coinstream.js', ...args], { maxBuffer: 64 << 20, env: { ...process.env, ...env } }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }));
+    execFile('node', ['bin/coinstream.js', ...args], { maxBuffer: 64 << 20, env: { ...process.env, COINSTREAM_NO_DASHBOARD: '1', ...env } }, (err, _stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }));
   });
 }
 

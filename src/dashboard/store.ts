@@ -1,0 +1,106 @@
+// The dashboard's data from a store (`coinstream dashboard --store SPEC`): history through the
+// StoreReader of any store kind (DuckDB, MySQL, PostgreSQL, Delta), and live updates by asking it again
+// every few seconds for the windows that changed (a store written by `process` on other machines moves
+// on the page within that interval).
+import type { TrendResult, WindowResult } from '../engine/contract.js';
+import type { Logger } from '../core/logger.js';
+import type { StoreReader } from '../sinks/contract.js';
+import type { AssetUpdate, DashboardData, DashboardEvent, DashboardStatus } from './contract.js';
+
+/** How far back the assets list and each poll look, from the newest window end. */
+const RECENT_MS = 7 * 24 * 3600 * 1000;
+const POLL_RECENT_MS = 15 * 60 * 1000;
+
+export class StoreDashboard implements DashboardData {
+  private readonly listeners = new Set<(e: DashboardEvent) => void>();
+  private timer: NodeJS.Timeout | null = null;
+  /** What the last poll saw per window key: updated_at, so that only changed windows are sent. */
+  private seen = new Map<string, number>();
+  private rejected: Record<string, number> = {};
+  private polling = false;
+
+  constructor(
+    private readonly reader: StoreReader,
+    private readonly logger: Logger,
+    private readonly pollMs = 2_000,
+  ) {}
+
+  async assets(): Promise<string[]> {
+    const rows = await this.reader.latestWindows({ lastMs: RECENT_MS });
+    return [...new Set(rows.map((r) => r.window.asset))].sort();
+  }
+
+  async windows(q: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
+    return newest(await this.reader.windowsBetween({ asset: q.asset, from: q.from, to: q.to }), q.limit);
+  }
+
+  async trends(q: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
+    return newest(await this.reader.trends({ asset: q.asset, from: q.from, to: q.to }), q.limit);
+  }
+
+  status(): DashboardStatus {
+    const rejected = { malformed: 0, invalid: 0, late: 0, duplicate: 0, ...this.rejected };
+    return { state: 'store', sources: [{ name: this.reader.name, connected: true }], counters: { accepted: 0, rejected, gaps: 0 }, lastCommitAt: null, watermark: null };
+  }
+
+  subscribe(listener: (event: DashboardEvent) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.timer) {
+      void this.poll(true);
+      this.timer = setInterval(() => void this.poll(false), this.pollMs);
+    }
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0 && this.timer) {
+        clearInterval(this.timer);
+        this.timer = null;
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.listeners.clear();
+    await this.reader.close();
+  }
+
+  /** Sends the windows (with their trends) that changed since the last poll. */
+  private async poll(first: boolean): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      this.rejected = await this.reader.rejectedCounts();
+      const rows = await this.reader.latestWindows({ lastMs: POLL_RECENT_MS });
+      const updates = new Map<string, AssetUpdate>();
+      for (const { window, trend } of rows) {
+        const key = `${window.asset}\u0000${window.windowStart}\u0000${window.windowEnd}`;
+        if (this.seen.get(key) === window.updatedAt) continue;
+        this.seen.set(key, window.updatedAt);
+        if (first) continue;
+        let u = updates.get(window.asset);
+        if (!u) updates.set(window.asset, (u = { asset: window.asset, windows: [], trends: [] }));
+        u.windows!.push(window);
+        if (trend) u.trends!.push(trend);
+      }
+      for (const u of updates.values()) this.emit({ type: 'asset', update: u });
+      this.emit({ type: 'status', status: this.status() });
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, store: this.reader.name }, `reading ${this.reader.name} for the dashboard failed: ${(err as Error).message}; trying again in ${this.pollMs / 1000} s`);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private emit(event: DashboardEvent): void {
+    for (const l of this.listeners) l(event);
+  }
+}
+
+/** The newest `limit` rows (by window start), in ascending order. */
+function newest<R extends { windowStart: number; windowEnd: number; asset: string }>(rows: R[], limit: number | undefined): R[] {
+  if (limit === undefined || rows.length <= limit) return rows;
+  const sorted = [...rows].sort((a, b) => a.windowStart - b.windowStart || a.windowEnd - b.windowEnd);
+  const kept = new Set(sorted.slice(sorted.length - limit));
+  return rows.filter((r) => kept.has(r));
+}
