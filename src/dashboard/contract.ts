@@ -29,8 +29,12 @@ export interface AssetUpdate {
   /** The newest version of windows that changed (several when a batch closed one and opened the next). */
   windows?: WindowResult[];
   trends?: TrendResult[];
-  /** Last trade price (USD) and when that trade was received (epoch ms, our clock). */
-  price?: { priceUsd: number; receivedAt: number };
+  /**
+   * Last trade price (USD) and when that trade was received (epoch ms, our clock); `oldestReceivedAt`:
+   * the earliest arrival among the trades this update stands for (updates are coalesced), so that the
+   * page can measure the longest any trade waited to show.
+   */
+  price?: { priceUsd: number; receivedAt: number; oldestReceivedAt?: number };
   /** Trades per second of this asset over the last few seconds. */
   tradesPerSecond?: number;
 }

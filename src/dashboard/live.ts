@@ -116,10 +116,11 @@ export class LiveDashboard implements DashboardData {
         if (!this.sources.get(e.source)) this.sourceState(e.source, true);
         const now = this.clock.now();
         // The newest trade of each asset in this event: one update per asset, not per trade.
-        const newest = new Map<string, { priceUsd: number; receivedAt: number; n: number }>();
+        const newest = new Map<string, { priceUsd: number; receivedAt: number; oldestReceivedAt: number; n: number }>();
         for (const t of e.trades) {
           const seen = newest.get(t.base);
-          newest.set(t.base, { priceUsd: t.priceUsd, receivedAt: t.receivedAt ?? e.receivedAt ?? now, n: (seen?.n ?? 0) + 1 });
+          const receivedAt = t.receivedAt ?? e.receivedAt ?? now;
+          newest.set(t.base, { priceUsd: t.priceUsd, receivedAt, oldestReceivedAt: Math.min(seen?.oldestReceivedAt ?? receivedAt, receivedAt), n: (seen?.n ?? 0) + 1 });
         }
         for (const [name, last] of newest) {
           const s = this.asset(name);
@@ -127,7 +128,7 @@ export class LiveDashboard implements DashboardData {
           while (s.arrivalsHead < s.arrivals.length && s.arrivals[s.arrivalsHead] < now - RATE_SPAN_MS) s.arrivalsHead++;
           if (s.arrivalsHead > 10_000) (s.arrivals = s.arrivals.slice(s.arrivalsHead)), (s.arrivalsHead = 0);
           const tradesPerSecond = Math.round(((s.arrivals.length - s.arrivalsHead) * 1000) / RATE_SPAN_MS);
-          this.emit({ type: 'asset', update: { asset: name, price: { priceUsd: last.priceUsd, receivedAt: last.receivedAt }, tradesPerSecond } });
+          this.emit({ type: 'asset', update: { asset: name, price: { priceUsd: last.priceUsd, receivedAt: last.receivedAt, oldestReceivedAt: last.oldestReceivedAt }, tradesPerSecond } });
         }
         return;
       }

@@ -140,9 +140,16 @@ export class SseHub {
     };
   }
 
-  /** Ends every client's stream and stops listening. */
+  /**
+   * Sends what waits for its interval (the last batch of a finished replay must reach the page), then
+   * ends every client's stream and stops listening.
+   */
   close(): void {
     if (this.closed) return;
+    if (this.listening) {
+      for (const pending of this.assets.values()) this.sendNow(pending, (u) => this.broadcast('asset', u));
+      this.sendNow(this.status, (s) => this.broadcast('status', s));
+    }
     this.closed = true;
     for (const client of [...this.clients]) {
       this.remove(client);
@@ -219,6 +226,16 @@ export class SseHub {
       this.status.value = event.status;
       this.throttle(this.status, this.statusIntervalMs, (s) => this.broadcast('status', s));
     }
+  }
+
+  /** Sends a pending value now, whatever its interval. */
+  private sendNow<T>(pending: Pending<T>, send: (value: T) => void): void {
+    pending.timer?.cancel();
+    pending.timer = null;
+    if (pending.value === null) return;
+    const value = pending.value;
+    pending.value = null;
+    send(value);
   }
 
   /** Sends now if the last send is at least `interval` ago, else once the interval has passed. */
@@ -310,7 +327,10 @@ export function mergeUpdates(prev: AssetUpdate, next: AssetUpdate): AssetUpdate 
   const trends = mergeRows<TrendResult>(prev.trends, next.trends);
   if (trends) out.trends = trends;
   const price = next.price ?? prev.price;
-  if (price) out.price = price;
+  if (price) {
+    const oldest = Math.min(prev.price?.oldestReceivedAt ?? prev.price?.receivedAt ?? Infinity, next.price?.oldestReceivedAt ?? next.price?.receivedAt ?? Infinity);
+    out.price = Number.isFinite(oldest) ? { ...price, oldestReceivedAt: oldest } : price;
+  }
   const tps = next.tradesPerSecond ?? prev.tradesPerSecond;
   if (tps !== undefined) out.tradesPerSecond = tps;
   return out;

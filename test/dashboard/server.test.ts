@@ -456,7 +456,12 @@ describe('the live stream', () => {
     const bitcoin = c.messages.filter((m) => m.event === 'asset' && JSON.parse(m.data).asset === 'bitcoin');
     expect(bitcoin.length).toBeLessThanOrEqual(3);
     const last = JSON.parse(bitcoin.at(-1)!.data) as AssetUpdate;
-    expect(last.price).toEqual({ priceUsd: 1050, receivedAt: 50 });
+    // The first update went out at once; the rest were merged: the newest price, and the earliest
+    // arrival among the updates merged into this message (2 when it holds all of 2..50).
+    expect(last.price).toMatchObject({ priceUsd: 1050, receivedAt: 50 });
+    expect(last.price!.oldestReceivedAt).toBeGreaterThanOrEqual(2);
+    expect(last.price!.oldestReceivedAt).toBeLessThanOrEqual(50);
+    if (bitcoin.length === 2) expect(last.price!.oldestReceivedAt).toBe(2);
     // windows merged by (start, end), each the newest version; trends merged the same way
     const seen = new Map<number, number>();
     for (const m of bitcoin) for (const w of (JSON.parse(m.data) as AssetUpdate).windows ?? []) seen.set(w.windowStart, w.trades);

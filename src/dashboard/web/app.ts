@@ -10,8 +10,11 @@ import { AssetModel, isAssetUpdate, isStatus, isTrendResult, isWindowResult } fr
 
 declare global {
   interface Window {
-    /** Test hooks: trade-arrival -> on-page latency (ms) of every live price shown. */
-    __coinstream: { latencies: number[] };
+    /**
+     * Test hooks, trade arrival -> on the page (ms) for every live price shown: `latencies` for the
+     * newest trade of the update, `oldestLatencies` for the trade in it that waited longest.
+     */
+    __coinstream: { latencies: number[]; oldestLatencies: number[] };
   }
 }
 
@@ -20,7 +23,7 @@ const MAX_CARDS = 4;
 const HISTORY_LIMIT = 500;
 const MAX_LATENCIES = 100_000;
 
-const hooks = { latencies: [] as number[] };
+const hooks = { latencies: [] as number[], oldestLatencies: [] as number[] };
 window.__coinstream = hooks;
 
 const ui = {
@@ -198,8 +201,10 @@ function onAsset(update: AssetUpdate): void {
   cards.get(update.asset)?.renderUpdate(changed);
   if (isNew) void loadHistory(update.asset, generation).catch((err: unknown) => showError(`Cannot load ${update.asset}: ${String(err)}`));
   if (update.price && Number.isFinite(update.price.receivedAt)) {
-    hooks.latencies.push(Date.now() - update.price.receivedAt);
-    if (hooks.latencies.length > MAX_LATENCIES) hooks.latencies.splice(0, hooks.latencies.length - MAX_LATENCIES);
+    const now = Date.now();
+    hooks.latencies.push(now - update.price.receivedAt);
+    hooks.oldestLatencies.push(now - (update.price.oldestReceivedAt ?? update.price.receivedAt));
+    for (const xs of [hooks.latencies, hooks.oldestLatencies]) if (xs.length > MAX_LATENCIES) xs.splice(0, xs.length - MAX_LATENCIES);
   }
 }
 
