@@ -33,6 +33,8 @@ export class LiveDashboard implements DashboardData {
   private state: DashboardStatus['state'] = 'live';
   private consumerLag: Record<string, number> | undefined;
   private running = 0;
+  /** Some pipeline stopped before the end of its input (a failure, a signal, --batches). */
+  private stoppedEarly = false;
 
   constructor(private readonly clock: Clock) {}
 
@@ -94,11 +96,12 @@ export class LiveDashboard implements DashboardData {
     for (const name of names) {
       const state = this.assetsByName.get(name);
       if (!state) continue;
-      let rows = [...of(state).values()].filter((r) => r.windowStart >= q.from && r.windowEnd <= q.to).sort((a, b) => a.windowStart - b.windowStart || a.windowEnd - b.windowEnd);
-      if (q.limit !== undefined && rows.length > q.limit) rows = rows.slice(rows.length - q.limit);
-      out.push(...rows);
+      out.push(...[...of(state).values()].filter((r) => r.windowStart >= q.from && r.windowEnd <= q.to).sort((a, b) => a.windowStart - b.windowStart || a.windowEnd - b.windowEnd));
     }
-    return out;
+    if (q.limit === undefined || out.length <= q.limit) return out;
+    // The newest `limit` over all the assets asked for, kept in asset, then start order.
+    const newest = new Set([...out].sort((a, b) => a.windowStart - b.windowStart || a.windowEnd - b.windowEnd).slice(out.length - q.limit));
+    return out.filter((r) => newest.has(r));
   }
 
   private asset(name: string): AssetState {
@@ -178,8 +181,9 @@ export class LiveDashboard implements DashboardData {
   }
 
   private onStopped(reason: PipelineSummary['reason'] | 'failed'): void {
+    if (reason !== 'end-of-input' && reason !== 'already-finished') this.stoppedEarly = true;
     if (--this.running > 0) return;
-    this.state = reason === 'end-of-input' || reason === 'already-finished' ? 'replay-finished' : 'stopped';
+    this.state = this.stoppedEarly ? 'stopped' : 'replay-finished';
     for (const name of this.sources.keys()) this.sources.set(name, false);
     this.emitStatus();
   }

@@ -47,6 +47,17 @@ export interface DashboardServer {
 
 export const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../../dist/web/', import.meta.url));
 
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/** The host name of a Host header (`127.0.0.1:8080` -> `127.0.0.1`, `[::1]:80` -> `[::1]`). */
+function hostnameOf(header: string | undefined): string {
+  if (!header) return '';
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  const colon = h.lastIndexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'Content-Security-Policy':
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
@@ -105,8 +116,15 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
   });
   app.setReplySerializer((payload) => JSON.stringify(payload, jsonSafe));
 
-  app.addHook('onRequest', (_req, reply, done) => {
+  // Bound to loopback, only requests that name a loopback host are answered: a web page elsewhere
+  // could otherwise point its own domain at 127.0.0.1 (DNS rebinding) and read the dashboard.
+  const loopbackOnly = LOOPBACK_HOSTS.has(o.host);
+  app.addHook('onRequest', (req, reply, done) => {
     reply.headers(SECURITY_HEADERS);
+    if (loopbackOnly && !LOOPBACK_HOSTS.has(hostnameOf(req.headers.host))) {
+      reply.code(403).send({ error: `this dashboard answers requests for localhost only, not for host "${req.headers.host ?? ''}" (start it with --host to serve other names)` });
+      return;
+    }
     done();
   });
   app.addHook('onSend', (req, reply, payload, done) => {

@@ -776,3 +776,23 @@ describe('binding', () => {
     }
   });
 });
+
+describe('DNS rebinding', () => {
+  it('bound to loopback, answers only requests for a loopback host name', async () => {
+    const { request } = await import('node:http');
+    const data = new FakeData();
+    const s = await start(data);
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(`${s.url}api/assets`, { headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await get(`127.0.0.1:${s.port}`)).toBe(200);
+    expect(await get(`localhost:${s.port}`)).toBe(200);
+    expect(await get(`evil.example:${s.port}`)).toBe(403);
+  });
+});
