@@ -12,6 +12,7 @@
 //   iteration that is not resumed: a replay stops reading, a websocket is paused). Nothing is dropped.
 //   A stop (signal) while Kafka is unreachable gives up after a grace period and says how much was
 //   not delivered: exit 1, never success.
+import { logSourceStatus } from '../sources/log-status.js';
 import { randomUUID } from 'node:crypto';
 import kafkajs, { type KafkaConfig, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
@@ -229,18 +230,12 @@ export class KafkaIngest {
           break;
         }
         case 'gap':
-          this.counts.gaps++;
-          logger.warn({ source: event.source, symbol: event.symbol, expected: event.expected, received: event.received }, 'gap in trade ids: trades were missed');
-          break;
         case 'damaged':
-          this.counts.damaged++;
-          logger.warn({ source: event.source }, `${event.source}: ${event.detail}; going on without the rest of it`);
-          break;
         case 'connected':
-          logger.info({ source: event.source, url: event.url }, 'connected');
-          break;
         case 'disconnected':
-          logger.debug({ source: event.source, reason: event.reason, retryInMs: event.retryInMs }, 'disconnected; will retry');
+          if (event.kind === 'gap') this.counts.gaps++;
+          if (event.kind === 'damaged') this.counts.damaged++;
+          logSourceStatus(logger, event);
           break;
         case 'price':
           if (!this.pricesSkipped) {

@@ -18,6 +18,7 @@ import { TradeBatchBuilder, dropFirstTrades } from '../sinks/trade-batch.js';
 import type { Source, SourceEvent, SourcePosition } from '../sources/contract.js';
 import { mergeByEventTime, mergeEvents } from '../sources/merge.js';
 import { paceByEventTime } from '../sources/pace.js';
+import { logSourceStatus } from '../sources/log-status.js';
 
 export interface PipelineOptions {
   sources: Source[];
@@ -205,19 +206,12 @@ export class Pipeline {
         if (event.end) this.positions.set(event.rejected.source, event.end);
         break;
       case 'damaged':
-        this.counts.damaged++;
-        logger.warn({ source: event.source }, `${event.source}: ${event.detail}; going on without the rest of it`);
-        break;
       case 'gap':
-        this.counts.gaps++;
-        logger.warn({ source: event.source, symbol: event.symbol, expected: event.expected, received: event.received }, 'gap in trade ids: trades were missed');
-        break;
       case 'connected':
-        logger.info({ source: event.source, url: event.url }, 'connected');
-        break;
       case 'disconnected':
-        // The feed's client has already logged why, at warn level.
-        logger.debug({ source: event.source, reason: event.reason, retryInMs: event.retryInMs }, 'disconnected; will retry');
+        if (event.kind === 'damaged') this.counts.damaged++;
+        if (event.kind === 'gap') this.counts.gaps++;
+        logSourceStatus(logger, event);
         break;
       case 'price':
         // The prices view keeps the latest quote per asset; prices never enter the volume windows.
