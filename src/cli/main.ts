@@ -82,7 +82,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something)').env('COINSTREAM_BATCHES'))
 
     .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES'))
-    .addOption(new Option('--delta-partition <how>', 'Delta tables partitioned by date: auto (the trades archive only), date (every table), none').default('auto').env('COINSTREAM_DELTA_PARTITION'));
+    .addOption(new Option('--delta-partition <how>', 'Delta tables partitioned by date: auto (the trades archive only), date (every table), none').default('auto').env('COINSTREAM_DELTA_PARTITION'))
+    .addOption(new Option('--archive <what>', 'trades: the stores keep every accepted trade (DuckDB trade_log, SQL trades, Delta DIR/trades with --delta-trades); none: only windows, trends, rejects').choices(['trades', 'none']).default('trades').env('COINSTREAM_ARCHIVE'));
   withLogFormat(maxLineOption(engineOptions(dashboardOptions(run)))).action(async (opts, cmd: Command) => {
     const { runCommand } = await import('./run.js');
     await runCommand({ ...opts, source: listFlag(cmd, 'source'), sink: listFlag(cmd, 'sink'), portIsDefault: portIsDefault(cmd) }, { clock: systemClock, logger: loggerFor(cmd) });
@@ -169,7 +170,8 @@ export function buildProgram(): Command {
       .addOption(new Option('--starting-offsets <where>', 'where a partition the stores know nothing of starts: earliest or latest').default('earliest').env('COINSTREAM_STARTING_OFFSETS'))
       .addOption(new Option('--max-offsets-per-trigger <n>', 'at most N records per partition per trigger interval').env('COINSTREAM_MAX_OFFSETS_PER_TRIGGER'))
       .addOption(new Option('--available-now', 'process what the topics hold when it starts, write everything final, exit 0'))
-      .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES')),
+      .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES'))
+      .addOption(new Option('--archive <what>', 'trades: the stores keep every accepted trade (DuckDB trade_log, SQL trades, Delta DIR/trades with --delta-trades); none: only windows, trends, rejects').choices(['trades', 'none']).default('trades').env('COINSTREAM_ARCHIVE')),
   );
   withLogFormat(engineOptions(dashboardOptions(processCmd))).action(async (opts, cmd: Command) => {
     const { processCommand } = await import('./process.js');

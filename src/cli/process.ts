@@ -6,8 +6,9 @@ import { kafkaConfig, type KafkaFlags } from '../kafka/client.js';
 import { deadLetterTopic } from '../kafka/message.js';
 import { processTopics } from '../kafka/process.js';
 import { RetryingSink } from '../sinks/retrying-sink.js';
+import { withArchive } from '../sinks/archive.js';
 import { parseSinkSpec } from '../sinks/spec.js';
-import { engineConfigFromFlags, type EngineFlags } from './run.js';
+import { archiveFromFlags, engineConfigFromFlags, type EngineFlags } from './run.js';
 import { shutdownSignal } from './signals.js';
 import { parsePort, startLiveDashboard, type DashboardFlags } from './dashboard.js';
 
@@ -22,6 +23,8 @@ export interface ProcessFlags extends EngineFlags, KafkaFlags, DashboardFlags {
   deadLetter: boolean;
   fresh?: boolean;
   deltaTrades?: boolean;
+  /** `trades` (default) or `none`, as for `run`. */
+  archive?: string;
 }
 
 /** `process` writes to a DuckDB file and the console unless told otherwise, like `run`. */
@@ -40,8 +43,10 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
   }
   if (!flags.group) throw new UsageError('--group must name the consumer group');
   const kafka = kafkaConfig(flags, logger, `coinstream-process-${flags.group}`);
-  const delta = { trades: flags.deltaTrades === true };
-  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_PROCESS_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta })).map((sink) => new RetryingSink(sink, { clock, logger }));
+  const { archive, deltaTrades } = archiveFromFlags(flags, logger);
+  const delta = { trades: deltaTrades };
+  const stores = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_PROCESS_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta }));
+  const sinks = withArchive(stores, archive).map((sink) => new RetryingSink(sink, { clock, logger }));
 
   parsePort(flags.port);
   const dashboard = await startLiveDashboard(flags, { clock, logger });

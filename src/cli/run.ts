@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import { parseDuration } from '../core/duration.js';
 import { parseByteSize } from '../core/size.js';
 import { RetryingSink } from '../sinks/retrying-sink.js';
+import { parseArchive, withArchive, type ArchiveMode } from '../sinks/archive.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EngineConfig } from '../engine/contract.js';
@@ -34,6 +35,8 @@ export interface RunFlags extends EngineFlags, DashboardFlags {
   fresh?: boolean;
   deltaTrades?: boolean;
   deltaPartition: string;
+  /** `trades` (default) or `none`: whether the stores keep the accepted trades (sinks/archive.ts). */
+  archive?: string;
 }
 
 export function engineConfigFromFlags(f: EngineFlags): EngineConfig {
@@ -57,6 +60,17 @@ function parseBatches(text: string | undefined): number | undefined {
   return n;
 }
 
+/**
+ * --archive, and what it means for --delta-trades: with `none` no store archives the trades, Delta's
+ * DIR/trades included, so asking for both gets a warning rather than a silent choice.
+ */
+export function archiveFromFlags(flags: { archive?: string; deltaTrades?: boolean }, logger: Logger): { archive: ArchiveMode; deltaTrades: boolean } {
+  const archive = parseArchive(flags.archive ?? 'trades');
+  const deltaTrades = flags.deltaTrades === true;
+  if (archive === 'none' && deltaTrades) logger.warn('--delta-trades is ignored with --archive none: no store archives the accepted trades, DIR/trades included');
+  return { archive, deltaTrades: deltaTrades && archive !== 'none' };
+}
+
 function parseDeltaPartition(text: string): DeltaPartitioning {
   if (!(DELTA_PARTITIONINGS as readonly string[]).includes(text)) throw new UsageError(`--delta-partition "${text}" must be one of: ${DELTA_PARTITIONINGS.join(', ')}`);
   return text as DeltaPartitioning;
@@ -74,8 +88,10 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
   const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, maxLineBytes }));
   // Retries wrap every store (a store only says whether an error is worth retrying).
-  const delta = { trades: flags.deltaTrades === true, partition: parseDeltaPartition(flags.deltaPartition) };
-  const sinks = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta })).map((sink) => new RetryingSink(sink, { clock, logger }));
+  const { archive, deltaTrades } = archiveFromFlags(flags, logger);
+  const delta = { trades: deltaTrades, partition: parseDeltaPartition(flags.deltaPartition) };
+  const stores = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta }));
+  const sinks = withArchive(stores, archive).map((sink) => new RetryingSink(sink, { clock, logger }));
   const dashboard = await startLiveDashboard(flags, { clock, logger });
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');

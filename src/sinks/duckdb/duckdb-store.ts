@@ -21,7 +21,7 @@ import { tradeKeyText } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
 import { numbers, toStoreBatch, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
-import { openDuckDB } from './open.js';
+import { DUCKDB_MEMORY_LIMIT, openDuckDB } from './open.js';
 import { progressFromRows } from '../sql/sql-reader.js';
 
 // Staging tables have the target's columns (no keys): rows that may replace stored ones go there
@@ -86,7 +86,8 @@ export class DuckDBStore implements Sink {
     // One DuckDB thread: the store writes while the pipeline parses on the other core, and appends
     // plus commits of row-group-sized batches do not gain from more (measured, 1M trades: 0.55 CPU-s
     // with one thread, 0.9 CPU-s with two, same wall time).
-    const { instance, conn } = await openDuckDB(this.path, { threads: 1 });
+    // A bounded buffer pool (DUCKDB_MEMORY_LIMIT): RSS stays flat over a long run.
+    const { instance, conn } = await openDuckDB(this.path, { threads: 1, memoryLimit: DUCKDB_MEMORY_LIMIT() });
     this.instance = instance;
     this.conn = conn;
     try {
