@@ -1,0 +1,283 @@
+// npm run bench:cold [-- --trades N] [-- --rounds R]
+//
+// What a user pays, whole processes started cold, every figure from this one run:
+//   a) cli    node bin/coinstream.js run --source replay:FILE --speed max --sink duckdb:NEW-FILE --no-dashboard
+//   b) parse  a fresh `node -e` that streams FILE and JSON.parses every line (the floor a JS program pays)
+//   c) duckdb a fresh node process with @duckdb/node-api (default threads) into a NEW-FILE store:
+//             CREATE TABLE trades AS SELECT * FROM read_json(FILE, ...), then the per-asset 1-minute
+//             aggregates into a table (what a user with a file would run instead)
+// Each round runs the three in a random order (paired rounds). Per path: median wall time (spawn to exit)
+// and range, median peak RSS (/usr/bin/time %M, else VmHWM sampled from /proc). Ratios a/b and a/c are
+// the median of the per-round ratios, with their range (never best against best).
+// After the last round the CLI's store is checked against path c's aggregates, not only counted.
+//
+// Input: the bundled real Kraken hour, repeated with its timestamps shifted hour by hour; within each
+// hour trade k is relabelled as asset k % 4 (bitcoin, ethereum, solana, cardano, prices scaled), so four
+// assets trade side by side, as in a live stream.
+import { DuckDBInstance } from '@duckdb/node-api';
+import { execFileSync, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const arg = (name: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const N = Number(arg('--trades') ?? 1_000_000);
+const ROUNDS = Number(arg('--rounds') ?? 5);
+if (!(N > 0) || !(ROUNDS > 0)) throw new Error('--trades and --rounds take positive numbers');
+const root = resolve(new URL('..', import.meta.url).pathname);
+const dir = mkdtempSync(join(tmpdir(), 'coinstream-cold-'));
+const file = join(dir, 'trades.jsonl');
+const bin = join(root, 'bin/coinstream.js');
+const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+
+const ASSETS: { base: string; divisor: number; digits: number }[] = [
+  { base: 'bitcoin', divisor: 1, digits: 1 },
+  { base: 'ethereum', divisor: 20, digits: 2 },
+  { base: 'solana', divisor: 400, digits: 3 },
+  { base: 'cardano', divisor: 40_000, digits: 6 },
+];
+
+async function makeInput(path: string, n: number): Promise<void> {
+  const hour = readFileSync(join(root, 'data/kraken-btcusd-2019-07-01.coincap.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const out = createWriteStream(path);
+  let written = 0;
+  for (let rep = 0; written < n; rep++) {
+    const shift = rep * 3_600_000;
+    let chunk = '';
+    for (let k = 0; k < hour.length && written < n; k++) {
+      const t = hour[k];
+      const a = ASSETS[k % ASSETS.length];
+      const price = Number((t.price / a.divisor).toFixed(a.digits));
+      chunk += JSON.stringify({ ...t, base: a.base, price, priceUsd: price, timestamp: t.timestamp + shift }) + '\n';
+      written++;
+    }
+    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+  }
+  await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
+}
+
+// b) The floor: stream the file in 1 MiB chunks, split on newlines, JSON.parse each line, count.
+const PARSE_SCRIPT = `
+const fs = require('node:fs');
+let rest = '', n = 0, volume = 0;
+const s = fs.createReadStream(process.argv[1], { encoding: 'utf8', highWaterMark: 1 << 20 });
+s.on('data', (chunk) => {
+  const text = rest + chunk;
+  let from = 0;
+  for (let nl = text.indexOf('\\n'); nl !== -1; nl = text.indexOf('\\n', from)) {
+    if (nl > from) { volume += JSON.parse(text.slice(from, nl)).volume; n++; }
+    from = nl + 1;
+  }
+  rest = text.slice(from);
+});
+s.on('end', () => {
+  if (rest) { volume += JSON.parse(rest).volume; n++; }
+  console.log(JSON.stringify({ parsed: n, volume }));
+});
+`;
+
+// c) DuckDB's own batch load + aggregation, into a store file, default threads.
+const DUCKDB_SCRIPT = `
+import { DuckDBInstance } from '@duckdb/node-api';
+const [file, store] = process.argv.slice(1);
+const instance = await DuckDBInstance.create(store);
+const conn = await instance.connect();
+const q = (s) => "'" + s.replaceAll("'", "''") + "'";
+await conn.run(\`CREATE TABLE trades AS SELECT * FROM read_json(\${q(file)}, format = 'newline_delimited',
+  columns = {exchange: 'VARCHAR', base: 'VARCHAR', quote: 'VARCHAR', direction: 'VARCHAR', price: 'DOUBLE',
+             volume: 'DOUBLE', timestamp: 'BIGINT', priceUsd: 'DOUBLE'})\`);
+await conn.run(\`CREATE TABLE windows AS
+  SELECT base AS asset, epoch_ms(timestamp // 60000 * 60000) AS window_start,
+    count(*) AS trades, sum(volume) AS total_volume, sum(volume * priceUsd) AS total_amount,
+    avg(priceUsd) AS average_price, sum(volume * priceUsd) / sum(volume) AS vwap,
+    arg_min(priceUsd, timestamp) AS open, max(priceUsd) AS high, min(priceUsd) AS low,
+    arg_max(priceUsd, timestamp) AS close,
+    coalesce(sum(volume) FILTER (WHERE direction = 'buy'), 0) AS buy_volume,
+    coalesce(sum(volume) FILTER (WHERE direction = 'sell'), 0) AS sell_volume
+  FROM trades GROUP BY ALL\`);
+const [[trades, windows]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM trades)::DOUBLE, (SELECT count(*) FROM windows)::DOUBLE')).getRows();
+conn.closeSync();
+instance.closeSync();
+console.log(JSON.stringify({ trades, windows }));
+`;
+
+type Path = 'cli' | 'parse' | 'duckdb';
+const PATHS: Path[] = ['cli', 'parse', 'duckdb'];
+const LABEL: Record<Path, string> = {
+  cli: 'a) coinstream run -> DuckDB (CLI)',
+  parse: 'b) stream + JSON.parse every line',
+  duckdb: 'c) DuckDB read_json + aggregates',
+};
+
+function command(path: Path, input: string, store: string): string[] {
+  switch (path) {
+    case 'cli':
+      return ['node', bin, 'run', '--source', `replay:${input}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'];
+    case 'parse':
+      return ['node', '-e', PARSE_SCRIPT, input];
+    case 'duckdb':
+      return ['node', '--input-type=module', '-e', DUCKDB_SCRIPT, input, store];
+  }
+}
+
+/** Runs one whole process; wall time from spawn to exit, peak RSS of the process (KiB). */
+async function measure(argv: string[]): Promise<{ ms: number; rssKiB: number; cpuMs: number; out: string; err: string }> {
+  const rssFile = join(dir, 'rss.txt');
+  rmSync(rssFile, { force: true });
+  const full = TIME ? [TIME, '-f', '%M %U %S', '-o', rssFile, ...argv] : argv;
+  const start = performance.now();
+  const child = spawn(full[0], full.slice(1), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  let hwm = 0;
+  const poll = TIME
+    ? undefined
+    : setInterval(() => {
+        try {
+          const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+          if (m) hwm = Math.max(hwm, Number(m[1]));
+        } catch {
+          // exited between polls
+        }
+      }, 10);
+  const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
+  const ms = performance.now() - start;
+  if (poll) clearInterval(poll);
+  if (code !== 0) throw new Error(`${argv.join(' ').slice(0, 200)} exited ${code}: ${err.slice(-2000)}`);
+  // /usr/bin/time: peak RSS (KiB), user and system CPU seconds of every thread of the process.
+  const [rssKiB, user, sys] = TIME ? readFileSync(rssFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) : [hwm, NaN, NaN];
+  return { ms, rssKiB, cpuMs: (user + sys) * 1000, out, err };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const range = (xs: number[], f: (x: number) => string) => `${f(Math.min(...xs))}-${f(Math.max(...xs))}`;
+const sec = (ms: number) => (ms / 1000).toFixed(2);
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+function shuffle<T>(xs: T[]): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+const benchStart = performance.now();
+console.log(`cold bench ${new Date().toISOString()}`);
+const pressure = () => {
+  try {
+    return ', CPU pressure ' + /avg10=([\d.]+) avg60=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))!.slice(1).map((x) => `${x}%`).join('/') + ' (10 s/60 s)';
+  } catch {
+    return '';
+  }
+};
+const load = () => loadavg().map((x) => x.toFixed(1)).join(' ') + pressure();
+console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; load average ${load()}`);
+execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
+await makeInput(file, N);
+console.log(`input: ${fmt(N)} trades of ${ASSETS.length} assets, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB JSONL; ${ROUNDS} rounds, order random per round; RSS by ${TIME ? '/usr/bin/time %M' : 'VmHWM polling'}`);
+
+// Warm the disk cache (node, node_modules, dist) with a one-line input, untimed: every path then starts from the same state.
+const warm = join(dir, 'warm.jsonl');
+writeFileSync(warm, readFileSync(file, 'utf8').split('\n', 1)[0] + '\n');
+for (const p of PATHS) await measure(command(p, warm, join(dir, `warm-${p}.duckdb`)));
+
+const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+const cliStore = (r: number) => join(dir, `cli-${r}.duckdb`);
+const duckStore = (r: number) => join(dir, `duck-${r}.duckdb`);
+const rows: string[] = [];
+for (let r = 0; r < ROUNDS; r++) {
+  const order = shuffle(PATHS);
+  for (const p of order) {
+    const store = p === 'cli' ? cliStore(r) : duckStore(r);
+    const m = await measure(command(p, file, store));
+    if (p === 'cli') {
+      // The summary line: {"reason":"end-of-input",...,"accepted":N,...,"msg":"done: ..."}
+      const done = /"accepted":(\d+)[^\n]*"msg":"done/.exec(m.out + m.err);
+      if (!done || Number(done[1]) !== N) {
+        writeFileSync('/tmp/coinstream-cold-cli-failure.log', m.out + m.err);
+        throw new Error(`CLI round ${r + 1}: accepted ${done?.[1]}, expected ${N} (its output: /tmp/coinstream-cold-cli-failure.log)`);
+      }
+    } else if (p === 'parse') {
+      if (JSON.parse(m.out).parsed !== N) throw new Error(`parse round ${r + 1}: ${m.out}`);
+    } else if (JSON.parse(m.out).trades !== N) throw new Error(`duckdb round ${r + 1}: ${m.out}`);
+    ms[p].push(m.ms);
+    rss[p].push(m.rssKiB / 1024);
+    cpu[p].push(m.cpuMs);
+  }
+  rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => p[0]).join('')}    ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)}`);
+  if (r < ROUNDS - 1) {
+    for (const s of [cliStore(r), duckStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
+  }
+}
+
+console.log('\nround  order  a (s)  b (s)  c (s)    a/b   a/c   (order: c=cli, p=parse, d=duckdb)');
+for (const row of rows) console.log(row);
+console.log('\npath                                   wall median (range)        peak RSS median (range)   CPU median (all threads)');
+for (const p of PATHS) {
+  console.log(`${LABEL[p].padEnd(38)} ${sec(median(ms[p]))} s (${range(ms[p], sec)} s)`.padEnd(66) + ` ${`${median(rss[p]).toFixed(0)} MiB (${range(rss[p], (x) => x.toFixed(0))})`.padEnd(25)} ${TIME ? `${sec(median(cpu[p]))} s` : 'n/a'}`);
+}
+const ab = ms.cli.map((a, i) => a / ms.parse[i]);
+const ac = ms.cli.map((a, i) => a / ms.duckdb[i]);
+const speed = (xs: number[]) => `speed ${(1 / median(xs)).toFixed(2)}x`;
+console.log(`\nCLI time / JSON.parse time   median ${median(ab).toFixed(2)}x (range ${range(ab, (x) => x.toFixed(2))}x)   = ${speed(ab)} of the floor (goal >= 1.0x)`);
+console.log(`CLI time / DuckDB batch time median ${median(ac).toFixed(2)}x (range ${range(ac, (x) => x.toFixed(2))}x)   = ${speed(ac)} of DuckDB (goal >= 1.0x)`);
+if (TIME) {
+  // CPU seconds suffer less than wall time from a busy neighbour: the same ratios, per round, on CPU.
+  const cab = cpu.cli.map((x, i) => x / cpu.parse[i]);
+  const cac = cpu.cli.map((x, i) => x / cpu.duckdb[i]);
+  console.log(`CPU (all threads) a/b median ${median(cab).toFixed(2)}x (range ${range(cab, (x) => x.toFixed(2))}x), a/c median ${median(cac).toFixed(2)}x (range ${range(cac, (x) => x.toFixed(2))}x)`);
+}
+console.log(`CLI throughput, whole process: ${fmt(N / (median(ms.cli) / 1000))} trades/s (median; range ${range(ms.cli.map((m) => N / (m / 1000)), fmt)})`);
+
+// The last CLI store against path c's aggregates: every window of each, compared column by column.
+const db = await DuckDBInstance.create(':memory:');
+const conn = await db.connect();
+const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
+await conn.run(`ATTACH ${q(cliStore(ROUNDS - 1))} AS cli (READ_ONLY); ATTACH ${q(duckStore(ROUNDS - 1))} AS duck (READ_ONLY)`);
+const [check] = (
+  await conn.runAndReadAll(`
+  WITH j AS (
+    SELECT a.asset AS a_asset, b.asset AS b_asset, a.*, b.trades AS b_trades, b.total_volume AS b_total_volume, b.vwap AS b_vwap, b.open AS b_open, b.close AS b_close
+    FROM cli.trade_windows a FULL OUTER JOIN duck.windows b ON a.asset = b.asset AND a.window_start = b.window_start
+  )
+  SELECT
+    (SELECT count(*) FROM cli.trade_windows)::DOUBLE AS cli_windows,
+    (SELECT count(*) FROM duck.windows)::DOUBLE AS duck_windows,
+    (SELECT count(*) FROM cli.trades)::DOUBLE AS cli_trades,
+    (SELECT count(*) FROM cli.trade_windows WHERE NOT is_final)::DOUBLE AS not_final,
+    count(*) FILTER (WHERE a_asset IS NULL OR b_asset IS NULL)::DOUBLE AS unmatched,
+    count(*) FILTER (WHERE a_asset IS NOT NULL AND b_asset IS NOT NULL AND (
+      trades <> b_trades
+      OR abs(total_volume - b_total_volume) > 1e-9 * greatest(abs(total_volume), abs(b_total_volume))
+      OR abs(vwap - b_vwap) > 1e-9 * greatest(abs(vwap), abs(b_vwap))
+      OR abs(open - b_open) > 1e-9 * greatest(abs(open), abs(b_open))
+      OR abs(close - b_close) > 1e-9 * greatest(abs(close), abs(b_close))))::DOUBLE AS mismatched,
+    max(greatest(abs(vwap - b_vwap) / abs(b_vwap), abs(total_volume - b_total_volume) / abs(b_total_volume))) AS worst_rel
+  FROM j`)
+).getRowObjectsJS() as { cli_windows: number; duck_windows: number; cli_trades: number; not_final: number; unmatched: number; mismatched: number; worst_rel: number | null }[];
+conn.closeSync();
+db.closeSync();
+const ok = check.unmatched === 0 && check.mismatched === 0 && check.cli_trades === N && check.cli_windows === check.duck_windows;
+console.log(
+  `\nstore check (last CLI round vs c's aggregates, asset + window_start; trades, total_volume, vwap, open, close within 1e-9 rel):\n` +
+    `  windows ${fmt(check.cli_windows)} (DuckDB ${fmt(check.duck_windows)}), unmatched ${check.unmatched}, mismatched ${check.mismatched}, ` +
+    `worst relative difference ${(check.worst_rel ?? 0).toExponential(1)}; trades rows ${fmt(check.cli_trades)} (expected ${fmt(N)}); ` +
+    `${check.not_final} window(s) not final -> ${ok ? 'OK' : 'FAILED'}`,
+);
+console.log(`bench took ${((performance.now() - benchStart) / 1000).toFixed(0)} s; load average at the end ${load()}`);
+rmSync(dir, { recursive: true, force: true });
+if (!ok) process.exitCode = 1;
