@@ -5,7 +5,7 @@
 // final, every rejection and archived trade once). Column kinds are the DuckDB store's (store-batch.ts):
 // the Parquet files are written by DuckDB from those columns.
 import type { OutputBatch } from '../contract.js';
-import { trendColumns, windowColumns, type Column, type KeyedColumns } from '../duckdb/store-batch.js';
+import { tradeLogColumns, trendColumns, windowColumns, type Column, type KeyedColumns } from '../duckdb/store-batch.js';
 
 export type DeltaTableName = 'trade_windows' | 'price_trends' | 'rejected_trades' | 'trades';
 
@@ -108,19 +108,7 @@ export function rowsOf(def: DeltaTableDef, batch: OutputBatch, writtenThrough: n
     case 'trades': {
       const t = batch.trades;
       if (t.length === 0) return null;
-      return {
-        length: t.length,
-        keys: t.keys,
-        columns: [
-          { kind: 'uinteger', values: t.key },
-          { kind: 'double', values: t.price },
-          { kind: 'double', values: t.volume },
-          { kind: 'timestamp', values: t.timestamp },
-          { kind: 'double', values: t.priceUsd },
-          { kind: 'varchar', values: t.tradeId },
-          { kind: 'timestamp', values: t.receivedAt, nanIsNull: true },
-        ],
-      };
+      return { length: t.length, keys: t.keys, columns: tradeLogColumns(t) };
     }
   }
 }

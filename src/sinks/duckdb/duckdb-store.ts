@@ -19,7 +19,7 @@ import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contra
 import type { TradeKey } from '../contract.js';
 import { tradeKeyText } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
-import { numbers, toStoreBatch, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
+import { numbers, toStoreBatch, tradeLogColumns, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
 import { DUCKDB_MEMORY_LIMIT, openDuckDB } from './open.js';
 import { progressFromRows } from '../sql/sql-reader.js';
@@ -261,16 +261,7 @@ export class DuckDBStore implements Sink {
       ],
       added.length,
     );
-    const columns: Column[] = [
-      { kind: 'uinteger', values: mapIds(t.key, t.length, toStore) },
-      { kind: 'double', values: t.price },
-      { kind: 'double', values: t.volume },
-      { kind: 'timestamp', values: t.timestamp },
-      { kind: 'double', values: t.priceUsd },
-      { kind: 'varchar', values: t.tradeId },
-      { kind: 'timestamp', values: t.receivedAt, nanIsNull: true },
-    ];
-    await appendColumns(conn, 'trade_log', columns, t.length);
+    await appendColumns(conn, 'trade_log', tradeLogColumns(t, mapIds(t.key, t.length, toStore)), t.length);
     return added;
   }
 }

@@ -65,6 +65,22 @@ export function transferables(batch: StoreBatch): ArrayBuffer[] {
   return out;
 }
 
+/**
+ * A batch's trades as the columns of a trade log: key id, price, volume, timestamp, price_usd,
+ * trade_id, received_at (NaN as NULL). `keyIds` maps the batch's key indexes to the store's ids.
+ */
+export function tradeLogColumns(t: TradeBatch, keyIds: Uint32Array = t.key): Column[] {
+  return [
+    { kind: 'uinteger', values: keyIds },
+    { kind: 'double', values: t.price },
+    { kind: 'double', values: t.volume },
+    { kind: 'timestamp', values: t.timestamp },
+    { kind: 'double', values: t.priceUsd },
+    { kind: 'varchar', values: t.tradeId },
+    { kind: 'timestamp', values: t.receivedAt, nanIsNull: true },
+  ];
+}
+
 /** Numbers of a row field as a column; null (a bug upstream) becomes NaN and so NULL, which NOT NULL refuses. */
 export function numbers<T>(rows: T[], field: (row: T) => number | null): Float64Array {
   const out = new Float64Array(rows.length);
