@@ -103,6 +103,8 @@ describe.skipIf(missing !== null)('dashboard in the browser, against a running r
       await expect.poll(() => badge.getAttribute('data-trend'), { timeout: 10_000 }).toBe(String(newest.trend ?? 'none'));
       expect(await badge.textContent()).toContain(fmtPct(Number(newest.change_6m_pct)));
     }
+    // The run said the replay was done before its server went away: the page says so, not "disconnected".
+    await expect.poll(() => page.locator('[data-testid="connection"]').textContent(), { timeout: 10_000 }).toMatch(/replay finished/);
     await page.screenshot({ path: join(ARTIFACTS, 'e2e-finished-1280x800.png') });
     await page.setViewportSize({ width: 375, height: 812 });
     await page.screenshot({ path: join(ARTIFACTS, 'e2e-finished-375x812.png') });

@@ -224,6 +224,10 @@ function renderConnection(): void {
   if (stream === 'connecting') {
     state = 'connecting';
     text = 'connecting\u2026';
+  } else if (stream === 'reconnecting' && (status?.state === 'replay-finished' || status?.state === 'stopped')) {
+    // The run said it was done before its server went away: that is the news, not the lost stream.
+    state = status.state;
+    text = `${FEED_TEXT[status.state]} (the run has ended)`;
   } else if (stream === 'reconnecting') {
     state = 'disconnected';
     text = 'disconnected, reconnecting\u2026';
