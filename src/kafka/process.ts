@@ -51,6 +51,11 @@ interface PartitionJob {
   source: KafkaPartitionSource;
   stop: AbortController;
   done: Promise<PipelineSummary>;
+  /**
+   * Given up in a rebalance, then handed back by the next one while its last batch was still being
+   * written: a new job starts once this one is done (it resumes from what this one stored).
+   */
+  restart?: boolean;
 }
 
 interface Offsets {
@@ -95,6 +100,10 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
   const member = async (): Promise<'done' | 'crashed'> => {
     const consumer = kafka.consumer({ groupId: o.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 1000, sessionTimeout: 10_000, heartbeatInterval: 3_000 });
     const jobs = new Map<string, PartitionJob>();
+    /** The partitions the group gave this member in its latest assignment. */
+    let owned = new Set<string>();
+    /** This membership is ending (done, a signal, a crash): no job starts again. */
+    let leaving = false;
     let failure: unknown = null;
     let crashed: Error | null = null;
     let assigned = false;
@@ -155,6 +164,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
           summary.rejected += Object.values(s.rejected).reduce((a, b) => a + b, 0);
           summary.batches += s.batches;
           if (jobs.get(key(topic, partition)) === job) jobs.delete(key(topic, partition));
+          restartIfOwned(job);
           checkDone();
         },
         (err: unknown) => {
@@ -168,6 +178,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
               start(topic, partition);
             } else {
               logger.info({ topic, partition }, `${key(topic, partition)}: given up to another member, which wrote it first; our pending batch is not needed`);
+              restartIfOwned(job);
             }
             checkDone();
             return;
@@ -178,15 +189,29 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
       );
     };
 
+    /** A job stopped by a rebalance whose partition the next rebalance gave back: start it again. */
+    const restartIfOwned = (job: PartitionJob) => {
+      const k = key(job.topic, job.partition);
+      if (!job.restart || !owned.has(k) || jobs.has(k) || leaving || o.signal.aborted) return;
+      logger.info({ topic: job.topic, partition: job.partition }, `${k}: handed back by the group while its last batch was written; resuming it from the stores`);
+      start(job.topic, job.partition);
+    };
+
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       const assignment = event.payload.memberAssignment as Record<string, number[]>;
       const now = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => key(topic, p))));
+      owned = now;
       // Given up in a rebalance: its pending batch is written (a graceful stop), the new owner resumes from the stores.
       for (const [k, job] of jobs) if (!now.has(k)) job.stop.abort();
       const added: string[] = [];
       for (const [topic, parts] of Object.entries(assignment)) {
         for (const p of parts) {
-          if (jobs.has(key(topic, p))) continue;
+          const existing = jobs.get(key(topic, p));
+          if (existing) {
+            // Still stopping from an earlier rebalance: a new job follows once it has written its batch.
+            if (existing.stop.signal.aborted) existing.restart = true;
+            continue;
+          }
           start(topic, p);
           added.push(key(topic, p));
         }
@@ -224,6 +249,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
       if (o.signal.aborted) allDone();
       await finished;
     } finally {
+      leaving = true;
       clearInterval(lagLog);
       o.signal.removeEventListener('abort', onAbort);
       for (const job of jobs.values()) job.stop.abort();

@@ -173,7 +173,19 @@ describe.skipIf(why !== null)('coinstream process', () => {
       const assignedTo = (err: string) => [...err.matchAll(/"msg":"group \\"g-two\\": assigned ([^"(]*)/g)].map((m) => m[1].trim());
       expect(assignedTo(a).length, `the first member was assigned twice (before and after the second joined): ${assignedTo(a)}`).toBeGreaterThanOrEqual(2);
       expect(assignedTo(b).join(' '), 'the second member got partitions').toMatch(/coincap_trade/);
-      await expectEqualToDuckDB(mysql, db, uninterrupted, 'two members, a rebalance mid-stream');
+      // On a difference, what each member did (assignments, resumes, fencing, crashes) says why.
+      const story = (err: string) =>
+        err
+          .split('\n')
+          .filter((l) => /"msg":"(group \\"|resuming|job \\"|coincap_trade[^ ]*: |the Kafka consumer stopped|done)/.test(l))
+          .map((l) => l.slice(0, 400))
+          .join('\n');
+      try {
+        await expectEqualToDuckDB(mysql, db, uninterrupted, 'two members, a rebalance mid-stream');
+      } catch (err) {
+        (err as Error).message += `\n--- first member ---\n${story(a)}\n--- second member ---\n${story(b)}`;
+        throw err;
+      }
     } finally {
       await mysql.drop(db);
       await mysql.end();
