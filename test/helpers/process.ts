@@ -11,6 +11,7 @@
 // failed test leaves no process behind.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { expect } from 'vitest';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -123,3 +124,16 @@ export function tradesWritten(stderr: string): number {
   }
   return n;
 }
+
+/** Waits for the process to exit 0; otherwise fails with the tail of its stderr. */
+export async function finished(run: Spawned): Promise<Spawned> {
+  const { code, signal } = await run.exit;
+  expect(code, `exited with ${code} (${signal})\n--- stderr (tail) ---\n${run.stderr().slice(-4000)}`).toBe(0);
+  return run;
+}
+
+/** How many times `pattern` occurs in a process's output. */
+export const count = (pattern: RegExp) => (out: string) => (out.match(new RegExp(pattern.source, 'g')) ?? []).length;
+
+/** The `batch written` debug lines (COINSTREAM_LOG_LEVEL=debug): batches committed so far. */
+export const batchesWritten = count(/"msg":"batch written"/);

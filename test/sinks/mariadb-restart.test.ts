@@ -17,7 +17,7 @@ import { setTimeout as pause } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, killAll, spawnCoinstream, type Spawned } from '../helpers/process.js';
+import { batchesWritten, count, finished, freePort, killAll, spawnCoinstream } from '../helpers/process.js';
 import { inputs } from '../oracle/inputs.js';
 import { expectEqualToDuckDB } from './sql-compare.js';
 import { PEERS, type Row } from './sql-peers.js';
@@ -169,15 +169,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Waits for the process to exit 0. */
-async function finished(run: Spawned): Promise<Spawned> {
-  const { code, signal } = await run.exit;
-  expect(code, `exited with ${code} (${signal})\n--- stderr (tail) ---\n${run.stderr().slice(-4000)}`).toBe(0);
-  return run;
-}
-
-const count = (pattern: RegExp) => (out: string) => (out.match(new RegExp(pattern.source, 'g')) ?? []).length;
-const batchesWritten = count(/"msg":"batch written"/);
 const outages = count(/lost the connection to the server \(/);
 const recoveries = count(/the server is back after/);
 const done = (out: string) => /"msg":"done: /.test(out);

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CoinstreamError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { parseSinkSpec } from '../../src/sinks/spec.js';
-import { killAll, spawnCoinstream, type Spawned } from '../helpers/process.js';
+import { batchesWritten, count, finished, killAll, spawnCoinstream } from '../helpers/process.js';
 import { inputs } from '../oracle/inputs.js';
 import { expectEqualToDuckDB } from './sql-compare.js';
 import { PEERS, type Peer } from './sql-peers.js';
@@ -37,15 +37,6 @@ beforeAll(async () => {
 afterEach(() => killAll());
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Waits for the process to exit 0. */
-async function finished(run: Spawned): Promise<Spawned> {
-  const { code, signal } = await run.exit;
-  expect(code, `exited with ${code} (${signal})\n--- stderr (tail) ---\n${run.stderr().slice(-4000)}`).toBe(0);
-  return run;
-}
-
-const count = (pattern: RegExp) => (out: string) => (out.match(new RegExp(pattern.source, 'g')) ?? []).length;
-const batchesWritten = count(/"msg":"batch written"/);
 
 describe('SQL sink specs', () => {
   it('builds mysql and postgres stores with the password masked, and refuses bad URLs with what to write', () => {
