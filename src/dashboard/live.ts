@@ -18,9 +18,11 @@ const RATE_SPAN_MS = 5_000;
 interface AssetState {
   windows: Map<number, WindowResult>;
   trends: Map<number, TrendResult>;
-  /** Arrival times of recent trades (ms), oldest first, for trades per second. */
-  arrivals: number[];
+  /** Recent trades events of this asset, oldest first: when, and how many trades (for trades per second). */
+  arrivals: { at: number; n: number }[];
   arrivalsHead: number;
+  /** Trades in arrivals[arrivalsHead..]. */
+  recentTrades: number;
 }
 
 export class LiveDashboard implements DashboardData {
@@ -107,7 +109,7 @@ export class LiveDashboard implements DashboardData {
   private asset(name: string): AssetState {
     let s = this.assetsByName.get(name);
     if (!s) {
-      s = { windows: new Map(), trends: new Map(), arrivals: [], arrivalsHead: 0 };
+      s = { windows: new Map(), trends: new Map(), arrivals: [], arrivalsHead: 0, recentTrades: 0 };
       this.assetsByName.set(name, s);
     }
     return s;
@@ -127,10 +129,12 @@ export class LiveDashboard implements DashboardData {
         }
         for (const [name, last] of newest) {
           const s = this.asset(name);
-          for (let i = 0; i < last.n; i++) s.arrivals.push(now);
-          while (s.arrivalsHead < s.arrivals.length && s.arrivals[s.arrivalsHead] < now - RATE_SPAN_MS) s.arrivalsHead++;
+          // One entry per event, not per trade: at replay speed an event carries thousands of trades.
+          s.arrivals.push({ at: now, n: last.n });
+          s.recentTrades += last.n;
+          while (s.arrivalsHead < s.arrivals.length && s.arrivals[s.arrivalsHead].at < now - RATE_SPAN_MS) s.recentTrades -= s.arrivals[s.arrivalsHead++].n;
           if (s.arrivalsHead > 10_000) (s.arrivals = s.arrivals.slice(s.arrivalsHead)), (s.arrivalsHead = 0);
-          const tradesPerSecond = Math.round(((s.arrivals.length - s.arrivalsHead) * 1000) / RATE_SPAN_MS);
+          const tradesPerSecond = Math.round((s.recentTrades * 1000) / RATE_SPAN_MS);
           this.emit({ type: 'asset', update: { asset: name, price: { priceUsd: last.priceUsd, receivedAt: last.receivedAt, oldestReceivedAt: last.oldestReceivedAt }, tradesPerSecond } });
         }
         return;

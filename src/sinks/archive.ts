@@ -8,6 +8,7 @@
 // tables stay (an empty `trades`), so a later run with the archive on appends to them as usual.
 import type { OutputBatch, Sink, TradeBatch } from './contract.js';
 import { UsageError } from '../core/errors.js';
+import { WrappedSink } from './wrapped-sink.js';
 
 export const ARCHIVE_MODES = ['trades', 'none'] as const;
 export type ArchiveMode = (typeof ARCHIVE_MODES)[number];
@@ -34,33 +35,10 @@ const NO_TRADES: TradeBatch = Object.freeze({
 });
 
 /** Hands the wrapped sink every batch without its trades (see above). */
-export class NoArchiveSink implements Sink {
-  readonly name: string;
-
-  constructor(private readonly inner: Sink) {
-    this.name = inner.name;
-  }
-
-  open(): Promise<void> {
-    return this.inner.open();
-  }
-
-  write(batch: OutputBatch): Promise<void> {
+export class NoArchiveSink extends WrappedSink {
+  override write(batch: OutputBatch): Promise<void> {
     // A new batch object: the pipeline keeps its own, whose trade columns it reuses after the write.
     return this.inner.write({ ...batch, trades: NO_TRADES });
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  /** Present exactly when the wrapped sink keeps progress (the pipeline asks whether it is there). */
-  get readProgress(): Sink['readProgress'] {
-    return this.inner.readProgress?.bind(this.inner);
-  }
-
-  get clearJob(): Sink['clearJob'] {
-    return this.inner.clearJob?.bind(this.inner);
   }
 }
 

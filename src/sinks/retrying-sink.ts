@@ -9,6 +9,7 @@ import { backoffDelay, type BackoffOptions } from '../core/backoff.js';
 import { CoinstreamError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { OutputBatch, Sink } from './contract.js';
+import { WrappedSink } from './wrapped-sink.js';
 
 export interface RetryPolicy extends BackoffOptions {
   /** Tries in all, the first included. */
@@ -18,22 +19,16 @@ export interface RetryPolicy extends BackoffOptions {
 /** About 15 s of retries in all: long enough for a store to come back from a hiccup, short enough to fail visibly. */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, initialMs: 500, maxMs: 8000, factor: 2 };
 
-export class RetryingSink implements Sink {
-  readonly name: string;
-
+export class RetryingSink extends WrappedSink {
   constructor(
-    private readonly inner: Sink,
+    inner: Sink,
     private readonly deps: { clock: Clock; logger: Logger },
     private readonly policy: RetryPolicy = DEFAULT_RETRY,
   ) {
-    this.name = inner.name;
+    super(inner);
   }
 
-  open(): Promise<void> {
-    return this.inner.open();
-  }
-
-  async write(batch: OutputBatch): Promise<void> {
+  override async write(batch: OutputBatch): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.inner.write(batch);
@@ -48,18 +43,5 @@ export class RetryingSink implements Sink {
         await this.deps.clock.sleep(delayMs);
       }
     }
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  /** Present exactly when the wrapped sink keeps progress. */
-  get readProgress(): Sink['readProgress'] {
-    return this.inner.readProgress?.bind(this.inner);
-  }
-
-  get clearJob(): Sink['clearJob'] {
-    return this.inner.clearJob?.bind(this.inner);
   }
 }

@@ -49,6 +49,30 @@ class FakeData implements DashboardData {
   current: DashboardStatus = status();
   readonly listeners = new Set<(e: DashboardEvent) => void>();
   readonly queries: Q[] = [];
+  /** Called after every subscribe and unsubscribe (what until() waits for). */
+  private readonly watchers = new Set<() => void>();
+
+  /** Resolves once `cond` holds, checked after each (un)subscription; fails after `timeoutMs`. */
+  until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+    if (cond()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!cond()) return;
+        clearTimeout(timer);
+        this.watchers.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.watchers.delete(check);
+        reject(new Error(`timed out waiting for ${what}`));
+      }, timeoutMs);
+      this.watchers.add(check);
+    });
+  }
+
+  private changed(): void {
+    for (const w of [...this.watchers]) w();
+  }
 
   private select<T extends { asset: string; windowStart: number; windowEnd: number }>(rows: T[], q: Q): T[] {
     this.queries.push(q);
@@ -71,7 +95,11 @@ class FakeData implements DashboardData {
   }
   subscribe(listener: (e: DashboardEvent) => void) {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.changed();
+    return () => {
+      this.listeners.delete(listener);
+      this.changed();
+    };
   }
   emit(event: DashboardEvent) {
     for (const l of [...this.listeners]) l(event);
@@ -80,15 +108,6 @@ class FakeData implements DashboardData {
     this.emit({ type: 'asset', update });
   }
   async close() {}
-}
-
-/** Waits for a condition that an event elsewhere makes true (polls each 5 ms, fails after 5 s). */
-async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 interface SseMessage {
@@ -422,7 +441,7 @@ describe('the live stream', () => {
     await c.waitFor((m) => m.length >= 1, 'the first status');
     expect(c.messages[0].event).toBe('status');
     expect(JSON.parse(c.messages[0].data)).toEqual(status('live', 5));
-    await until(() => data.listeners.size === 1, 'the subscription');
+    await data.until(() => data.listeners.size === 1, 'the subscription');
     data.asset({ asset: 'bitcoin', price: { priceUsd: 1, receivedAt: 2 } });
     data.asset({ asset: HOSTILE, tradesPerSecond: 3 });
     data.emit({ type: 'status', status: status('reconnecting', 6) });
@@ -439,7 +458,7 @@ describe('the live stream', () => {
     const data = new FakeData();
     const s = await start(data);
     const c = await openStream(`${s.url}api/stream`);
-    await until(() => data.listeners.size === 1, 'the subscription');
+    await data.until(() => data.listeners.size === 1, 'the subscription');
     for (let i = 1; i <= 50; i++) {
       data.asset({
         asset: 'bitcoin',
@@ -476,7 +495,7 @@ describe('the live stream', () => {
     const data = new FakeData();
     const s = await start(data);
     const a = await openStream(`${s.url}api/stream`);
-    await until(() => data.listeners.size === 1, 'the subscription');
+    await data.until(() => data.listeners.size === 1, 'the subscription');
     data.asset({ asset: 'a1', tradesPerSecond: 1 });
     data.asset({ asset: 'a2', tradesPerSecond: 2 });
     await a.waitFor((m) => m.length === 3, 'two assets');
@@ -502,7 +521,7 @@ describe('the live stream', () => {
     const data = new FakeData();
     const s = await start(data, { stream: { ringSize: 3 } });
     const a = await openStream(`${s.url}api/stream`);
-    await until(() => data.listeners.size === 1, 'the subscription');
+    await data.until(() => data.listeners.size === 1, 'the subscription');
     for (let i = 0; i < 6; i++) data.asset({ asset: `x${i}` });
     await a.waitFor((m) => m.length === 7, 'six assets');
     const ids = a.messages.map((m) => m.id!);
@@ -559,7 +578,7 @@ describe('the live stream', () => {
     expect(data.listeners.size).toBe(1); // one subscription for every client
     a.close();
     b.close();
-    await until(() => data.listeners.size === 0, 'the unsubscribe');
+    await data.until(() => data.listeners.size === 0, 'the unsubscribe');
     const c = await openStream(`${s.url}api/stream`);
     await c.waitFor((m) => m.length === 1, 'c');
     expect(data.listeners.size).toBe(1);
@@ -573,12 +592,12 @@ describe('the live stream', () => {
     const s = await start(data, { stream: { idleUnsubscribeMs: 50 } });
     const a = await openStream(`${s.url}api/stream`);
     await a.waitFor((m) => m.length === 1, 'a');
-    await until(() => data.listeners.size === 1, 'the subscription');
+    await data.until(() => data.listeners.size === 1, 'the subscription');
     data.asset({ asset: 'a1' });
     await a.waitFor((m) => m.length === 2, 'a1');
     const id = a.messages[1].id!;
     a.close();
-    await until(() => data.listeners.size === 0, 'the unsubscribe after the grace period');
+    await data.until(() => data.listeners.size === 0, 'the unsubscribe after the grace period');
     // what happened while nobody listened is unknown: reset
     const b = await openStream(`${s.url}api/stream`, { 'Last-Event-ID': id });
     await b.waitFor((m) => m.length === 2, 'reset');
