@@ -41,19 +41,16 @@ const TRADE_ID = 256;
 const RECEIVED_AT = 512;
 const REQUIRED = EXCHANGE | BASE | QUOTE_FIELD | DIRECTION | PRICE | VOLUME | TIMESTAMP | PRICE_USD;
 
-const KEYS: [string, number][] = [
-  ['exchange', EXCHANGE],
-  ['base', BASE],
-  ['quote', QUOTE_FIELD],
-  ['direction', DIRECTION],
-  ['price', PRICE],
-  ['volume', VOLUME],
-  ['timestamp', TIMESTAMP],
-  ['priceUsd', PRICE_USD],
-  ['tradeId', TRADE_ID],
-  ['receivedAt', RECEIVED_AT],
-];
-const KEY_BYTES = KEYS.map(([k, bit]) => ({ bytes: Buffer.from(k, 'latin1'), bit }));
+const K_EXCHANGE = Buffer.from('exchange');
+const K_BASE = Buffer.from('base');
+const K_QUOTE = Buffer.from('quote');
+const K_DIRECTION = Buffer.from('direction');
+const K_PRICE = Buffer.from('price');
+const K_VOLUME = Buffer.from('volume');
+const K_TIMESTAMP = Buffer.from('timestamp');
+const K_PRICE_USD = Buffer.from('priceUsd');
+const K_TRADE_ID = Buffer.from('tradeId');
+const K_RECEIVED_AT = Buffer.from('receivedAt');
 
 /**
  * Bytes known to be ASCII as a string. Buffer's own latin1Slice (what toString('latin1') ends in,
@@ -61,27 +58,181 @@ const KEY_BYTES = KEYS.map(([k, bit]) => ({ bytes: Buffer.from(k, 'latin1'), bit
  */
 const latin1 = (buf: Buffer, start: number, end: number): string => (buf as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(start, end);
 
-interface Interned {
-  bytes: Buffer;
-  text: string;
-  /** Another string with the same hash. */
-  next: Interned | null;
+/** Strings seen before, by field: the last one first (trades of one asset come in runs), then by hash. */
+class Interner {
+  private lastBytes: Buffer = Buffer.alloc(0);
+  private lastText = '';
+  private readonly byHash = new Map<number, { bytes: Buffer; text: string; next: unknown }>();
+  private count = 0;
+
+  /** The string on ASCII bytes buf[start, end). */
+  get(buf: Buffer, start: number, end: number): string {
+    const length = end - start;
+    const last = this.lastBytes;
+    if (last.length === length) {
+      let i = 0;
+      while (i < length && buf[start + i] === last[i]) i++;
+      if (i === length) return this.lastText;
+    }
+    let hash = length;
+    for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + buf[i]) | 0;
+    type Entry = { bytes: Buffer; text: string; next: Entry | null };
+    const first = (this.byHash.get(hash) as Entry | undefined) ?? null;
+    for (let e = first; e !== null; e = e.next) {
+      const bytes = e.bytes;
+      if (bytes.length !== length) continue;
+      let i = 0;
+      while (i < length && buf[start + i] === bytes[i]) i++;
+      if (i === length) return this.remember(e.bytes, e.text);
+    }
+    const text = latin1(buf, start, end);
+    const bytes = Buffer.from(buf.subarray(start, end));
+    if (this.count < MAX_INTERNED) {
+      this.byHash.set(hash, { bytes, text, next: first });
+      this.count++;
+    }
+    return this.remember(bytes, text);
+  }
+
+  private remember(bytes: Buffer, text: string): string {
+    this.lastBytes = bytes;
+    this.lastText = text;
+    return text;
+  }
+}
+
+/** Set by scanNumber: the number it read. (A module variable, not an object per number.) */
+let scannedNumber = 0;
+
+/** The index after JSON whitespace (space, tab, CR, LF) from p. */
+function skipSpace(buf: Buffer, p: number, end: number): number {
+  while (p < end) {
+    const c = buf[p];
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) break;
+    p++;
+  }
+  return p;
+}
+
+/**
+ * With buf[p] the opening quote of a string: the index of its closing quote when the string is printable
+ * ASCII without escapes; -1 for anything else, which JSON.parse may still read (escapes, UTF-8) or
+ * reject (control characters, no closing quote).
+ */
+function plainStringEnd(buf: Buffer, p: number, end: number): number {
+  if (p >= end || buf[p] !== QUOTE) return -1;
+  for (p++; p < end; p++) {
+    const c = buf[p];
+    if (c === QUOTE) return p;
+    if (c < 0x20 || c >= 0x80 || c === BACKSLASH) return -1;
+  }
+  return -1;
+}
+
+/** Whether buf[start, end) are the bytes of `key`. */
+function isKey(buf: Buffer, start: number, end: number, key: Buffer): boolean {
+  if (end - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (buf[start + i] !== key[i]) return false;
+  return true;
+}
+
+/** The field bit of the key on buf[start, end) (a plain string's bytes), or 0 for a key not in the message. */
+function keyBit(buf: Buffer, start: number, end: number): number {
+  // Length and first byte pick the one candidate; its bytes decide.
+  switch (end - start) {
+    case 4:
+      return isKey(buf, start, end, K_BASE) ? BASE : 0;
+    case 5:
+      return buf[start] === 0x70 ? (isKey(buf, start, end, K_PRICE) ? PRICE : 0) : isKey(buf, start, end, K_QUOTE) ? QUOTE_FIELD : 0;
+    case 6:
+      return isKey(buf, start, end, K_VOLUME) ? VOLUME : 0;
+    case 7:
+      return isKey(buf, start, end, K_TRADE_ID) ? TRADE_ID : 0;
+    case 8:
+      return buf[start] === 0x65 ? (isKey(buf, start, end, K_EXCHANGE) ? EXCHANGE : 0) : isKey(buf, start, end, K_PRICE_USD) ? PRICE_USD : 0;
+    case 9:
+      return buf[start] === 0x64 ? (isKey(buf, start, end, K_DIRECTION) ? DIRECTION : 0) : isKey(buf, start, end, K_TIMESTAMP) ? TIMESTAMP : 0;
+    case 10:
+      return isKey(buf, start, end, K_RECEIVED_AT) ? RECEIVED_AT : 0;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * A JSON number from p, when it is exact by the fast path: at most 15 significant digits (an exact
+ * integer m) and a decimal exponent e within ±22 (10^|e| exact), so that m * 10^e or m / 10^-e is ONE
+ * correctly rounded operation, the double JSON.parse gives too. Returns the index after it and sets
+ * scannedNumber; -1 otherwise (not a number, or not one this path reads exactly).
+ */
+function scanNumber(buf: Buffer, p: number, end: number): number {
+  let negative = false;
+  if (p < end && buf[p] === 0x2d /* - */) {
+    negative = true;
+    p++;
+  }
+  if (p >= end) return -1;
+  let c = buf[p];
+  let mantissa = 0;
+  let digits = 0;
+  let exponent = 0;
+  if (c === 0x30 /* 0 */) {
+    p++;
+  } else if (c >= 0x31 && c <= 0x39) {
+    while (p < end && (c = buf[p]) >= 0x30 && c <= 0x39) {
+      if (++digits > MAX_DIGITS) return -1;
+      mantissa = mantissa * 10 + (c - 0x30);
+      p++;
+    }
+  } else {
+    return -1;
+  }
+  if (p < end && buf[p] === 0x2e /* . */) {
+    p++;
+    const fractionStart = p;
+    while (p < end && (c = buf[p]) >= 0x30 && c <= 0x39) {
+      // Leading zeros of a fraction (0.000123) are not significant digits.
+      if ((mantissa !== 0 || c !== 0x30) && ++digits > MAX_DIGITS) return -1;
+      mantissa = mantissa * 10 + (c - 0x30);
+      exponent--;
+      p++;
+    }
+    if (p === fractionStart) return -1; // "1." is not JSON
+  }
+  if (p < end && (buf[p] | 0x20) === 0x65 /* e or E */) {
+    p++;
+    let expNegative = false;
+    if (p < end && (buf[p] === 0x2b || buf[p] === 0x2d)) {
+      expNegative = buf[p] === 0x2d;
+      p++;
+    }
+    const expStart = p;
+    let e = 0;
+    while (p < end && (c = buf[p]) >= 0x30 && c <= 0x39) {
+      if (p - expStart >= 4) return -1;
+      e = e * 10 + (c - 0x30);
+      p++;
+    }
+    if (p === expStart) return -1; // "1e" is not JSON
+    exponent += expNegative ? -e : e;
+  }
+  let value: number;
+  if (mantissa === 0) value = 0;
+  else if (exponent >= 0 && exponent <= 22) value = mantissa * POW10[exponent];
+  else if (exponent < 0 && exponent >= -22) value = mantissa / POW10[-exponent];
+  else return -1;
+  scannedNumber = negative ? -value : value;
+  return p;
 }
 
 /**
  * Scans trade lines. One scanner per thread of reading: it keeps the strings it has seen, so that the
- * ten-thousandth "bitcoin" costs a hash and a compare instead of a new string.
+ * ten-thousandth "bitcoin" costs a compare instead of a new string.
  */
 export class TradeScanner {
-  /** Where the scan is, in the current line. */
-  private p = 0;
-  private end = 0;
-  private buf: Buffer = Buffer.alloc(0);
-  /** The last number or string scanned. */
-  private number = 0;
-  private text = '';
-  private readonly interned = new Map<number, Interned>();
-  private internedCount = 0;
+  private readonly exchanges = new Interner();
+  private readonly bases = new Interner();
+  private readonly quotes = new Interner();
 
   /**
    * The trade on bytes buf[start, end) (one line, without its newline), when the line is a trade
@@ -89,9 +240,6 @@ export class TradeScanner {
    * null, and the caller must take parseTrade's path for its verdict.
    */
   scan(buf: Buffer, start: number, end: number, receivedAt: number): Trade | null {
-    this.buf = buf;
-    this.p = start;
-    this.end = end;
     let exchange = '';
     let base = '';
     let quote = '';
@@ -104,60 +252,52 @@ export class TradeScanner {
     let stamped = 0;
     let seen = 0;
 
-    this.skipSpace();
-    if (this.p >= end || buf[this.p] !== OPEN) return null;
-    this.p++;
+    let p = skipSpace(buf, start, end);
+    if (p >= end || buf[p] !== OPEN) return null;
+    p = skipSpace(buf, p + 1, end);
     for (;;) {
-      this.skipSpace();
-      const bit = this.key();
+      const keyEnd = plainStringEnd(buf, p, end);
+      if (keyEnd === -1) return null;
+      const bit = keyBit(buf, p + 1, keyEnd);
       if (bit === 0 || (seen & bit) !== 0) return null; // unknown or repeated key (JSON.parse keeps the last)
       seen |= bit;
-      this.skipSpace();
-      if (this.p >= end || buf[this.p] !== COLON) return null;
-      this.p++;
-      this.skipSpace();
-      switch (bit) {
-        case EXCHANGE:
-        case BASE:
-        case QUOTE_FIELD:
-          if (!this.string(true)) return null;
-          if (bit === EXCHANGE) exchange = this.text;
-          else if (bit === BASE) base = this.text;
-          else quote = this.text;
-          break;
-        case TRADE_ID:
-          if (!this.string(false)) return null;
-          tradeId = this.text;
-          break;
-        case DIRECTION: {
-          if (!this.string(true)) return null;
-          const d = this.text;
-          if (d !== 'buy' && d !== 'sell') return null;
-          direction = d;
-          break;
-        }
-        default:
-          if (!this.numberValue()) return null;
-          if (bit === PRICE) price = this.number;
-          else if (bit === VOLUME) volume = this.number;
-          else if (bit === TIMESTAMP) timestamp = this.number;
-          else if (bit === PRICE_USD) priceUsd = this.number;
-          else stamped = this.number;
+      p = skipSpace(buf, keyEnd + 1, end);
+      if (p >= end || buf[p] !== COLON) return null;
+      p = skipSpace(buf, p + 1, end);
+      if (bit <= DIRECTION || bit === TRADE_ID) {
+        const close = plainStringEnd(buf, p, end);
+        if (close === -1) return null;
+        if (bit === EXCHANGE) exchange = this.exchanges.get(buf, p + 1, close);
+        else if (bit === BASE) base = this.bases.get(buf, p + 1, close);
+        else if (bit === QUOTE_FIELD) quote = this.quotes.get(buf, p + 1, close);
+        else if (bit === TRADE_ID) tradeId = latin1(buf, p + 1, close);
+        else if (close - p === 4 && buf[p + 1] === 0x62 && buf[p + 2] === 0x75 && buf[p + 3] === 0x79) direction = 'buy';
+        else if (close - p === 5 && buf[p + 1] === 0x73 && buf[p + 2] === 0x65 && buf[p + 3] === 0x6c && buf[p + 4] === 0x6c) direction = 'sell';
+        else return null;
+        p = close + 1;
+      } else {
+        p = scanNumber(buf, p, end);
+        if (p === -1) return null;
+        if (bit === PRICE) price = scannedNumber;
+        else if (bit === VOLUME) volume = scannedNumber;
+        else if (bit === TIMESTAMP) timestamp = scannedNumber;
+        else if (bit === PRICE_USD) priceUsd = scannedNumber;
+        else stamped = scannedNumber;
       }
-      this.skipSpace();
-      if (this.p >= end) return null;
-      const c = buf[this.p++];
+      p = skipSpace(buf, p, end);
+      if (p >= end) return null;
+      const c = buf[p];
+      p = skipSpace(buf, p + 1, end);
       if (c === CLOSE) break;
       if (c !== COMMA) return null;
     }
-    this.skipSpace();
-    if (this.p !== end) return null; // more after the object: not one JSON value
+    if (p !== end) return null; // more after the object: not one JSON value
 
     // validateTrade's checks, in the form an accepted trade passes them; any failure goes to it for the detail.
     if ((seen & REQUIRED) !== REQUIRED) return null;
     if (base.length === 0 || base.length > MAX_ID_CHARS || exchange.length > MAX_ID_CHARS || quote.length > MAX_ID_CHARS) return null;
-    if (!(volume > 0) || !(volume >= MIN_MAGNITUDE && volume <= MAX_MAGNITUDE)) return null;
-    if (!(priceUsd > 0) || !(priceUsd >= MIN_MAGNITUDE && priceUsd <= MAX_MAGNITUDE)) return null;
+    if (!(volume >= MIN_MAGNITUDE && volume <= MAX_MAGNITUDE)) return null;
+    if (!(priceUsd >= MIN_MAGNITUDE && priceUsd <= MAX_MAGNITUDE)) return null;
     if (!Number.isSafeInteger(timestamp) || timestamp < EARLIEST_TRADE_MS || timestamp > receivedAt + MAX_CLOCK_AHEAD_MS) return null;
     if ((seen & TRADE_ID) !== 0 && tradeId.length > MAX_ID_CHARS) return null;
 
@@ -165,151 +305,5 @@ export class TradeScanner {
     if ((seen & TRADE_ID) !== 0) trade.tradeId = tradeId;
     if ((seen & RECEIVED_AT) !== 0) trade.receivedAt = stamped;
     return trade;
-  }
-
-  /** JSON's insignificant whitespace: space, tab, CR, LF. */
-  private skipSpace(): void {
-    const buf = this.buf;
-    let p = this.p;
-    while (p < this.end) {
-      const c = buf[p];
-      if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) break;
-      p++;
-    }
-    this.p = p;
-  }
-
-  /** A key string of the trade message: its bit, or 0 (not a key we know, or not a plain string). */
-  private key(): number {
-    const buf = this.buf;
-    const start = this.p + 1;
-    if (this.p >= this.end || buf[this.p] !== QUOTE) return 0;
-    let close = start;
-    while (close < this.end && buf[close] !== QUOTE) close++;
-    if (close >= this.end) return 0;
-    const length = close - start;
-    for (const k of KEY_BYTES) {
-      if (k.bytes.length !== length) continue;
-      let i = 0;
-      while (i < length && buf[start + i] === k.bytes[i]) i++;
-      if (i === length) {
-        this.p = close + 1;
-        return k.bit;
-      }
-    }
-    return 0; // also a key with an escape in it: a backslash is never one of our keys' bytes
-  }
-
-  /**
-   * A string of printable ASCII without escapes into this.text (interned when `intern`); false for
-   * anything else, which JSON.parse may still read (escapes, UTF-8) or reject (control characters).
-   */
-  private string(intern: boolean): boolean {
-    const buf = this.buf;
-    if (this.p >= this.end || buf[this.p] !== QUOTE) return false;
-    const start = this.p + 1;
-    let hash = 0;
-    let p = start;
-    for (;;) {
-      if (p >= this.end) return false;
-      const c = buf[p];
-      if (c === QUOTE) break;
-      if (c < 0x20 || c >= 0x80 || c === BACKSLASH) return false;
-      hash = (Math.imul(hash, 31) + c) | 0;
-      p++;
-    }
-    this.p = p + 1;
-    this.text = intern ? this.intern(start, p, hash) : latin1(buf, start, p);
-    return true;
-  }
-
-  private intern(start: number, end: number, hash: number): string {
-    const buf = this.buf;
-    const length = end - start;
-    const first = this.interned.get(hash);
-    for (let e = first ?? null; e !== null; e = e.next) {
-      const bytes = e.bytes;
-      if (bytes.length !== length) continue;
-      let i = 0;
-      while (i < length && buf[start + i] === bytes[i]) i++;
-      if (i === length) return e.text;
-    }
-    const text = latin1(buf, start, end);
-    if (this.internedCount < MAX_INTERNED) {
-      this.interned.set(hash, { bytes: Buffer.from(buf.subarray(start, end)), text, next: first ?? null });
-      this.internedCount++;
-    }
-    return text;
-  }
-
-  /**
-   * A JSON number into this.number, when it is exact by the fast path: at most 15 significant digits
-   * (an exact integer m) and a decimal exponent e within ±22 (10^|e| exact), so that m * 10^e or
-   * m / 10^-e is ONE correctly rounded operation, the double JSON.parse gives too. False otherwise.
-   */
-  private numberValue(): boolean {
-    const buf = this.buf;
-    const end = this.end;
-    let p = this.p;
-    let negative = false;
-    if (p < end && buf[p] === 0x2d /* - */) {
-      negative = true;
-      p++;
-    }
-    if (p >= end) return false;
-    let c = buf[p];
-    let mantissa = 0;
-    let digits = 0;
-    let exponent = 0;
-    if (c === 0x30 /* 0 */) {
-      p++;
-    } else if (c >= 0x31 && c <= 0x39) {
-      while (p < end && (c = buf[p]) >= 0x30 && c <= 0x39) {
-        if (++digits > MAX_DIGITS) return false;
-        mantissa = mantissa * 10 + (c - 0x30);
-        p++;
-      }
-    } else {
-      return false;
-    }
-    if (p < end && buf[p] === 0x2e /* . */) {
-      p++;
-      const fractionStart = p;
-      while (p < end && (c = buf[p]) >= 0x30 && c <= 0x39) {
-        // Leading zeros of a fraction (0.000123) are not significant digits.
-        if (mantissa !== 0 || c !== 0x30) {
-          if (++digits > MAX_DIGITS) return false;
-        }
-        mantissa = mantissa * 10 + (c - 0x30);
-        exponent--;
-        p++;
-      }
-      if (p === fractionStart) return false; // "1." is not JSON
-    }
-    if (p < end && (buf[p] | 0x20) === 0x65 /* e or E */) {
-      p++;
-      let expNegative = false;
-      if (p < end && (buf[p] === 0x2b || buf[p] === 0x2d)) {
-        expNegative = buf[p] === 0x2d;
-        p++;
-      }
-      const expStart = p;
-      let e = 0;
-      while (p < end && (c = buf[p]) >= 0x30 && c <= 0x39) {
-        if (p - expStart >= 4) return false;
-        e = e * 10 + (c - 0x30);
-        p++;
-      }
-      if (p === expStart) return false; // "1e" is not JSON
-      exponent += expNegative ? -e : e;
-    }
-    let value: number;
-    if (mantissa === 0) value = 0;
-    else if (exponent >= 0 && exponent <= 22) value = mantissa * POW10[exponent];
-    else if (exponent < 0 && exponent >= -22) value = mantissa / POW10[-exponent];
-    else return false;
-    this.number = negative ? -value : value;
-    this.p = p;
-    return true;
   }
 }

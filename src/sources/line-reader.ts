@@ -25,6 +25,8 @@ export function isGzipFile(path: string): boolean {
   }
 }
 
+const NEWLINE = Buffer.from('\n');
+
 /** Lines longer than this many bytes are rejected by default (`--max-line`): a trade message is ~200. */
 export const DEFAULT_MAX_LINE_BYTES = 1 << 20;
 /** How much of an over-long line is kept for rejected_trades (the raw column holds 4 KiB). */
@@ -140,14 +142,35 @@ export async function* readLineChunks(chunks: Chunks, options: { maxLineBytes?: 
 }
 
 /**
- * Cuts chunks of bytes into pieces of text made of whole lines, each ending with a newline. Text is
- * cut at newline bytes: 0x0A never occurs inside a multi-byte UTF-8 sequence, so no character is
- * split. A partial line at the end of a chunk is copied and carried over, so the caller may reuse a
- * chunk's memory once the next one is asked for. A last line without a newline gets one. A line of
- * more than `maxLineBytes` comes out as a LongLine, in order, and costs no more memory than its prefix.
- * If the chunks fail (a damaged file), the partial line read so far comes out first, then the error.
+ * Cuts chunks of bytes into pieces of text made of whole lines, each ending with a newline. A last
+ * line without a newline gets one. A line of more than `maxLineBytes` comes out as a LongLine, in
+ * order, and costs no more memory than its prefix. If the chunks fail (a damaged file), the partial
+ * line read so far comes out first, then the error.
  */
 export async function* readTextPieces(chunks: Chunks, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<TextPiece> {
+  for await (const piece of readBytePieces(chunks, maxLineBytes)) {
+    if (piece.kind === 'long-line') yield piece;
+    else yield { kind: 'text', text: piece.data.toString('utf8') + (piece.data[piece.data.length - 1] === 10 ? '' : '\n'), bytes: piece.data.length };
+  }
+}
+
+/** Whole lines as bytes: each ends with a newline, but for the last line of a file that has none. */
+export interface ByteRun {
+  kind: 'bytes';
+  /** A view of the reader's memory: valid only until the next piece is asked for. Its length is the bytes read for it. */
+  data: Buffer;
+}
+
+/** Whole lines as bytes, or one over-long line. */
+export type BytePiece = ByteRun | LongLine;
+
+/**
+ * readTextPieces without the decoding: pieces of whole lines as bytes, cut at newline bytes (0x0A
+ * never occurs inside a multi-byte UTF-8 sequence, so no character is split). A partial line at the end
+ * of a chunk is copied and carried over, so the caller may reuse a chunk's memory once the next one is
+ * asked for; a piece itself is a view of the chunk, valid until then.
+ */
+export async function* readBytePieces(chunks: Chunks, maxLineBytes = DEFAULT_MAX_LINE_BYTES): AsyncGenerator<BytePiece> {
   const pending = new PendingLine(maxLineBytes);
   try {
     for await (const data of chunks) {
@@ -176,10 +199,10 @@ export async function* readTextPieces(chunks: Chunks, maxLineBytes = DEFAULT_MAX
   if (!pending.empty) yield pending.take(false);
 }
 
-/** Pieces of decoded text for the whole lines in chunk[from, end), and a LongLine for each too long. */
-function* wholeLines(chunk: Buffer, from: number, end: number, maxLineBytes: number): Generator<TextPiece> {
+/** Pieces of bytes for the whole lines in chunk[from, end), and a LongLine for each too long. */
+function* wholeLines(chunk: Buffer, from: number, end: number, maxLineBytes: number): Generator<BytePiece> {
   while (from < end) {
-    // Up to the last newline within the next piece; a line longer than a piece is decoded whole.
+    // Up to the last newline within the next piece; a line longer than a piece is one piece.
     // Pieces of ~400 lines also keep what is alive at a young-generation GC small.
     let to = end;
     if (to - from > DECODE_PIECE_BYTES) {
@@ -187,28 +210,28 @@ function* wholeLines(chunk: Buffer, from: number, end: number, maxLineBytes: num
       to = nl >= from ? nl + 1 : chunk.indexOf(10, from + DECODE_PIECE_BYTES) + 1;
     }
     // A piece no longer than the limit cannot hold a line longer than it: the usual case costs one compare.
-    if (to - from - 1 <= maxLineBytes) yield textRun(chunk, from, to);
+    if (to - from - 1 <= maxLineBytes) yield byteRun(chunk, from, to);
     else yield* splitOutLongLines(chunk, from, to, maxLineBytes);
     from = to;
   }
 }
 
-function* splitOutLongLines(chunk: Buffer, from: number, to: number, maxLineBytes: number): Generator<TextPiece> {
+function* splitOutLongLines(chunk: Buffer, from: number, to: number, maxLineBytes: number): Generator<BytePiece> {
   let runStart = from;
   for (let lineStart = from; lineStart < to; ) {
     const nl = chunk.indexOf(10, lineStart);
     if (nl - lineStart > maxLineBytes) {
-      if (lineStart > runStart) yield textRun(chunk, runStart, lineStart);
+      if (lineStart > runStart) yield byteRun(chunk, runStart, lineStart);
       yield { kind: 'long-line', prefix: chunk.toString('utf8', lineStart, lineStart + LONG_LINE_PREFIX_BYTES), bytes: nl - lineStart, consumed: nl - lineStart + 1 };
       runStart = nl + 1;
     }
     lineStart = nl + 1;
   }
-  if (runStart < to) yield textRun(chunk, runStart, to);
+  if (runStart < to) yield byteRun(chunk, runStart, to);
 }
 
-function textRun(chunk: Buffer, from: number, to: number): TextRun {
-  return { kind: 'text', text: chunk.toString('utf8', from, to), bytes: to - from };
+function byteRun(chunk: Buffer, from: number, to: number): ByteRun {
+  return { kind: 'bytes', data: chunk.subarray(from, to) };
 }
 
 /** The start of a line that has not ended yet: copied pieces, or only a prefix once it is too long. */
@@ -239,12 +262,12 @@ class PendingLine {
    * The line, with a newline (joined once its end arrived, so many small chunks cost linear time).
    * `ended`: its newline was read (not so for the last line of a file without one, or one cut short).
    */
-  take(ended: boolean): TextPiece {
+  take(ended: boolean): BytePiece {
     const consumed = this.bytes + (ended ? 1 : 0);
-    const out: TextPiece =
+    const out: BytePiece =
       this.prefix !== null
         ? { kind: 'long-line', prefix: this.prefix.toString('utf8'), bytes: this.bytes, consumed }
-        : { kind: 'text', text: Buffer.concat(this.pieces).toString('utf8') + '\n', bytes: consumed };
+        : { kind: 'bytes', data: Buffer.concat(ended ? [...this.pieces, NEWLINE] : this.pieces) };
     this.pieces = [];
     this.bytes = 0;
     this.prefix = null;

@@ -6,10 +6,11 @@
 import { existsSync, statSync } from 'node:fs';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError } from '../core/errors.js';
-import { parseTrade, validateTrade, type ParseResult } from '../core/parse-trade.js';
+import { parseTrade, type ParseResult } from '../core/parse-trade.js';
+import { TradeScanner } from '../core/scan-trade.js';
 import { capRaw, type Trade } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
-import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, readFileChunks, readTextPieces, splitLines, type TextPiece } from './line-reader.js';
+import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, readBytePieces, readFileChunks, type BytePiece } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -45,9 +46,10 @@ export class ReplaySource implements Source {
     // Where the current piece starts: its byte offset, and the lines before it.
     let offset = from?.offset ?? 0;
     let linesBefore = from?.line ?? 0;
-    const pieces = readTextPieces(readFileChunks(this.options.path, offset), maxLineBytes);
+    const pieces = readBytePieces(readFileChunks(this.options.path, offset), maxLineBytes);
+    const scanner = new TradeScanner();
     for (;;) {
-      let next: IteratorResult<TextPiece>;
+      let next: IteratorResult<BytePiece>;
       try {
         next = await pieces.next();
       } catch (err) {
@@ -69,36 +71,33 @@ export class ReplaySource implements Source {
         yield { kind: 'rejected', rejected: { receivedAt, source: this.name, reason: 'malformed', detail, raw: capRaw(piece.prefix) }, end: { offset, line: linesBefore } };
         continue;
       }
-      const verdicts = parsePiece(piece.text, receivedAt);
+      const scanned = scanPiece(piece.data, receivedAt, scanner);
       const firstLine = linesBefore + 1;
-      const lineEnds = lazyLineEnds(piece.text, piece.bytes);
       /** After line i of the piece: where reading goes on. */
-      const after = (i: number): SourcePosition => ({ offset: pieceStart + lineEnds()[i], line: firstLine + i });
+      const after = (i: number): SourcePosition => ({ offset: pieceStart + scanned.lineEnd(i), line: firstLine + i });
       let batch: Trade[] = [];
       let lineOf: number[] = [];
       const flush = (end: SourcePosition): SourceEvent => {
-        const event: SourceEvent = { kind: 'trades', source: this.name, trades: batch, receivedAt, origins: lineOrigins(verdicts, lineOf, firstLine, after), end };
+        const event: SourceEvent = { kind: 'trades', source: this.name, trades: batch, receivedAt, origins: lineOrigins(scanned, lineOf, firstLine, after), end };
         batch = [];
         lineOf = [];
         return event;
       };
-      for (let i = 0; i < verdicts.lines; i++) {
-        const parsed = verdicts.verdict(i);
-        if (parsed === null) continue; // blank line
-        if (!parsed.ok) {
-          if (batch.length > 0) yield flush(after(i - 1));
-          const rejected = { receivedAt, source: this.name, reason: parsed.reason, detail: `line ${firstLine + i}: ${parsed.detail}`, raw: capRaw(verdicts.line(i)) };
-          yield { kind: 'rejected', rejected, end: after(i) };
+      for (let i = 0; i < scanned.lines; i++) {
+        const trade = scanned.trades[i];
+        if (trade !== null) {
+          batch.push(trade);
+          lineOf.push(i);
           continue;
         }
-        const trade = parsed.trade;
-        // A recorded receive time is kept; the others get the event's (adding a property to every
-        // parsed object would cost a hidden-class change and a property store each).
-        batch.push(trade);
-        lineOf.push(i);
+        const rejection = scanned.rejections.get(i);
+        if (rejection === undefined) continue; // blank line
+        if (batch.length > 0) yield flush(after(i - 1));
+        const rejected = { receivedAt, source: this.name, reason: rejection.reason, detail: `line ${firstLine + i}: ${rejection.detail}`, raw: capRaw(scanned.line(i)) };
+        yield { kind: 'rejected', rejected, end: after(i) };
       }
-      linesBefore += verdicts.lines;
-      offset += piece.bytes;
+      linesBefore += scanned.lines;
+      offset += piece.data.length;
       // The whole piece is read: the last event's end covers any blank lines after its last trade.
       if (batch.length > 0) yield flush({ offset, line: linesBefore });
     }
@@ -106,82 +105,65 @@ export class ReplaySource implements Source {
 }
 
 /** Trade i of a batch is line lineOf[i] of the piece, which starts at line `firstLine` of the file. */
-function lineOrigins(piece: PieceVerdicts, lineOf: number[], firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
+function lineOrigins(piece: ScannedPiece, lineOf: number[], firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
   return { raw: (i) => piece.line(lineOf[i]), where: (i) => `line ${firstLine + lineOf[i]}`, position: (i) => after(lineOf[i]) };
 }
 
-/**
- * The byte offset after each line of a piece, relative to its start, computed when first asked: only
- * pieces with a rejected line or a cut inside them need it. Where the text is all ASCII (as many
- * characters as bytes), character offsets are byte offsets.
- */
-function lazyLineEnds(text: string, bytes: number): () => number[] {
-  let ends: number[] | null = null;
-  return () => {
-    if (ends !== null) return ends;
-    ends = [];
-    const ascii = text.length === bytes;
-    let byte = 0;
-    let from = 0;
-    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
-      byte += ascii ? nl + 1 - from : Buffer.byteLength(text.slice(from, nl + 1));
-      ends.push(Math.min(byte, bytes)); // a last line without a newline got one it did not read
-      from = nl + 1;
-    }
-    return ends;
-  };
-}
+type Rejection = Extract<ParseResult, { ok: false }>;
 
-/** The verdicts on a piece of text, one per line (null for a blank line), with each line's text on demand (only rejects need it). */
-export interface PieceVerdicts {
+/** The verdicts on a piece of whole lines: per line a trade, a rejection, or neither (a blank line). */
+export interface ScannedPiece {
   lines: number;
-  verdict(i: number): ParseResult | null;
+  /** Line i's trade; null for a rejected or blank line. */
+  trades: (Trade | null)[];
+  /** Why line i was rejected, for the rejected lines only. */
+  rejections: Map<number, Rejection>;
+  /** Line i's text, without its LF or CRLF. */
   line(i: number): string;
+  /** The byte offset after line i (its newline included), from the piece's start. */
+  lineEnd(i: number): number;
 }
 
 /**
- * Judges every line of a piece of text (whole lines, each ending with a newline) on its own.
+ * Judges every line of a piece (whole lines as bytes, each ending with a newline but for a file's last
+ * line) on its own. Lines the scanner reads (trade messages it can read exactly, that pass every check)
+ * cost no string and no JSON.parse; every other line gets parseTrade's verdict on its text. So each
+ * verdict is the one parseTrade gives the line alone: test/sources-replay/piece.test.ts holds them equal.
  *
- * Fast path: ONE JSON.parse for the whole piece, `[line1,\nline2,...]`: ~10% cheaper than a call per
- * line, and no string per line. It is taken only when the piece holds no `[` and every line but the
- * first starts with `{` (trade messages do), and its result counts only if it has exactly one value
- * per line. Then every line is exactly one value:
- * - no value can run across a separator `,\n`: not a string (JSON forbids a raw newline in one), not
- *   an array (there is no `[`), and not an object, because inside an object a `,` must be followed by
- *   a key string, and the next line starts with `{`; so every separator is at the top level;
- * - so each line holds one or more whole top-level values, and one value per line in all means one
- *   each.
- * Anything else (a line of two values, a line that is not JSON, a blank line, a bracket) sends the
- * piece down the plain path: parseTrade per line. Joining with plain commas and no such rules let
- * crafted lines (`{t1},{t2}` next to a value split over two lines) keep the count with verdicts moved
- * between lines; a fast-check differential test holds the two paths equal.
+ * The piece's bytes are copied first: a piece is a view of the reader's memory, reused after the next
+ * read, and a trade found late further on still needs its line for rejected_trades.
  */
-export function parsePiece(text: string, receivedAt: number): PieceVerdicts {
-  let lines: string[] | null = null;
-  const line = (i: number) => (lines ??= splitLines(text, []))[i];
-  let count = 0;
-  let linesStartWithBrace = true;
-  for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', nl + 1)) {
-    count++;
-    if (nl + 1 < text.length && text.charCodeAt(nl + 1) !== 123 /* { */) linesStartWithBrace = false;
+export function scanPiece(view: Buffer, receivedAt: number, scanner: TradeScanner): ScannedPiece {
+  const data = Buffer.from(view);
+  const trades: (Trade | null)[] = [];
+  const rejections = new Map<number, Rejection>();
+  const ends: number[] = [];
+  /** Line i's text: the bytes before its newline, and before a CR there. */
+  const line = (i: number): string => {
+    const start = i === 0 ? 0 : ends[i - 1];
+    let end = ends[i];
+    if (end > start && data[end - 1] === 10) end--;
+    if (end > start && data[end - 1] === 13) end--;
+    return data.toString('utf8', start, end);
+  };
+  for (let start = 0; start < data.length; ) {
+    let nl = data.indexOf(10, start);
+    if (nl === -1) nl = data.length; // the file's last line, without a newline
+    const i = ends.length;
+    ends.push(Math.min(nl + 1, data.length));
+    const trade = scanner.scan(data, start, nl, receivedAt);
+    trades.push(trade);
+    if (trade === null) {
+      const text = line(i);
+      if (!isBlank(text)) {
+        const parsed = parseTrade(text, receivedAt);
+        if (parsed.ok) trades[i] = parsed.trade;
+        else rejections.set(i, parsed);
+      }
+    }
+    start = nl + 1;
   }
-  if (linesStartWithBrace && text.indexOf('[') === -1) {
-    const values = parseJoined(text);
-    if (values !== null && values.length === count) return { lines: count, verdict: (i) => validateTrade(values[i], receivedAt), line };
-  }
-  lines = splitLines(text, []);
-  const verdicts = lines.map((l) => (isBlank(l) ? null : parseTrade(l, receivedAt)));
-  return { lines: count, verdict: (i) => verdicts[i], line };
-}
-
-/** The piece's lines as one JSON array, or null when the text does not parse that way. */
-function parseJoined(text: string): unknown[] | null {
-  try {
-    const values: unknown = JSON.parse('[' + text.slice(0, -1).replaceAll('\n', ',\n') + ']');
-    return Array.isArray(values) ? values : null;
-  } catch {
-    return null; // some line is not one JSON value: the plain path gives each its own verdict
-  }
+  return { lines: ends.length, trades, rejections, line, lineEnd: (i) => ends[i] };
 }
 
 function isBlank(line: string): boolean {

@@ -79,7 +79,7 @@ const generatedLine = fc
     fc.oneof({ weight: 4, arbitrary: fc.shuffledSubarray([...FIELDS], { minLength: 8 }) }, { weight: 1, arbitrary: fc.shuffledSubarray([...FIELDS], { minLength: 5 }) }),
     fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(fc.tuple(keyToken, valueToken), { minLength: 1, maxLength: 2 }) }),
     fc.array(space, { minLength: 4, maxLength: 4 }),
-    fc.oneof({ weight: 1, arbitrary: fc.constant({}) }, { weight: 2, arbitrary: fc.dictionary(fc.constantFrom(...FIELDS), valueToken, { minKeys: 1, maxKeys: 2 }) }),
+    fc.oneof({ weight: 1, arbitrary: fc.constant({} as Record<string, string>) }, { weight: 2, arbitrary: fc.dictionary(fc.constantFrom(...FIELDS), valueToken, { minKeys: 1, maxKeys: 2 }) }),
     fc.constantFrom('', '', '', '', '', '', ' ', 'x', ',', '}', '{}'),
   )
   .map(([keys, extra, [s1, s2, s3, s4], override, trailing]) => {

@@ -1,11 +1,14 @@
-// One verdict per line: the replay's fast path (one JSON.parse per piece of lines) must judge every
-// line exactly as the plain path (parseTrade on that line alone) does, whatever its neighbours.
+// One verdict per line: the replay's piece scanner (the trade scanner where it can, parseTrade where it
+// cannot) must judge every line exactly as the plain path (parseTrade on that line alone) does,
+// whatever its neighbours.
 // Differential and property-based: fast-check prints the seed and the shrunk input on a failure.
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseTrade } from '../../src/core/parse-trade.js';
-import { parsePiece } from '../../src/sources/replay.js';
+import { TradeScanner } from '../../src/core/scan-trade.js';
+import type { Trade } from '../../src/core/trade.js';
+import { scanPiece } from '../../src/sources/replay.js';
 
 const RECEIVED_AT = Date.UTC(2026, 0, 1);
 const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
@@ -14,13 +17,30 @@ const isBlank = (l: string) => /^[ \t\r]*$/.test(l);
 
 /** The plain path, line by line: what every line's verdict must be. A CR before the LF is the line ending, not the line. */
 function plainVerdicts(lines: string[]): string[] {
-  return lines.map((l) => l.replace(/\r$/, '')).map((l) => JSON.stringify(isBlank(l) ? null : parseTrade(l, RECEIVED_AT)));
+  return lines.map((l) => l.replace(/\r$/, '')).map((l) => {
+    if (isBlank(l)) return 'blank';
+    const v = parseTrade(l, RECEIVED_AT);
+    return v.ok ? accepted(v.trade) : JSON.stringify(v);
+  });
 }
 
-function pieceVerdicts(lines: string[]): string[] {
-  const piece = parsePiece(lines.join('\n') + '\n', RECEIVED_AT);
+/** An accepted trade's contract fields, in one order, -0 told apart from 0. */
+const accepted = (t: Trade) =>
+  'ok ' + JSON.stringify([t.exchange, t.base, t.quote, t.direction, t.price, t.volume, t.timestamp, t.priceUsd, t.tradeId, t.receivedAt].map((v) => (Object.is(v, -0) ? '-0' : v)));
+
+function pieceVerdicts(lines: string[], scanner = new TradeScanner()): string[] {
+  const data = Buffer.from(lines.join('\n') + '\n');
+  const piece = scanPiece(data, RECEIVED_AT, scanner);
   expect(piece.lines).toBe(lines.length);
-  return lines.map((_, i) => JSON.stringify(piece.verdict(i)));
+  // Each line's end is where the next starts, and the last one is the piece's end.
+  expect(piece.lineEnd(lines.length - 1)).toBe(data.length);
+  return lines.map((l, i) => {
+    expect(piece.line(i)).toBe(l.replace(/\r$/, ''));
+    const trade = piece.trades[i];
+    if (trade !== null) return accepted(trade);
+    const rejection = piece.rejections.get(i);
+    return rejection === undefined ? 'blank' : JSON.stringify(rejection);
+  });
 }
 
 const realLine = fc.constantFrom(...KRAKEN);
@@ -67,7 +87,7 @@ const splitAndMerge = fc
   });
 const lineGroups = fc.array(fc.oneof({ weight: 8, arbitrary: anyLine.map((l) => [l]) }, { weight: 1, arbitrary: splitAndMerge }), { minLength: 1, maxLength: 30 }).map((groups) => groups.flat());
 
-describe('parsePiece: one verdict per line', () => {
+describe('scanPiece: one verdict per line', () => {
   afterEach(() => vi.restoreAllMocks());
 
   it('agrees with the plain per-line path on generated, fuzzed and real input', () => {
@@ -79,7 +99,7 @@ describe('parsePiece: one verdict per line', () => {
     );
   });
 
-  it('agrees on bracket-free pieces too, where the fast path is taken', () => {
+  it('agrees on bracket-free pieces too, where the old joined JSON.parse path was taken', () => {
     const bracketFree = anyLine.filter((l) => !/[[\]]/.test(l));
     fc.assert(
       fc.property(fc.array(bracketFree, { minLength: 1, maxLength: 60 }), (lines) => {
@@ -97,14 +117,25 @@ describe('parsePiece: one verdict per line', () => {
   ])('gives the crafted case "%s" the per-line verdicts', (_, lines) => {
     expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
     // None of these lines is one whole trade but the plain trades: the fast path cannot be fooled.
-    const accepted = plainVerdicts(lines).filter((v) => v.startsWith('{"ok":true')).length;
-    expect(accepted).toBe(lines.filter((l) => KRAKEN.includes(l)).length);
+    const acceptedLines = plainVerdicts(lines).filter((v) => v.startsWith('ok ')).length;
+    expect(acceptedLines).toBe(lines.filter((l) => KRAKEN.includes(l)).length);
   });
 
-  it('takes the fast path on real data: one JSON.parse for a piece of 400 lines', () => {
+  it('reads real data without JSON.parse, and a last line without a newline too', () => {
     const parse = vi.spyOn(JSON, 'parse');
-    const piece = parsePiece(KRAKEN.slice(0, 400).join('\n') + '\n', RECEIVED_AT);
-    for (let i = 0; i < piece.lines; i++) expect(piece.verdict(i)?.ok).toBe(true);
-    expect(parse).toHaveBeenCalledTimes(1);
+    const text = KRAKEN.slice(0, 400).join('\n');
+    const piece = scanPiece(Buffer.from(text), RECEIVED_AT, new TradeScanner());
+    expect(piece.lines).toBe(400);
+    expect(piece.trades.filter((t) => t !== null)).toHaveLength(400);
+    expect(piece.lineEnd(399)).toBe(Buffer.byteLength(text));
+    expect(parse).not.toHaveBeenCalled();
+  });
+
+  it('keeps its own copy of the bytes: the reader reuses its memory after the next read', () => {
+    const view = Buffer.from(`${KRAKEN[0]}\nnot json\n`);
+    const piece = scanPiece(view, RECEIVED_AT, new TradeScanner());
+    view.fill(0x20);
+    expect(piece.line(0)).toBe(KRAKEN[0]);
+    expect(piece.line(1)).toBe('not json');
   });
 });
