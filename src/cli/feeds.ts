@@ -7,7 +7,7 @@ import { parseByteSize } from '../core/size.js';
 import type { Logger } from '../core/logger.js';
 import { recordSources } from '../sources/feeds/recorder.js';
 import { startReplayServer, type ReplayServer } from '../sources/feeds/replay-server.js';
-import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
+import { DEFAULT_LIVE_SOURCES, parseSourceSpecs, parseSpeed } from '../sources/spec.js';
 import { parsePort } from './run.js';
 import { shutdownSignal } from './signals.js';
 
@@ -43,7 +43,7 @@ export async function recordCommand(flags: { source?: string[]; out: string; rot
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${flags.out}: the directory ${dir} does not exist; create it first`);
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const specs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
-  const sources = specs.map((spec) => parseSourceSpec(spec, { clock: deps.clock, logger: deps.logger, maxLineBytes }));
+  const sources = await parseSourceSpecs(specs, { clock: deps.clock, logger: deps.logger, maxLineBytes });
   const shutdown = shutdownSignal(deps.logger, 'closing the recording');
   try {
     await recordSources(sources, { out: flags.out, rotateBytes: rotateMb * 2 ** 20, signal: shutdown.signal, logger: deps.logger });

@@ -7,7 +7,7 @@ import { describeConnection, kafkaConfig, type KafkaFlags } from '../kafka/clien
 import { ingest } from '../kafka/ingest.js';
 import { deadLetterTopic } from '../kafka/message.js';
 import { checkTopicName } from '../kafka/topics.js';
-import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
+import { DEFAULT_LIVE_SOURCES, parseSourceSpecs, parseSpeed } from '../sources/spec.js';
 import { shutdownSignal } from './signals.js';
 
 export interface IngestFlags extends KafkaFlags {
@@ -29,7 +29,7 @@ export async function ingestCommand(flags: IngestFlags, deps: { clock: Clock; lo
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const config = kafkaConfig(flags, logger, 'coinstream-ingest');
   const specs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
-  const sources = specs.map((spec) => parseSourceSpec(spec, { clock, logger, maxLineBytes }));
+  const sources = await parseSourceSpecs(specs, { clock, logger, maxLineBytes });
   logger.info({ brokers: describeConnection(config) }, `Kafka: ${describeConnection(config)}`);
 
   const shutdown = shutdownSignal(logger, 'sending what is buffered to Kafka, then exiting');

@@ -11,7 +11,7 @@ import { validateEngineConfig } from '../engine/window-engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { DEFAULT_SINKS, parseSinkSpec } from '../sinks/spec.js';
 import { DELTA_PARTITIONINGS, type DeltaPartitioning } from '../sinks/delta/delta-sink.js';
-import { DEFAULT_LIVE_SOURCES, parseSourceSpec, parseSpeed } from '../sources/spec.js';
+import { DEFAULT_LIVE_SOURCES, parseSourceSpecs, parseSpeed } from '../sources/spec.js';
 import { shutdownSignal } from './signals.js';
 import { parsePort, startLiveDashboard, type DashboardFlags } from './dashboard.js';
 
@@ -86,7 +86,7 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   parsePort(flags.port);
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const sourceSpecs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
-  const sources = sourceSpecs.map((spec) => parseSourceSpec(spec, { clock, logger, maxLineBytes }));
+  const sources = await parseSourceSpecs(sourceSpecs, { clock, logger, maxLineBytes });
   // Retries wrap every store (a store only says whether an error is worth retrying).
   const { archive, deltaTrades } = archiveFromFlags(flags, logger);
   const delta = { trades: deltaTrades, partition: parseDeltaPartition(flags.deltaPartition) };

@@ -3,11 +3,11 @@
 import { pino } from 'pino';
 import { systemClock } from '../../src/core/clock.js';
 import { recordSources } from '../../src/sources/feeds/recorder.js';
-import { parseSourceSpec } from '../../src/sources/spec.js';
+import { parseSourceSpecs } from '../../src/sources/spec.js';
 
 const [url, out, flushMs] = process.argv.slice(2);
 const logger = pino({ level: 'debug' }, pino.destination({ fd: 2, sync: true }));
-const source = parseSourceSpec(`coincap@${url}`, { clock: systemClock, logger });
+const [source] = await parseSourceSpecs([`coincap@${url}`], { clock: systemClock, logger });
 const stop = new AbortController();
 process.once('SIGINT', () => stop.abort());
 await recordSources([source], { out, rotateBytes: 1 << 30, signal: stop.signal, logger, flushEveryMs: Number(flushMs) });

@@ -4,11 +4,14 @@
 // cell, converted one by one) cost ~110 ns per cell here; fixed-width columns are instead copied into
 // the chunk's vectors with one memcpy each, and only strings go cell by cell.
 
-import { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR, DuckDBDataChunk, type DuckDBConnection, type DuckDBType } from '@duckdb/node-api';
-import duckdb from '@duckdb/node-bindings';
+import type { DuckDBConnection, DuckDBDataChunk, DuckDBType } from '@duckdb/node-api';
+import type { Vector } from '@duckdb/node-bindings';
+import { duckdbApi, duckdbBindings as duckdb } from './duckdb-api.js';
 import { isTyped, type Column } from './store-batch.js';
 
 export type { Column };
+
+const { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR } = duckdbApi;
 
 /** DuckDB's standard vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
@@ -36,7 +39,7 @@ function reusableChunk(columns: readonly Column[]): DuckDBDataChunk {
   const layout = columns.map((c) => c.kind).join(',');
   let chunk = chunks.get(layout);
   if (!chunk) {
-    chunk = DuckDBDataChunk.create(columns.map((c) => TYPES[c.kind]), CHUNK_ROWS);
+    chunk = duckdbApi.DuckDBDataChunk.create(columns.map((c) => TYPES[c.kind]), CHUNK_ROWS);
     chunks.set(layout, chunk);
   }
   return chunk;
@@ -69,7 +72,7 @@ export async function appendColumns(conn: DuckDBConnection, table: string, colum
   appender.closeSync();
 }
 
-function fillVector(vector: duckdb.Vector, column: Column, from: number, n: number): void {
+function fillVector(vector: Vector, column: Column, from: number, n: number): void {
   switch (column.kind) {
     case 'double':
       copyFixed(vector, column.values, from, n);
@@ -134,7 +137,7 @@ export function pickRows(columns: readonly Column[], rows: readonly number[]): C
 }
 
 /** Copies rows [from, from + n) of a typed array into a vector. */
-function copyFixed(vector: duckdb.Vector, values: Float64Array | Uint32Array | Uint8Array, from: number, n: number): void {
+function copyFixed(vector: Vector, values: Float64Array | Uint32Array | Uint8Array, from: number, n: number): void {
   const width = values.BYTES_PER_ELEMENT;
   if (values.buffer instanceof ArrayBuffer) {
     duckdb.copy_data_to_vector(vector, 0, values.buffer, values.byteOffset + from * width, n * width);
@@ -146,7 +149,7 @@ function copyFixed(vector: duckdb.Vector, values: Float64Array | Uint32Array | U
 }
 
 /** Writes the validity bits of rows [0, n): row i is NULL where `valid(i)` is false. */
-function setValidity(vector: duckdb.Vector, n: number, valid: (i: number) => boolean): void {
+function setValidity(vector: Vector, n: number, valid: (i: number) => boolean): void {
   const words = Math.ceil(n / 64);
   validityBytes.fill(0, 0, words * 8);
   for (let i = 0; i < n; i++) if (valid(i)) validityBytes[i >> 3] |= 1 << (i & 7);

@@ -22,11 +22,42 @@ export class DuckDBSink implements Sink {
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
 
+  /**
+   * The open that construction started, until open() takes it over. Its failure is observed here, so it
+   * is never an unhandled rejection; open() gets it.
+   */
+  private early: Promise<{ ok: true } | { ok: false; err: unknown }> | null;
+
+  /**
+   * Starts the worker and asks it to open the store at once, without waiting: loading DuckDB and
+   * opening the file (~0.15 s) then run on the other core while the command goes on (the dashboard,
+   * the sources, the other stores). Until open() is called the worker does not keep the process alive,
+   * so a command that fails before it exits as it would have.
+   */
   constructor(readonly path: string, private readonly logger: Logger) {
     this.name = `duckdb:${path}`;
+    this.early = this.startWorker().then(
+      () => ({ ok: true }) as const,
+      (err: unknown) => ({ ok: false, err }) as const,
+    );
+    this.worker?.unref();
   }
 
   async open(): Promise<void> {
+    const early = this.early;
+    this.early = null;
+    this.worker?.ref();
+    const result = early !== null ? await early : await this.startWorker().then(() => ({ ok: true }) as const, (err: unknown) => ({ ok: false, err }) as const);
+    if (result.ok) return;
+    // A failed open (the file locked by another process, say) may be retried: with a new worker.
+    const worker = this.worker;
+    this.worker = null;
+    await worker?.terminate();
+    throw result.err;
+  }
+
+  /** A new worker, asked to open the store. */
+  private startWorker(): Promise<unknown> {
     const worker = new Worker(WORKER_URL, { workerData: { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) } });
     this.worker = worker;
     worker.on('message', (reply: WorkerReply) => {
@@ -38,10 +69,10 @@ export class DuckDBSink implements Sink {
     });
     worker.on('error', (err: Error) => this.failAll(new CoinstreamError('SINK_FAILED', `${this.name}: the DuckDB worker crashed: ${err.message}`, false, { cause: err })));
     worker.on('exit', (code) => {
-      this.worker = null;
+      if (this.worker === worker) this.worker = null;
       if (this.pending.size > 0) this.failAll(new CoinstreamError('SINK_FAILED', `${this.name}: the DuckDB worker exited (code ${code}) with writes unanswered`));
     });
-    await this.call({ id: this.nextId++, op: 'open' });
+    return this.call({ id: this.nextId++, op: 'open' });
   }
 
   async readProgress(job: string): Promise<StoredProgress | null> {

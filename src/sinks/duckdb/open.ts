@@ -1,4 +1,5 @@
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { duckdbApi } from './duckdb-api.js';
 import { CoinstreamError } from '../../core/errors.js';
 
 /**
@@ -21,7 +22,7 @@ export async function openDuckDB(path: string, options: { readOnly?: boolean; th
     if (options.readOnly) config.access_mode = 'READ_ONLY';
     if (options.threads !== undefined) config.threads = String(options.threads);
     if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
-    instance = await DuckDBInstance.create(path, config);
+    instance = await duckdbApi.DuckDBInstance.create(path, config);
   } catch (err) {
     const message = (err as Error).message;
     if (/lock/i.test(message)) {

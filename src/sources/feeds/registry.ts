@@ -15,8 +15,6 @@ import type { FeedProtocol } from './protocol.js';
 export const FEED_KINDS = ['coincap', 'coincap-prices', 'binance', 'coinbase', 'kraken', 'bybit', 'okx'] as const;
 export type FeedKind = (typeof FEED_KINDS)[number];
 
-/** What `coinstream run` reads with no --source: bitcoin and ethereum, keyless, as the original did. */
-export const DEFAULT_LIVE_SOURCES = ['binance:btcusdt,ethusdt', 'coinbase:BTC-USD,ETH-USD'];
 
 export function isFeedKind(kind: string): kind is FeedKind {
   return (FEED_KINDS as readonly string[]).includes(kind);
