@@ -58,22 +58,60 @@ const K_RECEIVED_AT = Buffer.from('receivedAt');
  */
 const latin1 = (buf: Buffer, start: number, end: number): string => (buf as Buffer & { latin1Slice(s: number, e: number): string }).latin1Slice(start, end);
 
+/** Per field bit, its key as it stands in compact JSON: `"exchange":`. */
+const QUOTED_KEYS: Buffer[] = [];
+for (const [bit, key] of [[EXCHANGE, K_EXCHANGE], [BASE, K_BASE], [QUOTE_FIELD, K_QUOTE], [DIRECTION, K_DIRECTION], [PRICE, K_PRICE], [VOLUME, K_VOLUME], [TIMESTAMP, K_TIMESTAMP], [PRICE_USD, K_PRICE_USD], [TRADE_ID, K_TRADE_ID], [RECEIVED_AT, K_RECEIVED_AT]] as const) {
+  QUOTED_KEYS[bit] = Buffer.from(`"${key.toString('latin1')}":`, 'latin1');
+}
+
+/** Whether buf[p, end) starts with `bytes`. */
+function startsWith(buf: Buffer, p: number, end: number, bytes: Buffer): boolean {
+  if (end - p < bytes.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (buf[p + i] !== bytes[i]) return false;
+  return true;
+}
+
+function sameOrder(order: number[], next: number[], keys: number): boolean {
+  if (order.length !== keys) return false;
+  for (let i = 0; i < keys; i++) if (order[i] !== next[i]) return false;
+  return true;
+}
+
 /** Strings seen before, by field: the last one first (trades of one asset come in runs), then by hash. */
 class Interner {
-  private lastBytes: Buffer = Buffer.alloc(0);
-  private lastText = '';
+  /** The last RECENT strings found, newest at `newest`: a run of lines cycles through a few assets. */
+  private readonly recentBytes: Buffer[] = [];
+  private readonly recentText: string[] = [];
+  private newest = -1;
+  /** The string the last matchRecent or get returned. */
+  lastText = '';
   private readonly byHash = new Map<number, { bytes: Buffer; text: string; next: unknown }>();
   private count = 0;
 
-  /** The string on ASCII bytes buf[start, end). */
+  /**
+   * With buf[p] an opening quote: the index of the closing quote when the string is one of the recent
+   * ones (its bytes, then a quote), its text in lastText; else -1. One pass over the bytes, no hashing.
+   */
+  matchRecent(buf: Buffer, p: number, end: number): number {
+    if (p >= end || buf[p] !== QUOTE) return -1;
+    const n = this.recentBytes.length;
+    for (let j = 0, r = this.newest; j < n; j++, r = r === 0 ? n - 1 : r - 1) {
+      const bytes = this.recentBytes[r];
+      const close = p + 1 + bytes.length;
+      if (close >= end || buf[close] !== QUOTE) continue;
+      let i = 0;
+      while (i < bytes.length && buf[p + 1 + i] === bytes[i]) i++;
+      if (i === bytes.length) {
+        this.lastText = this.recentText[r];
+        return close;
+      }
+    }
+    return -1;
+  }
+
+  /** The string on ASCII bytes buf[start, end) (not one of the recent ones: matchRecent was asked first). */
   get(buf: Buffer, start: number, end: number): string {
     const length = end - start;
-    const last = this.lastBytes;
-    if (last.length === length) {
-      let i = 0;
-      while (i < length && buf[start + i] === last[i]) i++;
-      if (i === length) return this.lastText;
-    }
     let hash = length;
     for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + buf[i]) | 0;
     type Entry = { bytes: Buffer; text: string; next: Entry | null };
@@ -95,11 +133,16 @@ class Interner {
   }
 
   private remember(bytes: Buffer, text: string): string {
-    this.lastBytes = bytes;
+    this.newest = (this.newest + 1) % RECENT;
+    this.recentBytes[this.newest] = bytes;
+    this.recentText[this.newest] = text;
     this.lastText = text;
     return text;
   }
 }
+
+/** Strings per field tried before hashing: a replay of several assets cycles through them. */
+const RECENT = 8;
 
 /** Set by scanNumber: the number it read. (A module variable, not an object per number.) */
 let scannedNumber = 0;
@@ -233,6 +276,10 @@ export class TradeScanner {
   private readonly exchanges = new Interner();
   private readonly bases = new Interner();
   private readonly quotes = new Interner();
+  /** The keys of the last trade read, in its order, by bit. */
+  private order: number[] = [];
+  /** This line's keys so far. */
+  private readonly next: number[] = new Array<number>(10).fill(0);
 
   /**
    * The trade on bytes buf[start, end) (one line, without its newline), when the line is a trade
@@ -255,25 +302,48 @@ export class TradeScanner {
     let p = skipSpace(buf, start, end);
     if (p >= end || buf[p] !== OPEN) return null;
     p = skipSpace(buf, p + 1, end);
-    for (;;) {
-      const keyEnd = plainStringEnd(buf, p, end);
-      if (keyEnd === -1) return null;
-      const bit = keyBit(buf, p + 1, keyEnd);
-      if (bit === 0 || (seen & bit) !== 0) return null; // unknown or repeated key (JSON.parse keeps the last)
+    const order = this.order;
+    let keys = 0;
+    for (let k = 0; ; k++) {
+      // Lines of one feed list their keys in one order: the key the last line had here is tried first,
+      // as `"key":` in one pass; anything else takes the general way.
+      let bit = k < order.length ? order[k] : 0;
+      const quotedKey = bit !== 0 ? QUOTED_KEYS[bit] : null;
+      if (quotedKey !== null && startsWith(buf, p, end, quotedKey)) {
+        p += quotedKey.length;
+      } else {
+        const keyEnd = plainStringEnd(buf, p, end);
+        if (keyEnd === -1) return null;
+        bit = keyBit(buf, p + 1, keyEnd);
+        if (bit === 0) return null; // not a key of the message
+        p = skipSpace(buf, keyEnd + 1, end);
+        if (p >= end || buf[p] !== COLON) return null;
+        p++;
+      }
+      if ((seen & bit) !== 0) return null; // a repeated key (JSON.parse keeps the last)
       seen |= bit;
-      p = skipSpace(buf, keyEnd + 1, end);
-      if (p >= end || buf[p] !== COLON) return null;
-      p = skipSpace(buf, p + 1, end);
+      this.next[k] = bit; // k < 10: an eleventh key would repeat one
+      p = skipSpace(buf, p, end);
       if (bit <= DIRECTION || bit === TRADE_ID) {
-        const close = plainStringEnd(buf, p, end);
-        if (close === -1) return null;
-        if (bit === EXCHANGE) exchange = this.exchanges.get(buf, p + 1, close);
-        else if (bit === BASE) base = this.bases.get(buf, p + 1, close);
-        else if (bit === QUOTE_FIELD) quote = this.quotes.get(buf, p + 1, close);
-        else if (bit === TRADE_ID) tradeId = latin1(buf, p + 1, close);
-        else if (close - p === 4 && buf[p + 1] === 0x62 && buf[p + 2] === 0x75 && buf[p + 3] === 0x79) direction = 'buy';
-        else if (close - p === 5 && buf[p + 1] === 0x73 && buf[p + 2] === 0x65 && buf[p + 3] === 0x6c && buf[p + 4] === 0x6c) direction = 'sell';
-        else return null;
+        const interner = bit === EXCHANGE ? this.exchanges : bit === BASE ? this.bases : bit === QUOTE_FIELD ? this.quotes : null;
+        // The same value as the last line's, in one pass; else find the string's end first.
+        let close = interner !== null ? interner.matchRecent(buf, p, end) : -1;
+        if (close !== -1) {
+          const text = interner!.lastText;
+          if (bit === EXCHANGE) exchange = text;
+          else if (bit === BASE) base = text;
+          else quote = text;
+        } else {
+          close = plainStringEnd(buf, p, end);
+          if (close === -1) return null;
+          if (bit === EXCHANGE) exchange = this.exchanges.get(buf, p + 1, close);
+          else if (bit === BASE) base = this.bases.get(buf, p + 1, close);
+          else if (bit === QUOTE_FIELD) quote = this.quotes.get(buf, p + 1, close);
+          else if (bit === TRADE_ID) tradeId = latin1(buf, p + 1, close);
+          else if (close - p === 4 && buf[p + 1] === 0x62 && buf[p + 2] === 0x75 && buf[p + 3] === 0x79) direction = 'buy';
+          else if (close - p === 5 && buf[p + 1] === 0x73 && buf[p + 2] === 0x65 && buf[p + 3] === 0x6c && buf[p + 4] === 0x6c) direction = 'sell';
+          else return null;
+        }
         p = close + 1;
       } else {
         p = scanNumber(buf, p, end);
@@ -288,7 +358,10 @@ export class TradeScanner {
       if (p >= end) return null;
       const c = buf[p];
       p = skipSpace(buf, p + 1, end);
-      if (c === CLOSE) break;
+      if (c === CLOSE) {
+        keys = k + 1;
+        break;
+      }
       if (c !== COMMA) return null;
     }
     if (p !== end) return null; // more after the object: not one JSON value
@@ -300,6 +373,9 @@ export class TradeScanner {
     if (!(priceUsd >= MIN_MAGNITUDE && priceUsd <= MAX_MAGNITUDE)) return null;
     if (!Number.isSafeInteger(timestamp) || timestamp < EARLIEST_TRADE_MS || timestamp > receivedAt + MAX_CLOCK_AHEAD_MS) return null;
     if ((seen & TRADE_ID) !== 0 && tradeId.length > MAX_ID_CHARS) return null;
+
+    // This line's key order is the guess for the next line's.
+    if (!sameOrder(order, this.next, keys)) this.order = this.next.slice(0, keys);
 
     const trade: Trade = { exchange, base, quote, direction, price, volume, timestamp, priceUsd };
     if ((seen & TRADE_ID) !== 0) trade.tradeId = tradeId;

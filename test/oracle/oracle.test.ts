@@ -151,6 +151,20 @@ describe('store equals the SQL oracle', () => {
 
 // Update mode: the hour replayed in about 3 s (--speed 1200) with a trigger every 100 ms, so open windows
 // are upserted (not final) at many triggers before they are finalised. The end state must not differ.
+describe('store equals the SQL oracle with the lines scanned on parse threads (COINSTREAM_PARSE_THREADS)', () => {
+  // The threads read lines only; late decisions are made in file order on the pipeline's thread.
+  it('input with malformed and invalid lines and late trades, two threads', async () => {
+    const result = await compare('threads-malformed', inputs.malformed(), [], DEFAULT_ORACLE, { env: { COINSTREAM_PARSE_THREADS: '2' } });
+    const reasons = Object.fromEntries(result.rejected.map((r) => [r.reason, r.n]));
+    expect(reasons.late).toBeGreaterThan(0);
+    expect(reasons.malformed).toBeGreaterThan(0);
+  });
+
+  it('several assets, one thread', async () => {
+    await compare('threads-assets', inputs.severalAssets(), [], DEFAULT_ORACLE, { env: { COINSTREAM_PARSE_THREADS: '1' } });
+  });
+});
+
 describe('store equals the SQL oracle after a paced run over many triggers (update mode)', () => {
   const paced: RunOptions = { speed: '1200', env: { COINSTREAM_LOG_LEVEL: 'debug' } };
 

@@ -69,9 +69,9 @@ interface Finished {
 }
 
 /** Starts the command on `store` (debug logs: one `batch written` line per committed batch). */
-function start(store: string, fault?: string): { run: Spawned; done: Promise<Finished> } {
+function start(store: string, fault?: string, env: Record<string, string> = {}): { run: Spawned; done: Promise<Finished> } {
   const t0 = performance.now();
-  const run = spawnCoinstream(args(store), { COINSTREAM_LOG_LEVEL: 'debug', ...(fault ? { COINSTREAM_TEST_FAULT: fault } : {}) });
+  const run = spawnCoinstream(args(store), { COINSTREAM_LOG_LEVEL: 'debug', ...(fault ? { COINSTREAM_TEST_FAULT: fault } : {}), ...env });
   const done = run.exit.then(({ code, signal }) => ({ ms: performance.now() - t0, code, signal, stderr: run.stderr() }));
   return { run, done };
 }
@@ -90,8 +90,8 @@ function expectKilled(r: Finished, point: string): void {
 }
 
 /** The same command again, without the fault: must run to the end (exit 0). */
-async function restart(store: string, fault?: string): Promise<Finished & { resumed: number | null }> {
-  const r = await start(store, fault).done;
+async function restart(store: string, fault?: string, env: Record<string, string> = {}): Promise<Finished & { resumed: number | null }> {
+  const r = await start(store, fault, env).done;
   if (!fault) expect(r.code, `restart of ${args(store).join(' ')} did not exit 0\n--- stderr (tail) ---\n${r.stderr.slice(-3000)}`).toBe(0);
   return { ...r, resumed: resumedAfter(r.stderr) };
 }
@@ -273,6 +273,23 @@ describe('recovery: SIGKILL at any moment, then the same command again, ends equ
     report('d. kill-before-commit:3 then :6', [first, second], [second, third]);
     await expectEqualToReference(twice, 'd. kill-before-commit:3, then kill-before-commit:6');
     await expectOracle(twice);
+  }, 120_000);
+
+  it('with the lines scanned on two parse threads: kill-before-commit:3, restart killed at kill-after-commit:5, restart clean; and the SQL oracle', async () => {
+    // The threads only read lines: positions, late decisions and every batch must come out as in the
+    // reference run, which scanned on one thread.
+    const store = join(dir, 'threads.duckdb');
+    const threads = { COINSTREAM_PARSE_THREADS: '2' };
+    const first = await start(store, 'kill-before-commit:3', threads).done;
+    expectKilled(first, 'kill-before-commit:3 (parse threads)');
+    const second = await restart(store, 'kill-after-commit:5', threads);
+    expectKilled(second, 'kill-after-commit:5 (parse threads, on the first restart)');
+    expect(second.resumed, 'first restart: batch 3 was rolled back, resume after batch 2').toBe(2);
+    const third = await restart(store, undefined, threads);
+    expect(third.resumed, 'second restart: batch 5 was committed, resume after it').toBe(5);
+    report('parse threads: kill-before-commit:3 then kill-after-commit:5', [first, second], [second, third]);
+    await expectEqualToReference(store, 'parse threads: kill-before-commit:3, then kill-after-commit:5');
+    await expectOracle(store);
   }, 120_000);
 
   it('two stores, killed after the first committed a batch the second never got: both end equal to the uninterrupted run', async () => {

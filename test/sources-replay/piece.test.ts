@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseTrade } from '../../src/core/parse-trade.js';
 import { TradeScanner } from '../../src/core/scan-trade.js';
 import type { Trade } from '../../src/core/trade.js';
-import { scanPiece } from '../../src/sources/replay.js';
+import { scanPiece } from '../../src/sources/scan-piece.js';
 
 const RECEIVED_AT = Date.UTC(2026, 0, 1);
 const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
