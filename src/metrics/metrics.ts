@@ -19,7 +19,13 @@ export class Metrics {
   private readonly reconnects = new Counter({ name: 'coinstream_reconnects_total', help: 'Live feed connections lost (each is retried with backoff)', labelNames: ['source'], registers: [this.registry] });
   private readonly batches = new Counter({ name: 'coinstream_batches_total', help: 'Batches written to every sink', registers: [this.registry] });
   private readonly triggerSeconds = new Histogram({ name: 'coinstream_trigger_duration_seconds', help: 'Time to write one batch to every sink', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
-  private readonly latencySeconds = new Histogram({ name: 'coinstream_trade_to_store_seconds', help: 'From a trade\'s arrival to the commit of the batch holding it (sampled per batch)', buckets: [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30], registers: [this.registry] });
+  private readonly latencySeconds = new Histogram({
+    name: 'coinstream_trade_to_store_seconds',
+    help: 'From a trade\'s arrival to the commit of the batch holding it, per sink (sampled: 64 trades per batch)',
+    labelNames: ['sink'],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10, 30],
+    registers: [this.registry],
+  });
   private readonly sinkSeconds = new Histogram({ name: 'coinstream_sink_write_seconds', help: 'One sink\'s write of one batch', labelNames: ['sink'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [this.registry] });
   private readonly lag = new Gauge({ name: 'coinstream_consumer_lag', help: 'process: records in a partition not yet processed', labelNames: ['partition'], registers: [this.registry] });
 
@@ -38,14 +44,17 @@ export class Metrics {
       this.batches.inc();
       this.triggerSeconds.observe(writeMs / 1000);
       for (const r of batch.rejected) this.rejected.inc({ reason: r.reason });
+    },
+    sinkWritten: (sink: string, ms: number, batch: OutputBatch, at: number) => {
+      this.sinkSeconds.observe({ sink }, ms / 1000);
       const t = batch.trades;
       const step = Math.max(1, Math.floor(t.length / LATENCY_SAMPLES_PER_BATCH));
+      const latency = this.latencySeconds.labels({ sink });
       for (let i = 0; i < t.length; i += step) {
         const received = t.receivedAt[i];
-        if (!Number.isNaN(received)) this.latencySeconds.observe(Math.max(0, at - received) / 1000);
+        if (!Number.isNaN(received)) latency.observe(Math.max(0, at - received) / 1000);
       }
     },
-    sinkWritten: (sink: string, ms: number) => this.sinkSeconds.observe({ sink }, ms / 1000),
   };
 
   consumerLag(partition: string, records: number): void {

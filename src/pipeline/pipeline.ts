@@ -54,8 +54,8 @@ export interface PipelineObserver {
   event?(event: SourceEvent): void;
   /** A batch once every sink has written it: how long the write took (ms) and when it ended (clock ms). */
   written?(batch: OutputBatch, writeMs: number, at: number): void;
-  /** One sink's write of a batch, ms. */
-  sinkWritten?(sink: string, ms: number): void;
+  /** One sink's write of a batch: how long it took (ms) and when it was committed there (clock ms). */
+  sinkWritten?(sink: string, ms: number, batch: OutputBatch, at: number): void;
   /** The run ended (every source read, a stop, or a failure). */
   stopped?(reason: PipelineSummary['reason'] | 'failed'): void;
 }
@@ -408,7 +408,8 @@ export class Pipeline {
           const ahead = held.get(sink);
           const t0 = this.options.clock.now();
           await sink.write(this.fence(sink, ahead ? withoutHeld(batch, ahead) : batch));
-          for (const o of observers) o.sinkWritten?.(sink.name, this.options.clock.now() - t0);
+          const committed = this.options.clock.now();
+          for (const o of observers) o.sinkWritten?.(sink.name, committed - t0, batch, committed);
         }
         const at = this.options.clock.now();
         for (const o of observers) o.written?.(batch, at - started, at);

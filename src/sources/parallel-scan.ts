@@ -29,7 +29,7 @@ const JOBS_AHEAD_PER_THREAD = 4;
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('./parse-worker-entry.mjs', import.meta.url) : new URL('./parse-worker.js', import.meta.url);
 
 /** Scans every piece on this thread. */
-export async function* scanHere(pieces: AsyncIterable<BytePiece>, clock: Clock): AsyncGenerator<ScannedItem> {
+export async function* scanHere(pieces: AsyncIterable<BytePiece>, clock: Pick<Clock, 'now'>): AsyncGenerator<ScannedItem> {
   const scanner = new TradeScanner();
   for await (const piece of pieces) {
     if (piece.kind === 'long-line') {
@@ -47,7 +47,7 @@ type Ordered = { kind: 'job'; seq: number; receivedAt: number; thread: number } 
  * Scans the pieces on `threads` parse threads; yields what scanHere would, in the same order. If the
  * pieces fail (a read error), everything before the failure is yielded first, then the error.
  */
-export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Clock, threads: number, jobBytes = JOB_BYTES): AsyncGenerator<ScannedItem> {
+export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pick<Clock, 'now'>, threads: number, jobBytes = JOB_BYTES): AsyncGenerator<ScannedItem> {
   const workers = Array.from({ length: threads }, () => new Worker(WORKER_URL));
   /** Per thread, its key table as it sent it: exchange, base, quote of key 0, then of key 1, ... */
   const keyTables: string[][] = workers.map(() => []);
