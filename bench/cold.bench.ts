@@ -1,4 +1,4 @@
-// npm run bench:cold [-- --trades N] [-- --rounds R]
+// npm run bench:cold [-- --trades N[,N2...]] [-- --rounds R[,R2...]]
 //
 // What a user pays, whole processes started cold, every figure from this one run:
 //   a) cli    node bin/coinstream.js run --source replay:FILE --speed max --sink duckdb:NEW-FILE --no-dashboard
@@ -16,7 +16,7 @@
 // assets trade side by side, as in a live stream.
 import { DuckDBInstance } from '@duckdb/node-api';
 import { execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -24,12 +24,13 @@ const arg = (name: string) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : undefined;
 };
-const N = Number(arg('--trades') ?? 1_000_000);
-const ROUNDS = Number(arg('--rounds') ?? 5);
-if (!(N > 0) || !(ROUNDS > 0)) throw new Error('--trades and --rounds take positive numbers');
+/** Sizes and rounds per size: `--trades 1000000,10000000 --rounds 5,3` (the last rounds figure repeats). */
+const SIZES = (arg('--trades') ?? '1000000').split(',').map(Number);
+const ROUNDS_PER_SIZE = (arg('--rounds') ?? '5').split(',').map(Number);
+if (!SIZES.every((n) => n > 0) || !ROUNDS_PER_SIZE.every((r) => r > 0)) throw new Error('--trades and --rounds take positive numbers, comma-separated');
 const root = resolve(new URL('..', import.meta.url).pathname);
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-cold-'));
-const file = join(dir, 'trades.jsonl');
+let file = join(dir, 'trades.jsonl');
 const bin = join(root, 'bin/coinstream.js');
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 
@@ -127,7 +128,18 @@ function command(path: Path, input: string, store: string): string[] {
 }
 
 /** Runs one whole process; wall time from spawn to exit, peak RSS of the process (KiB). */
-async function measure(argv: string[]): Promise<{ ms: number; rssKiB: number; cpuMs: number; out: string; err: string }> {
+/** The resident set of a process and of its children (the node process under /usr/bin/time), KiB. */
+function rssTreeKiB(pid: number): number {
+  try {
+    const own = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return own + children.reduce((sum, c) => sum + rssTreeKiB(c), 0);
+  } catch {
+    return 0; // exited between samples
+  }
+}
+
+async function measure(argv: string[], curve?: { at: number; kib: number }[]): Promise<{ ms: number; rssKiB: number; cpuMs: number; out: string; err: string }> {
   const rssFile = join(dir, 'rss.txt');
   rmSync(rssFile, { force: true });
   const full = TIME ? [TIME, '-f', '%M %U %S', '-o', rssFile, ...argv] : argv;
@@ -137,6 +149,8 @@ async function measure(argv: string[]): Promise<{ ms: number; rssKiB: number; cp
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
   child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  // The RSS curve, sampled every 50 ms while it runs (only where asked: it costs the sampler a little CPU).
+  const sampler = curve ? setInterval(() => curve.push({ at: performance.now() - start, kib: rssTreeKiB(child.pid!) }), 50) : undefined;
   let hwm = 0;
   const poll = TIME
     ? undefined
@@ -151,6 +165,7 @@ async function measure(argv: string[]): Promise<{ ms: number; rssKiB: number; cp
   const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
   const ms = performance.now() - start;
   if (poll) clearInterval(poll);
+  if (sampler) clearInterval(sampler);
   if (code !== 0) throw new Error(`${argv.join(' ').slice(0, 200)} exited ${code}: ${err.slice(-2000)}`);
   // /usr/bin/time: peak RSS (KiB), user and system CPU seconds of every thread of the process.
   const [rssKiB, user, sys] = TIME ? readFileSync(rssFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) : [hwm, NaN, NaN];
@@ -185,99 +200,122 @@ const pressure = () => {
 const load = () => loadavg().map((x) => x.toFixed(1)).join(' ') + pressure();
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}; load average ${load()}`);
 execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
-await makeInput(file, N);
-console.log(`input: ${fmt(N)} trades of ${ASSETS.length} assets, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB JSONL; ${ROUNDS} rounds, order random per round; RSS by ${TIME ? '/usr/bin/time %M' : 'VmHWM polling'}`);
+let failed = false;
+for (const [k, N] of SIZES.entries()) {
+  const ROUNDS = ROUNDS_PER_SIZE[Math.min(k, ROUNDS_PER_SIZE.length - 1)];
+  file = join(dir, `trades-${N}.jsonl`);
+  console.log(`\n=== ${fmt(N)} trades ===`);
+  await makeInput(file, N);
+  console.log(`input: ${fmt(N)} trades of ${ASSETS.length} assets, ${(statSync(file).size / 2 ** 20).toFixed(1)} MiB JSONL; ${ROUNDS} rounds, order random per round; RSS by ${TIME ? '/usr/bin/time %M' : 'VmHWM polling'}`);
 
-// Warm the disk cache (node, node_modules, dist) with a one-line input, untimed: every path then starts from the same state.
-const warm = join(dir, 'warm.jsonl');
-writeFileSync(warm, readFileSync(file, 'utf8').split('\n', 1)[0] + '\n');
-for (const p of PATHS) await measure(command(p, warm, join(dir, `warm-${p}.duckdb`)));
+  // Warm the disk cache (node, node_modules, dist) with a one-line input, untimed: every path then starts from the same state.
+  const warm = join(dir, 'warm.jsonl');
+  // The first line only (the whole file may be larger than a string can be).
+  const head = Buffer.alloc(4096);
+  const fd = openSync(file, 'r');
+  readSync(fd, head, 0, head.length, 0);
+  closeSync(fd);
+  writeFileSync(warm, head.toString('utf8').split('\n', 1)[0] + '\n');
+  for (const p of PATHS) await measure(command(p, warm, join(dir, `warm-${N}-${p}.duckdb`)));
 
-const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
-const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
-const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
-const cliStore = (r: number) => join(dir, `cli-${r}.duckdb`);
-const duckStore = (r: number) => join(dir, `duck-${r}.duckdb`);
-const rows: string[] = [];
-for (let r = 0; r < ROUNDS; r++) {
-  const order = shuffle(PATHS);
-  for (const p of order) {
-    const store = p === 'cli' ? cliStore(r) : duckStore(r);
-    const m = await measure(command(p, file, store));
-    if (p === 'cli') {
-      // The summary line: {"reason":"end-of-input",...,"accepted":N,...,"msg":"done: ..."}
-      const done = /"accepted":(\d+)[^\n]*"msg":"done/.exec(m.out + m.err);
-      if (!done || Number(done[1]) !== N) {
-        writeFileSync('/tmp/coinstream-cold-cli-failure.log', m.out + m.err);
-        throw new Error(`CLI round ${r + 1}: accepted ${done?.[1]}, expected ${N} (its output: /tmp/coinstream-cold-cli-failure.log)`);
-      }
-    } else if (p === 'parse') {
-      if (JSON.parse(m.out).parsed !== N) throw new Error(`parse round ${r + 1}: ${m.out}`);
-    } else if (JSON.parse(m.out).trades !== N) throw new Error(`duckdb round ${r + 1}: ${m.out}`);
-    ms[p].push(m.ms);
-    rss[p].push(m.rssKiB / 1024);
-    cpu[p].push(m.cpuMs);
+  const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+  const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+  const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+  const cliStore = (r: number) => join(dir, `cli-${N}-${r}.duckdb`);
+  const duckStore = (r: number) => join(dir, `duck-${N}-${r}.duckdb`);
+  const rows: string[] = [];
+  /** The last CLI round's RSS over time. */
+  const rssCurve: { at: number; kib: number }[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = shuffle(PATHS);
+    for (const p of order) {
+      const store = p === 'cli' ? cliStore(r) : duckStore(r);
+      const curve = p === 'cli' && r === ROUNDS - 1 ? rssCurve : undefined;
+      const m = await measure(command(p, file, store), curve);
+      if (p === 'cli') {
+        // The summary line: {"reason":"end-of-input",...,"accepted":N,...,"msg":"done: ..."}
+        const done = /"accepted":(\d+)[^\n]*"msg":"done/.exec(m.out + m.err);
+        if (!done || Number(done[1]) !== N) {
+          writeFileSync('/tmp/coinstream-cold-cli-failure.log', m.out + m.err);
+          throw new Error(`CLI round ${r + 1}: accepted ${done?.[1]}, expected ${N} (its output: /tmp/coinstream-cold-cli-failure.log)`);
+        }
+      } else if (p === 'parse') {
+        if (JSON.parse(m.out).parsed !== N) throw new Error(`parse round ${r + 1}: ${m.out}`);
+      } else if (JSON.parse(m.out).trades !== N) throw new Error(`duckdb round ${r + 1}: ${m.out}`);
+      ms[p].push(m.ms);
+      rss[p].push(m.rssKiB / 1024);
+      cpu[p].push(m.cpuMs);
+    }
+    rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => p[0]).join('')}    ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)}`);
+    if (r < ROUNDS - 1) {
+      for (const s of [cliStore(r), duckStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
+    }
   }
-  rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => p[0]).join('')}    ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)}`);
-  if (r < ROUNDS - 1) {
-    for (const s of [cliStore(r), duckStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
+
+  console.log('\nround  order  a (s)  b (s)  c (s)    a/b   a/c   (order: c=cli, p=parse, d=duckdb)');
+  for (const row of rows) console.log(row);
+  console.log('\npath                                   wall median (range)        peak RSS median (range)   CPU median (all threads)');
+  for (const p of PATHS) {
+    console.log(`${LABEL[p].padEnd(38)} ${sec(median(ms[p]))} s (${range(ms[p], sec)} s)`.padEnd(66) + ` ${`${median(rss[p]).toFixed(0)} MiB (${range(rss[p], (x) => x.toFixed(0))})`.padEnd(25)} ${TIME ? `${sec(median(cpu[p]))} s` : 'n/a'}`);
   }
-}
+  const ab = ms.cli.map((a, i) => a / ms.parse[i]);
+  const ac = ms.cli.map((a, i) => a / ms.duckdb[i]);
+  const speed = (xs: number[]) => `speed ${(1 / median(xs)).toFixed(2)}x`;
+  console.log(`\nCLI time / JSON.parse time   median ${median(ab).toFixed(2)}x (range ${range(ab, (x) => x.toFixed(2))}x)   = ${speed(ab)} of the floor (goal >= 1.0x)`);
+  console.log(`CLI time / DuckDB batch time median ${median(ac).toFixed(2)}x (range ${range(ac, (x) => x.toFixed(2))}x)   = ${speed(ac)} of DuckDB (goal >= 1.0x)`);
+  if (TIME) {
+    // CPU seconds suffer less than wall time from a busy neighbour: the same ratios, per round, on CPU.
+    const cab = cpu.cli.map((x, i) => x / cpu.parse[i]);
+    const cac = cpu.cli.map((x, i) => x / cpu.duckdb[i]);
+    console.log(`CPU (all threads) a/b median ${median(cab).toFixed(2)}x (range ${range(cab, (x) => x.toFixed(2))}x), a/c median ${median(cac).toFixed(2)}x (range ${range(cac, (x) => x.toFixed(2))}x)`);
+  }
+  console.log(`CLI throughput, whole process: ${fmt(N / (median(ms.cli) / 1000))} trades/s (median; range ${range(ms.cli.map((m) => N / (m / 1000)), fmt)})`);
+  if (rssCurve.length > 0) {
+    // RSS at points of the run's wall time: flat after the start means bounded memory.
+    const last = rssCurve[rssCurve.length - 1].at;
+    const at = (f: number) => rssCurve.find((s) => s.at >= f * last) ?? rssCurve[rssCurve.length - 1];
+    const points = [0.05, 0.25, 0.5, 0.75, 0.95].map((f) => `${Math.round(f * 100)}% ${(at(f).kib / 1024).toFixed(0)}`).join(', ');
+    console.log(`CLI RSS over the last round (MiB, at % of its wall time): ${points}; peak ${(Math.max(...rssCurve.map((s) => s.kib)) / 1024).toFixed(0)}`);
+  }
 
-console.log('\nround  order  a (s)  b (s)  c (s)    a/b   a/c   (order: c=cli, p=parse, d=duckdb)');
-for (const row of rows) console.log(row);
-console.log('\npath                                   wall median (range)        peak RSS median (range)   CPU median (all threads)');
-for (const p of PATHS) {
-  console.log(`${LABEL[p].padEnd(38)} ${sec(median(ms[p]))} s (${range(ms[p], sec)} s)`.padEnd(66) + ` ${`${median(rss[p]).toFixed(0)} MiB (${range(rss[p], (x) => x.toFixed(0))})`.padEnd(25)} ${TIME ? `${sec(median(cpu[p]))} s` : 'n/a'}`);
+  // The last CLI store against path c's aggregates: every window of each, compared column by column.
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
+  await conn.run(`ATTACH ${q(cliStore(ROUNDS - 1))} AS cli (READ_ONLY); ATTACH ${q(duckStore(ROUNDS - 1))} AS duck (READ_ONLY)`);
+  const [check] = (
+    await conn.runAndReadAll(`
+    WITH j AS (
+      SELECT a.asset AS a_asset, b.asset AS b_asset, a.*, b.trades AS b_trades, b.total_volume AS b_total_volume, b.vwap AS b_vwap, b.open AS b_open, b.close AS b_close
+      FROM cli.trade_windows a FULL OUTER JOIN duck.windows b ON a.asset = b.asset AND a.window_start = b.window_start
+    )
+    SELECT
+      (SELECT count(*) FROM cli.trade_windows)::DOUBLE AS cli_windows,
+      (SELECT count(*) FROM duck.windows)::DOUBLE AS duck_windows,
+      (SELECT count(*) FROM cli.trades)::DOUBLE AS cli_trades,
+      (SELECT count(*) FROM cli.trade_windows WHERE NOT is_final)::DOUBLE AS not_final,
+      count(*) FILTER (WHERE a_asset IS NULL OR b_asset IS NULL)::DOUBLE AS unmatched,
+      count(*) FILTER (WHERE a_asset IS NOT NULL AND b_asset IS NOT NULL AND (
+        trades <> b_trades
+        OR abs(total_volume - b_total_volume) > 1e-9 * greatest(abs(total_volume), abs(b_total_volume))
+        OR abs(vwap - b_vwap) > 1e-9 * greatest(abs(vwap), abs(b_vwap))
+        OR abs(open - b_open) > 1e-9 * greatest(abs(open), abs(b_open))
+        OR abs(close - b_close) > 1e-9 * greatest(abs(close), abs(b_close))))::DOUBLE AS mismatched,
+      max(greatest(abs(vwap - b_vwap) / abs(b_vwap), abs(total_volume - b_total_volume) / abs(b_total_volume))) AS worst_rel
+    FROM j`)
+  ).getRowObjectsJS() as { cli_windows: number; duck_windows: number; cli_trades: number; not_final: number; unmatched: number; mismatched: number; worst_rel: number | null }[];
+  conn.closeSync();
+  db.closeSync();
+  const ok = check.unmatched === 0 && check.mismatched === 0 && check.cli_trades === N && check.cli_windows === check.duck_windows;
+  if (!ok) failed = true;
+  console.log(
+    `\nstore check (last CLI round vs c's aggregates, asset + window_start; trades, total_volume, vwap, open, close within 1e-9 rel):\n` +
+      `  windows ${fmt(check.cli_windows)} (DuckDB ${fmt(check.duck_windows)}), unmatched ${check.unmatched}, mismatched ${check.mismatched}, ` +
+      `worst relative difference ${(check.worst_rel ?? 0).toExponential(1)}; trades rows ${fmt(check.cli_trades)} (expected ${fmt(N)}); ` +
+      `${check.not_final} window(s) not final -> ${ok ? 'OK' : 'FAILED'}`,
+  );
+  rmSync(file, { force: true });
 }
-const ab = ms.cli.map((a, i) => a / ms.parse[i]);
-const ac = ms.cli.map((a, i) => a / ms.duckdb[i]);
-const speed = (xs: number[]) => `speed ${(1 / median(xs)).toFixed(2)}x`;
-console.log(`\nCLI time / JSON.parse time   median ${median(ab).toFixed(2)}x (range ${range(ab, (x) => x.toFixed(2))}x)   = ${speed(ab)} of the floor (goal >= 1.0x)`);
-console.log(`CLI time / DuckDB batch time median ${median(ac).toFixed(2)}x (range ${range(ac, (x) => x.toFixed(2))}x)   = ${speed(ac)} of DuckDB (goal >= 1.0x)`);
-if (TIME) {
-  // CPU seconds suffer less than wall time from a busy neighbour: the same ratios, per round, on CPU.
-  const cab = cpu.cli.map((x, i) => x / cpu.parse[i]);
-  const cac = cpu.cli.map((x, i) => x / cpu.duckdb[i]);
-  console.log(`CPU (all threads) a/b median ${median(cab).toFixed(2)}x (range ${range(cab, (x) => x.toFixed(2))}x), a/c median ${median(cac).toFixed(2)}x (range ${range(cac, (x) => x.toFixed(2))}x)`);
-}
-console.log(`CLI throughput, whole process: ${fmt(N / (median(ms.cli) / 1000))} trades/s (median; range ${range(ms.cli.map((m) => N / (m / 1000)), fmt)})`);
-
-// The last CLI store against path c's aggregates: every window of each, compared column by column.
-const db = await DuckDBInstance.create(':memory:');
-const conn = await db.connect();
-const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
-await conn.run(`ATTACH ${q(cliStore(ROUNDS - 1))} AS cli (READ_ONLY); ATTACH ${q(duckStore(ROUNDS - 1))} AS duck (READ_ONLY)`);
-const [check] = (
-  await conn.runAndReadAll(`
-  WITH j AS (
-    SELECT a.asset AS a_asset, b.asset AS b_asset, a.*, b.trades AS b_trades, b.total_volume AS b_total_volume, b.vwap AS b_vwap, b.open AS b_open, b.close AS b_close
-    FROM cli.trade_windows a FULL OUTER JOIN duck.windows b ON a.asset = b.asset AND a.window_start = b.window_start
-  )
-  SELECT
-    (SELECT count(*) FROM cli.trade_windows)::DOUBLE AS cli_windows,
-    (SELECT count(*) FROM duck.windows)::DOUBLE AS duck_windows,
-    (SELECT count(*) FROM cli.trades)::DOUBLE AS cli_trades,
-    (SELECT count(*) FROM cli.trade_windows WHERE NOT is_final)::DOUBLE AS not_final,
-    count(*) FILTER (WHERE a_asset IS NULL OR b_asset IS NULL)::DOUBLE AS unmatched,
-    count(*) FILTER (WHERE a_asset IS NOT NULL AND b_asset IS NOT NULL AND (
-      trades <> b_trades
-      OR abs(total_volume - b_total_volume) > 1e-9 * greatest(abs(total_volume), abs(b_total_volume))
-      OR abs(vwap - b_vwap) > 1e-9 * greatest(abs(vwap), abs(b_vwap))
-      OR abs(open - b_open) > 1e-9 * greatest(abs(open), abs(b_open))
-      OR abs(close - b_close) > 1e-9 * greatest(abs(close), abs(b_close))))::DOUBLE AS mismatched,
-    max(greatest(abs(vwap - b_vwap) / abs(b_vwap), abs(total_volume - b_total_volume) / abs(b_total_volume))) AS worst_rel
-  FROM j`)
-).getRowObjectsJS() as { cli_windows: number; duck_windows: number; cli_trades: number; not_final: number; unmatched: number; mismatched: number; worst_rel: number | null }[];
-conn.closeSync();
-db.closeSync();
-const ok = check.unmatched === 0 && check.mismatched === 0 && check.cli_trades === N && check.cli_windows === check.duck_windows;
-console.log(
-  `\nstore check (last CLI round vs c's aggregates, asset + window_start; trades, total_volume, vwap, open, close within 1e-9 rel):\n` +
-    `  windows ${fmt(check.cli_windows)} (DuckDB ${fmt(check.duck_windows)}), unmatched ${check.unmatched}, mismatched ${check.mismatched}, ` +
-    `worst relative difference ${(check.worst_rel ?? 0).toExponential(1)}; trades rows ${fmt(check.cli_trades)} (expected ${fmt(N)}); ` +
-    `${check.not_final} window(s) not final -> ${ok ? 'OK' : 'FAILED'}`,
-);
 console.log(`bench took ${((performance.now() - benchStart) / 1000).toFixed(0)} s; load average at the end ${load()}`);
 rmSync(dir, { recursive: true, force: true });
-if (!ok) process.exitCode = 1;
+if (failed) process.exitCode = 1;

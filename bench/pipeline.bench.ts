@@ -97,8 +97,9 @@ function withoutProgress(sink: Sink): Sink {
 }
 
 /**
- * Best of five: these machines are shared, and a neighbour's burst should not decide a ratio (the bare
- * parse loop alone varies by up to 1.8x from round to round here). The per-round ratios are printed too.
+ * Five paired rounds: each round runs the parse loop and the pipelines a second apart, so a slow spell
+ * of this shared machine usually hits both sides of a ratio. Ratios are the median of the per-round
+ * ratios, with their range; never the best of one side over the best of the other.
  */
 const ROUNDS = 5;
 
@@ -139,24 +140,26 @@ for (let round = 0; round < ROUNDS; round++) {
     await runWith();
   }
 }
-const best = (xs: number[]) => Math.min(...xs);
-const b = best(results.baseline);
-const e = best(results.engineOnly);
-const d = best(results.duckdb);
-console.log(`bare JSON.parse loop           ${b.toFixed(0).padStart(6)} ms  ${rate(b)}`);
-console.log(`replay -> engine (no sink)     ${e.toFixed(0).padStart(6)} ms  ${rate(e)}  ratio ${(b / e).toFixed(2)}x`);
-console.log(`replay -> engine -> DuckDB     ${d.toFixed(0).padStart(6)} ms  ${rate(d)}  ratio ${(b / d).toFixed(2)}x  (goal 1.0x, floor 0.5x)`);
-// Within one round the two ran a second apart, so a slow spell of the machine usually hits both.
-const perRound = results.baseline.map((ms, i) => ms / results.duckdb[i]).sort((x, y) => x - y);
-console.log(`  DuckDB ratio round by round: median ${perRound[perRound.length >> 1].toFixed(2)}x, range ${perRound[0].toFixed(2)}-${perRound[perRound.length - 1].toFixed(2)}x`);
-console.log(`  (+ ${best(results.duckdbOpen).toFixed(0)} ms once to start the DuckDB worker and open the store, not counted above)`);
-console.log(`CPU used (all threads): ${(best(results.engineCpu) / 1000).toFixed(2)} s without a sink, ${(best(results.duckdbCpu) / 1000).toFixed(2)} s with DuckDB (open included)`);
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((x, y) => x - y);
+  return sorted.length % 2 ? sorted[sorted.length >> 1] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+};
+const spread = (xs: number[], digits = 0) => `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`;
+/** Per round: parse-loop time / this path's time (above 1.0x: faster than a bare JSON.parse of the input). */
+const ratios = (xs: number[]) => results.baseline.map((ms, i) => ms / xs[i]);
+const line = (label: string, xs: number[], note = '') =>
+  console.log(`${label.padEnd(30)} ${median(xs).toFixed(0).padStart(6)} ms (${spread(xs)})  ${rate(median(xs))}` + (xs === results.baseline ? '' : `  ratio median ${median(ratios(xs)).toFixed(2)}x (${spread(ratios(xs), 2)}x)${note}`));
+console.log(`warm, in this process, ${ROUNDS} paired rounds (median, range):`);
+line('bare JSON.parse loop', results.baseline);
+line('replay -> engine (no sink)', results.engineOnly);
+line('replay -> engine -> DuckDB', results.duckdb, '  (goal 1.0x)');
+console.log(`  (+ ${median(results.duckdbOpen).toFixed(0)} ms once to start the DuckDB worker and open the store, not counted above; npm run bench:cold has whole processes)`);
+console.log(`CPU used (all threads): ${(median(results.engineCpu) / 1000).toFixed(2)} s without a sink, ${(median(results.duckdbCpu) / 1000).toFixed(2)} s with DuckDB (open included)`);
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
 
 // Recovery (DESIGN.md): what keeping progress costs, what it weighs, and what a restart costs.
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 const extra = results.duckdb.map((ms, i) => ms - results.noProgress[i]);
-console.log(`progress: DuckDB with progress ${best(results.duckdb).toFixed(0)} ms, without ${best(results.noProgress).toFixed(0)} ms (best of ${ROUNDS});` +
+console.log(`progress: DuckDB with progress ${median(results.duckdb).toFixed(0)} ms, without ${median(results.noProgress).toFixed(0)} ms (medians of ${ROUNDS});` +
   ` paired difference median ${median(extra).toFixed(0)} ms (range ${Math.min(...extra).toFixed(0)} to ${Math.max(...extra).toFixed(0)}) over ${results.batches} commits`);
 const [state] = await queryRows(lastStore, `SELECT length(engine_state)::DOUBLE AS bytes, (SELECT count(DISTINCT asset) FROM trade_windows)::DOUBLE AS assets FROM stream_progress WHERE source = '*'`);
 const engine = new WindowEngine(DEFAULT_ENGINE_CONFIG);

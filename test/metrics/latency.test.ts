@@ -53,7 +53,7 @@ describe('coinstream_trade_to_store_seconds', () => {
     await run;
 
     const metric = await metrics.registry.getSingleMetric('coinstream_trade_to_store_seconds')!.get();
-    const value = (sink: string, name: string) => metric.values.find((v) => v.labels.sink === sink && v.metricName === `coinstream_trade_to_store_seconds_${name}`)?.value;
+    const value = (sink: string, name: string) => metric.values.find((v) => v.labels.sink === sink && (v as { metricName?: string }).metricName === `coinstream_trade_to_store_seconds_${name}`)?.value;
     // fast commits at 1,001,000: 1.0 s and 1.5 s; slow at 1,001,300: 1.3 s and 1.8 s.
     expect(value('fast', 'count')).toBe(2);
     expect(value('fast', 'sum')).toBeCloseTo(2.5, 9);
