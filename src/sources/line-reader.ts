@@ -67,13 +67,18 @@ export class DamagedFileError extends Error {
 }
 
 /**
- * A file's bytes, chunk by chunk, gunzipped when it is gzip (by content, not by name). A chunk is only
- * valid until the next one is asked for: plain files are read into two buffers in turn, the next read
- * running while the caller works on the current chunk. A gzip file that is truncated or corrupt yields
- * what decompresses, then throws DamagedFileError.
+ * A file's bytes, chunk by chunk, gunzipped when it is gzip (by content, not by name). A gzip file that
+ * is truncated or corrupt yields what decompresses, then throws DamagedFileError.
+ *
+ * By default a chunk is only valid until the next one is asked for: plain files are read into two
+ * buffers in turn, the next read running while the caller works on the current chunk (a fresh buffer per
+ * read is garbage for the collector and a page fault per page). With `fresh`, every chunk is memory of
+ * its own that stays as it is: for a caller that keeps views of it (the replay keeps each line's bytes
+ * for as long as its trades may still need their text), where copying the views would cost more.
  */
-export async function* readFileChunks(path: string, startOffset = 0): AsyncGenerator<Buffer> {
+export async function* readFileChunks(path: string, startOffset = 0, fresh = false): AsyncGenerator<Buffer> {
   if (isGzipFile(path)) {
+    // zlib hands out a new buffer per chunk: fresh either way.
     yield* skipBytes(gunzipChunks(path), startOffset);
     return;
   }
@@ -88,6 +93,7 @@ export async function* readFileChunks(path: string, startOffset = 0): AsyncGener
       if (bytesRead === 0) return;
       at += bytesRead;
       turn ^= 1;
+      if (fresh) buffers[turn] = Buffer.allocUnsafeSlow(READ_CHUNK_BYTES);
       pending = file.read(buffers[turn], 0, READ_CHUNK_BYTES, at);
       yield buffer.subarray(0, bytesRead);
     }

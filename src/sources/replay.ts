@@ -61,7 +61,8 @@ export class ReplaySource implements Source {
     // Where the current piece starts: its byte offset, and the lines before it.
     let offset = from?.offset ?? 0;
     let linesBefore = from?.line ?? 0;
-    const pieces = readBytePieces(readFileChunks(this.options.path, offset), maxLineBytes);
+    // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
+    const pieces = readBytePieces(readFileChunks(this.options.path, offset, true), maxLineBytes);
     const threads = this.parseThreads();
     const items = threads > 0 ? scanInThreads(pieces, this.clock, threads) : scanHere(pieces, this.clock);
     for (;;) {

@@ -128,3 +128,18 @@ describe('ReplaySource', () => {
     expect(() => new ReplaySource({ path: join(dir, 'nope.jsonl') })).toThrow(/replay file not found/);
   });
 });
+
+describe('ReplaySource over many reads', () => {
+  it("keeps every trade's line readable after the whole file was read (late trades need it; the reader must not reuse that memory)", async () => {
+    // ~3.5 MiB: several 1 MiB reads, with lines cut across them.
+    const lines: string[] = [];
+    for (let i = 0; lines.join('\n').length < 3.5 * 2 ** 20; i++) lines.push(t(i * 10, 100 + (i % 97)) + ' '.repeat(i % 13));
+    const file = join(dir, 'many-reads.jsonl');
+    writeFileSync(file, lines.join('\n') + '\n');
+    const events = await drain(new ReplaySource({ path: file, clock: new ManualClock(T0 + 86_400_000) }));
+    const raws: string[] = [];
+    for (const e of events) if (e.kind === 'trades') for (let i = 0; i < e.trades.length; i++) raws.push(e.origins!.raw(i));
+    expect(raws).toHaveLength(lines.length);
+    expect(raws).toEqual(lines);
+  });
+});
