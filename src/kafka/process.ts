@@ -93,6 +93,30 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
   const summary: ProcessSummary = { partitions: 0, accepted: 0, rejected: 0, batches: 0 };
 
   /**
+   * --available-now: the partitions whose job is not finished in every store up to the offset that
+   * ended the partition when this run started (`topic/partition`). Any member may have finished them.
+   */
+  const unfinishedPartitions = async (): Promise<string[]> => {
+    const left = new Set<string>();
+    for (const store of sinks.filter((s) => s.readProgress !== undefined)) {
+      await store.open();
+      try {
+        for (const [topic, parts] of offsets) {
+          for (const [partition, range] of parts) {
+            if (range.high <= range.low || left.has(key(topic, partition))) continue; // nothing to read there
+            const progress = await store.readProgress!(jobName(topic, partition));
+            const read = progress?.positions[`kafka:${topic}/${partition}`]?.offset ?? range.low;
+            if (!progress?.finished || read < range.high) left.add(key(topic, partition));
+          }
+        }
+      } finally {
+        await store.close();
+      }
+    }
+    return [...left];
+  };
+
+  /**
    * One membership of the group: a consumer, and a job per assigned partition, until the topics are
    * done (--available-now), the signal, a failure, or the consumer crashing on an error kafkajs does
    * not retry ('crashed': the jobs were stopped and their pending batches written; join again).
@@ -109,11 +133,38 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
     let assigned = false;
     let allDone: () => void = () => undefined;
     const finished = new Promise<void>((resolve) => (allDone = resolve));
+    /** A look at the stores is under way (--available-now, every job of this member ended). */
+    let checking = false;
+    let waitingLogged = false;
     const checkDone = () => {
-      if (failure || crashed || (o.availableNow && assigned && jobs.size === 0)) allDone();
+      if (failure || crashed) return allDone();
+      if (!o.availableNow || !assigned || jobs.size > 0 || checking || leaving) return;
+      // This member's jobs are done, but the topics may not be: a partition can be held by another
+      // member, or by one that died and holds it until its session times out. Ending now would leave
+      // that partition to nobody when the group hands it on (a two-member test lost one this way).
+      // So --available-now ends when the stores say every partition is read to where it ended at start.
+      checking = true;
+      unfinishedPartitions().then(
+        (left) => {
+          checking = false;
+          if (left.length === 0) return allDone();
+          if (!waitingLogged) {
+            waitingLogged = true;
+            logger.info({ group: o.group, partitions: left }, `this member's partitions are done; waiting for ${left.join(', ')} (held by another member of group "${o.group}", or to be handed on when a departed member's session ends)`);
+          }
+          const retry = setTimeout(checkDone, 1000); // the stores are another process's to change: look again
+          retry.unref();
+        },
+        (err: unknown) => {
+          checking = false;
+          failure ??= err;
+          allDone();
+        },
+      );
     };
 
     const start = (topic: string, partition: number) => {
+      if (leaving) return; // the membership is ending: the group gives the partition to another member
       const range = offsets.get(topic)?.get(partition) ?? { low: 0, high: 0 };
       const stop = new AbortController();
       const source = new KafkaPartitionSource({
@@ -198,6 +249,8 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
     };
 
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      // An assignment that arrives while this member leaves (it can, during disconnect) starts nothing.
+      if (leaving) return;
       const assignment = event.payload.memberAssignment as Record<string, number[]>;
       const now = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => key(topic, p))));
       owned = now;

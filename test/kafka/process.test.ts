@@ -192,6 +192,34 @@ describe.skipIf(why !== null)('coinstream process', () => {
     }
   }, 240_000);
 
+  it('--available-now waits for the partitions of a member that died holding them: the survivor takes them over when its session ends', async () => {
+    const mysql = PEERS.find((p) => p.kind === 'mysql')!;
+    const down = await mysql.unreachable();
+    if (down && process.env.COINSTREAM_REQUIRE_SERVICES === '1') throw new Error(down);
+    if (down) return console.log(`skipped: ${down}`);
+    const db = await mysql.create();
+    try {
+      const args = (...more: string[]) => ['process', '--brokers', cluster.brokers, '--group', 'g-dead', '--sink', mysql.url(db), '--available-now', ...more];
+      // The one that dies: slow (~37 s a partition), so that it still holds unread records once the survivor is in.
+      const doomed = spawnCoinstream(args('--max-offsets-per-trigger', '10', '--trigger', '200ms'), DEBUG);
+      await doomed.waitFor('stderr', (out) => out.includes('"msg":"batch written"'), 60_000);
+      const survivor = spawnCoinstream(args(), DEBUG);
+      // The survivor is in once it has been assigned partitions (its first try may fail: the mock answers a
+      // SyncGroup during a rebalance with an error, and it joins again).
+      await survivor.waitFor('stderr', (out) => /"msg":"group \\"g-dead\\": assigned coincap_trade/.test(out), 60_000);
+      // SIGKILL: it leaves no goodbye, so the group counts it a member, holding its partitions, until its
+      // session times out (10 s). The survivor's own partitions are done long before that.
+      doomed.child.kill('SIGKILL');
+      expect((await doomed.exit).signal, 'the first member finished before it was killed: make it slower').toBe('SIGKILL');
+      const out = await finished(survivor);
+      await expectEqualToDuckDB(mysql, db, uninterrupted, 'a member died holding partitions; the survivor took them over');
+      expect(out, 'the survivor said what it waited for').toMatch(/waiting for coincap_trade/);
+    } finally {
+      await mysql.drop(db);
+      await mysql.end();
+    }
+  }, 240_000);
+
   it('a record written twice with the same (run, seq) headers is kept once and the copy rejected as duplicate', async () => {
     await cluster.createTopic('dups', 1);
     const trade = lines[0];
