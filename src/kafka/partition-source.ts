@@ -10,6 +10,7 @@
 // decides exactly as the uninterrupted run did.
 import type { Clock } from '../core/clock.js';
 import { parseTrade } from '../core/parse-trade.js';
+import { TradeScanner } from '../core/scan-trade.js';
 import { capRaw, type RejectedTrade, type Trade } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition } from '../sources/contract.js';
 import { readMeta } from './message.js';
@@ -70,6 +71,7 @@ export class KafkaPartitionSource implements Source {
    * the group's committed offset, which may be anywhere) are not this source's business.
    */
   private synced = false;
+  private readonly scanner = new TradeScanner();
   private readonly recent = new Map<string, number>();
   private readonly recentOrder: { key: string; offset: number }[] = [];
   private recentHead = 0;
@@ -160,21 +162,22 @@ export class KafkaPartitionSource implements Source {
   private *convert(records: FetchedRecord[]): Generator<SourceEvent> {
     const { o } = this;
     let trades: Trade[] = [];
-    let texts: string[] = [];
+    /** Each trade's record value, decoded only when a later stage asks for its text (a late trade). */
+    let values: (Buffer | null)[] = [];
     let offsets: number[] = [];
     const flush = (): SourceEvent | null => {
       if (trades.length === 0) return null;
       const t = trades;
-      const raw = texts;
+      const raw = values;
       const at = offsets;
       trades = [];
-      texts = [];
+      values = [];
       offsets = [];
       return {
         kind: 'trades',
         source: this.name,
         trades: t,
-        origins: { raw: (i) => raw[i], where: (i) => `offset ${at[i]}`, position: (i) => ({ offset: at[i] + 1, line: at[i] + 1 }) },
+        origins: { raw: (i) => raw[i]?.toString('utf8') ?? '', where: (i) => `offset ${at[i]}`, position: (i) => ({ offset: at[i] + 1, line: at[i] + 1 }) },
         end: { offset: at[at.length - 1] + 1, line: at[at.length - 1] + 1 },
       };
     };
@@ -196,14 +199,14 @@ export class KafkaPartitionSource implements Source {
       const meta = readMeta(record.headers);
       const duplicate = meta.run !== undefined && this.remember(`${meta.run}\u0000${meta.seq}`, offset);
       if (offset < this.from) continue; // warm-up: only the duplicate window
-      const text = record.value === null ? '' : record.value.toString('utf8');
+      const value = record.value;
       // When the record was received: by the producer's header, else the record's own timestamp. Both
       // come from the log, so a re-read decides the same (Date.now() would not).
       const receivedAt = meta.receivedAt ?? Number(record.timestamp);
       const position = { offset: offset + 1, line: offset + 1 };
       const reject = (reason: RejectedTrade['reason'], detail: string): SourceEvent => ({
         kind: 'rejected',
-        rejected: { receivedAt, source: meta.source ?? this.name, reason, detail: `${this.name} offset ${offset}: ${detail}`, raw: capRaw(text) },
+        rejected: { receivedAt, source: meta.source ?? this.name, reason, detail: `${this.name} offset ${offset}: ${detail}`, raw: capRaw(value === null ? '' : value.toString('utf8')) },
         end: position,
       });
       if (duplicate) {
@@ -218,7 +221,12 @@ export class KafkaPartitionSource implements Source {
         yield reject(meta.reason ?? 'malformed', meta.detail ?? 'a dead-lettered record without a reason');
         continue;
       }
-      const parsed = record.value === null ? ({ ok: false, reason: 'malformed', detail: 'empty record (no value)' } as const) : parseTrade(text, receivedAt);
+      // The trade scanner where it can read the value exactly, else parseTrade's verdict (scan-trade.ts).
+      const scanned = value === null ? null : this.scanner.scan(value, 0, value.length, receivedAt);
+      const parsed =
+        scanned !== null ? ({ ok: true, trade: scanned } as const)
+        : value === null ? ({ ok: false, reason: 'malformed', detail: 'empty record (no value)' } as const)
+        : parseTrade(value.toString('utf8'), receivedAt);
       if (!parsed.ok) {
         const pending = flush();
         if (pending) yield pending;
@@ -228,7 +236,7 @@ export class KafkaPartitionSource implements Source {
       const trade = parsed.trade;
       if (trade.receivedAt === undefined) trade.receivedAt = receivedAt;
       trades.push(trade);
-      texts.push(text);
+      values.push(value);
       offsets.push(offset);
     }
     const pending = flush();
