@@ -92,6 +92,21 @@ async function expectSameStores(a: string, b: string, what: string, rejected = '
   });
 }
 
+/** A fresh MySQL database for `work` (dropped after), or a skip with the reason when MariaDB is not there (a failure in CI). */
+async function withMysql(work: (mysql: (typeof PEERS)[number], db: string) => Promise<void>): Promise<void> {
+  const mysql = PEERS.find((p) => p.kind === 'mysql')!;
+  const down = await mysql.unreachable();
+  if (down && process.env.COINSTREAM_REQUIRE_SERVICES === '1') throw new Error(down);
+  if (down) return console.log(`skipped: ${down}`);
+  const db = await mysql.create();
+  try {
+    await work(mysql, db);
+  } finally {
+    await mysql.drop(db);
+    await mysql.end();
+  }
+}
+
 describe.skipIf(why !== null)('coinstream process', () => {
   let cluster: MockKafka;
   const lines = makeLines();
@@ -157,12 +172,7 @@ describe.skipIf(why !== null)('coinstream process', () => {
   }, 180_000);
 
   it('two members of one group share a MySQL store; the second joins mid-stream (a rebalance): the store equals the uninterrupted result', async () => {
-    const mysql = PEERS.find((p) => p.kind === 'mysql')!;
-    const down = await mysql.unreachable();
-    if (down && process.env.COINSTREAM_REQUIRE_SERVICES === '1') throw new Error(down);
-    if (down) return console.log(`skipped: ${down}`);
-    const db = await mysql.create();
-    try {
+    await withMysql(async (mysql, db) => {
       // Slow (20 records per partition per 100 ms), so that the second member joins while the first is mid-way.
       const args = ['process', '--brokers', cluster.brokers, '--group', 'g-two', '--sink', mysql.url(db), '--available-now', '--max-offsets-per-trigger', '20', '--trigger', '100ms'];
       const first = spawnCoinstream(args, DEBUG);
@@ -186,19 +196,11 @@ describe.skipIf(why !== null)('coinstream process', () => {
         (err as Error).message += `\n--- first member ---\n${story(a)}\n--- second member ---\n${story(b)}`;
         throw err;
       }
-    } finally {
-      await mysql.drop(db);
-      await mysql.end();
-    }
+    });
   }, 240_000);
 
   it('--available-now waits for the partitions of a member that died holding them: the survivor takes them over when its session ends', async () => {
-    const mysql = PEERS.find((p) => p.kind === 'mysql')!;
-    const down = await mysql.unreachable();
-    if (down && process.env.COINSTREAM_REQUIRE_SERVICES === '1') throw new Error(down);
-    if (down) return console.log(`skipped: ${down}`);
-    const db = await mysql.create();
-    try {
+    await withMysql(async (mysql, db) => {
       const args = (...more: string[]) => ['process', '--brokers', cluster.brokers, '--group', 'g-dead', '--sink', mysql.url(db), '--available-now', ...more];
       // The one that dies: slow (~37 s a partition), so that it still holds unread records once the survivor is in.
       const doomed = spawnCoinstream(args('--max-offsets-per-trigger', '10', '--trigger', '200ms'), DEBUG);
@@ -214,10 +216,7 @@ describe.skipIf(why !== null)('coinstream process', () => {
       const out = await finished(survivor);
       await expectEqualToDuckDB(mysql, db, uninterrupted, 'a member died holding partitions; the survivor took them over');
       expect(out, 'the survivor said what it waited for').toMatch(/waiting for coincap_trade/);
-    } finally {
-      await mysql.drop(db);
-      await mysql.end();
-    }
+    });
   }, 240_000);
 
   it('a record written twice with the same (run, seq) headers is kept once and the copy rejected as duplicate', async () => {
