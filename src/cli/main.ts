@@ -9,6 +9,7 @@ import { createLogger, LOG_FORMATS, type Logger } from '../core/logger.js';
 import { SOURCE_SPEC_HELP } from '../sources/contract.js';
 import { SINK_SPEC_HELP } from '../sinks/contract.js';
 import { kafkaOptions } from '../kafka/client.js';
+import { settleEarlyOpens } from '../sinks/duckdb/early-opens.js';
 
 const COMMANDS = ['run', 'ingest', 'topics', 'query', 'replay-server', 'record', 'optimize', 'process', 'dashboard'];
 
@@ -230,6 +231,9 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     return reportFailure(err, argv, usageLine);
+  } finally {
+    // A command that failed before opening its DuckDB store: let the open it started end cleanly.
+    await settleEarlyOpens();
   }
 }
 

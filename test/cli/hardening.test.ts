@@ -345,6 +345,23 @@ describe('9. smaller ones', () => {
     expect(expectOneLineFailure(r, [1, 2])).toMatch(/^coinstream: /);
   });
 
+  it('a run that fails before it opens its store (a taken --port) exits with one line and leaves the new store whole', async () => {
+    // The DuckDB worker starts opening the store while the command goes on; the failure must wait for it.
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const s = store('early-open');
+      const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--port', String(port)], { COINSTREAM_LOG_LEVEL: 'warn' });
+      expect(expectOneLineFailure(r, 1)).toMatch(/port \d+ on 127\.0\.0\.1 is in use/);
+      // Created, schema and all, and closed: a later run or query opens it.
+      expect(await count(s, 'SELECT count(*)::DOUBLE AS n FROM trade_windows')).toBe(0);
+      expect(await trades(s)).toBe(0);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it('--batches 2: the summary count equals the trades in the store', async () => {
     const s = store('batches');
     const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--batches', '2', '--trigger', '100ms', '--speed', '1200', '--sink', `duckdb:${s}`, '--no-dashboard']);

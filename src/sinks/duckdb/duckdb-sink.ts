@@ -6,6 +6,7 @@ import { logStyleOf, type Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { toStoreBatch, transferables } from './store-batch.js';
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { earlyOpenStarted, earlyOpenTaken, type EarlyOpen } from './early-opens.js';
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
 
@@ -16,7 +17,7 @@ type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void
  */
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('./worker-entry.mjs', import.meta.url) : new URL('./worker.js', import.meta.url);
 
-export class DuckDBSink implements Sink {
+export class DuckDBSink implements Sink, EarlyOpen {
   readonly name: string;
   private worker: Worker | null = null;
   private nextId = 0;
@@ -31,8 +32,9 @@ export class DuckDBSink implements Sink {
   /**
    * Starts the worker and asks it to open the store at once, without waiting: loading DuckDB and
    * opening the file (~0.15 s) then run on the other core while the command goes on (the dashboard,
-   * the sources, the other stores). Until open() is called the worker does not keep the process alive,
-   * so a command that fails before it exits as it would have.
+   * the sources, the other stores). Until open() is called the worker does not keep the process alive;
+   * a command that fails before that has main() settle it (early-opens.ts): it exits as it would have,
+   * with the file whole.
    */
   constructor(readonly path: string, private readonly logger: Logger) {
     this.name = `duckdb:${path}`;
@@ -41,9 +43,21 @@ export class DuckDBSink implements Sink {
       (err: unknown) => ({ ok: false, err }) as const,
     );
     this.worker?.unref();
+    earlyOpenStarted(this);
+  }
+
+  async abandon(): Promise<void> {
+    const early = this.early;
+    this.early = null;
+    if (early === null) return;
+    this.worker?.ref(); // the process waits for it now, or the close below would never be answered
+    const result = await early;
+    if (result.ok) await this.close();
+    else await this.worker?.terminate();
   }
 
   async open(): Promise<void> {
+    earlyOpenTaken(this);
     const early = this.early;
     this.early = null;
     this.worker?.ref();
