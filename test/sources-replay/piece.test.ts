@@ -99,7 +99,7 @@ describe('scanPiece: one verdict per line', () => {
     );
   });
 
-  it('agrees on bracket-free pieces too, where the old joined JSON.parse path was taken', () => {
+  it('agrees on bracket-free pieces too (lines of trades, the shape the scanner reads most)', () => {
     const bracketFree = anyLine.filter((l) => !/[[\]]/.test(l));
     fc.assert(
       fc.property(fc.array(bracketFree, { minLength: 1, maxLength: 60 }), (lines) => {
