@@ -10,7 +10,7 @@
 //
 // Measured on the 2-vCPU VM, warm, over 254k real lines: a per-line JSON.parse took 131-141 ms, this
 // 75 ms (1.8x), with the trade object and the validation included. In a whole 1M-trade replay the
-// pipeline thread's parsing went from ~0.54 s (the joined JSON.parse + validateTrade) to ~0.40 s, and
+// pipeline thread's parsing went from ~0.58 s (the joined JSON.parse + validateTrade) to ~0.47 s, and
 // its GC from ~0.28 s to ~0.16 s (CPU profiles, one run each): no string per field, no line strings.
 
 import { EARLIEST_TRADE_MS, MAX_CLOCK_AHEAD_MS, MAX_ID_CHARS, MAX_MAGNITUDE, MIN_MAGNITUDE } from './parse-trade.js';
