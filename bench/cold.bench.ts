@@ -3,10 +3,11 @@
 // What a user pays, whole processes started cold, every figure from this one run:
 //   a) cli    node bin/coinstream.js run --source replay:FILE --speed max --sink duckdb:NEW-FILE --no-dashboard
 //   b) parse  a fresh `node -e` that streams FILE and JSON.parses every line (the floor a JS program pays)
+//   a') the same as a) with --archive none (windows, trends, rejections and progress; no trades table)
 //   c) duckdb a fresh node process with @duckdb/node-api (default threads) into a NEW-FILE store:
 //             CREATE TABLE trades AS SELECT * FROM read_json(FILE, ...), then the per-asset 1-minute
 //             aggregates into a table (what a user with a file would run instead)
-// Each round runs the three in a random order (paired rounds). Per path: median wall time (spawn to exit)
+// Each round runs the four in a random order (paired rounds). Per path: median wall time (spawn to exit)
 // and range, median peak RSS (/usr/bin/time %M, else VmHWM sampled from /proc). Ratios a/b and a/c are
 // the median of the per-round ratios, with their range (never best against best).
 // After the last round the CLI's store is checked against path c's aggregates, not only counted.
@@ -108,18 +109,22 @@ instance.closeSync();
 console.log(JSON.stringify({ trades, windows }));
 `;
 
-type Path = 'cli' | 'parse' | 'duckdb';
-const PATHS: Path[] = ['cli', 'parse', 'duckdb'];
+type Path = 'cli' | 'parse' | 'duckdb' | 'noarchive';
+const PATHS: Path[] = ['cli', 'parse', 'duckdb', 'noarchive'];
 const LABEL: Record<Path, string> = {
   cli: 'a) coinstream run -> DuckDB (CLI)',
   parse: 'b) stream + JSON.parse every line',
   duckdb: 'c) DuckDB read_json + aggregates',
+  noarchive: "a') the same, --archive none",
 };
 
 function command(path: Path, input: string, store: string): string[] {
   switch (path) {
     case 'cli':
       return ['node', bin, 'run', '--source', `replay:${input}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'];
+    case 'noarchive':
+      // Everything but the trades archive (windows, trends, rejections, progress): what a user who needs no archive pays.
+      return ['node', bin, 'run', '--source', `replay:${input}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard', '--archive', 'none'];
     case 'parse':
       return ['node', '-e', PARSE_SCRIPT, input];
     case 'duckdb':
@@ -128,6 +133,14 @@ function command(path: Path, input: string, store: string): string[] {
 }
 
 /** Runs one whole process; wall time from spawn to exit, peak RSS of the process (KiB). */
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** The resident set of a process and of its children (the node process under /usr/bin/time), KiB. */
 function rssTreeKiB(pid: number): number {
   try {
@@ -150,7 +163,13 @@ async function measure(argv: string[], curve?: { at: number; kib: number }[]): P
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
   child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
   // The RSS curve, sampled every 50 ms while it runs (only where asked: it costs the sampler a little CPU).
-  const sampler = curve ? setInterval(() => curve.push({ at: performance.now() - start, kib: rssTreeKiB(child.pid!) }), 50) : undefined;
+  const sampler = curve
+    ? setInterval(() => {
+        // Under /usr/bin/time the program is its child: once that has exited, what is left is not the program.
+        const program = TIME ? Number(readFileSafe(`/proc/${child.pid}/task/${child.pid}/children`).trim().split(/\s+/)[0] || 0) : child.pid!;
+        if (program > 0) curve.push({ at: performance.now() - start, kib: rssTreeKiB(program) });
+      }, 50)
+    : undefined;
   let hwm = 0;
   const poll = TIME
     ? undefined
@@ -218,21 +237,22 @@ for (const [k, N] of SIZES.entries()) {
   writeFileSync(warm, head.toString('utf8').split('\n', 1)[0] + '\n');
   for (const p of PATHS) await measure(command(p, warm, join(dir, `warm-${N}-${p}.duckdb`)));
 
-  const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
-  const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
-  const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [] };
+  const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [] };
+  const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [] };
+  const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [] };
   const cliStore = (r: number) => join(dir, `cli-${N}-${r}.duckdb`);
   const duckStore = (r: number) => join(dir, `duck-${N}-${r}.duckdb`);
+  const noArchiveStore = (r: number) => join(dir, `noarchive-${N}-${r}.duckdb`);
   const rows: string[] = [];
   /** The last CLI round's RSS over time. */
   const rssCurve: { at: number; kib: number }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const order = shuffle(PATHS);
     for (const p of order) {
-      const store = p === 'cli' ? cliStore(r) : duckStore(r);
+      const store = p === 'cli' ? cliStore(r) : p === 'noarchive' ? noArchiveStore(r) : duckStore(r);
       const curve = p === 'cli' && r === ROUNDS - 1 ? rssCurve : undefined;
       const m = await measure(command(p, file, store), curve);
-      if (p === 'cli') {
+      if (p === 'cli' || p === 'noarchive') {
         // The summary line: {"reason":"end-of-input",...,"accepted":N,...,"msg":"done: ..."}
         const done = /"accepted":(\d+)[^\n]*"msg":"done/.exec(m.out + m.err);
         if (!done || Number(done[1]) !== N) {
@@ -246,13 +266,11 @@ for (const [k, N] of SIZES.entries()) {
       rss[p].push(m.rssKiB / 1024);
       cpu[p].push(m.cpuMs);
     }
-    rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => p[0]).join('')}    ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)}`);
-    if (r < ROUNDS - 1) {
-      for (const s of [cliStore(r), duckStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
-    }
+    rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => p[0]).join('')}   ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)} ${sec(ms.noarchive[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)} ${(ms.noarchive[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.noarchive[r] / ms.duckdb[r]).toFixed(2).padStart(5)}`);
+    for (const s of r < ROUNDS - 1 ? [cliStore(r), duckStore(r), noArchiveStore(r)] : [noArchiveStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
   }
 
-  console.log('\nround  order  a (s)  b (s)  c (s)    a/b   a/c   (order: c=cli, p=parse, d=duckdb)');
+  console.log("\nround  order   a (s)  b (s)  c (s)  a' (s)   a/b   a/c  a'/b  a'/c   (order: c=cli, p=parse, d=duckdb, n=--archive none)");
   for (const row of rows) console.log(row);
   console.log('\npath                                   wall median (range)        peak RSS median (range)   CPU median (all threads)');
   for (const p of PATHS) {
@@ -260,9 +278,12 @@ for (const [k, N] of SIZES.entries()) {
   }
   const ab = ms.cli.map((a, i) => a / ms.parse[i]);
   const ac = ms.cli.map((a, i) => a / ms.duckdb[i]);
+  const nb = ms.noarchive.map((a, i) => a / ms.parse[i]);
+  const nc = ms.noarchive.map((a, i) => a / ms.duckdb[i]);
   const speed = (xs: number[]) => `speed ${(1 / median(xs)).toFixed(2)}x`;
   console.log(`\nCLI time / JSON.parse time   median ${median(ab).toFixed(2)}x (range ${range(ab, (x) => x.toFixed(2))}x)   = ${speed(ab)} of the floor (goal >= 1.0x)`);
   console.log(`CLI time / DuckDB batch time median ${median(ac).toFixed(2)}x (range ${range(ac, (x) => x.toFixed(2))}x)   = ${speed(ac)} of DuckDB (goal >= 1.0x)`);
+  console.log(`with --archive none: / JSON.parse median ${median(nb).toFixed(2)}x (range ${range(nb, (x) => x.toFixed(2))}x) = ${speed(nb)}; / DuckDB median ${median(nc).toFixed(2)}x (range ${range(nc, (x) => x.toFixed(2))}x) = ${speed(nc)}`);
   if (TIME) {
     // CPU seconds suffer less than wall time from a busy neighbour: the same ratios, per round, on CPU.
     const cab = cpu.cli.map((x, i) => x / cpu.parse[i]);
