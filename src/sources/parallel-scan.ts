@@ -54,6 +54,8 @@ export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pi
   const results = new Map<number, ParseResult>();
   let waiting: { seq: number; resolve: () => void; reject: (err: Error) => void } | null = null;
   let failure: Error | null = null;
+  /** Set once the replay is done with the threads: their exits are expected from then on. */
+  let stopping = false;
   workers.forEach((worker, thread) => {
     worker.on('message', (result: ParseResult) => {
       // Keys are added in the order the thread sent them, whatever order the jobs are used in.
@@ -63,6 +65,12 @@ export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pi
     });
     worker.on('error', (err: Error) => {
       failure = new Error(`a replay parse thread failed: ${err.message}`, { cause: err });
+      waiting?.reject(failure);
+    });
+    // A thread that ends on its own (killed, out of memory) would leave its jobs unanswered: fail, not hang.
+    worker.on('exit', (code) => {
+      if (stopping) return;
+      failure ??= new Error(`a replay parse thread exited (code ${code}) with lines unread`);
       waiting?.reject(failure);
     });
   });
@@ -142,6 +150,7 @@ export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pi
       yield { kind: 'scanned', scanned: pieceOf(result, keyTables[head.thread], head.receivedAt), bytes: result.bytes.byteLength, receivedAt: head.receivedAt };
     }
   } finally {
+    stopping = true;
     await it.return?.();
     await Promise.all(workers.map((w) => w.terminate()));
   }

@@ -10,6 +10,9 @@ import { NUMBERS_PER_TRADE } from './parse-protocol.js';
 
 const scanner = new TradeScanner();
 const port = parentPort!;
+/** Tests only: COINSTREAM_TEST_FAULT=parse-thread-exit:N ends this thread when its job N arrives. */
+const exitAtJob = Number(/^parse-thread-exit:(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '')?.[1] ?? -1);
+let jobs = 0;
 
 /** The (exchange, base, quote) triples seen, by id; the main thread keeps the same table from `newKeys`. */
 const keyIds = new Map<string, number>();
@@ -29,6 +32,7 @@ function keyOf(t: Trade, newKeys: string[]): number {
 }
 
 port.on('message', (job: ParseJob) => {
+  if (jobs++ === exitAtJob) process.exit(3);
   const data = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength);
   // Upper bounds: a line is at least its newline, so there are at most as many lines as newlines + 1.
   let lines = 0;

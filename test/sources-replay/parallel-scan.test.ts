@@ -82,4 +82,15 @@ describe('scanInThreads', () => {
     await items.return(undefined);
     expect((await items.next()).done).toBe(true);
   });
+
+  it('fails with a clear error, instead of waiting forever, when a parse thread ends on its own', async () => {
+    const file = join(dir, 'thread-exit.jsonl');
+    writeFileSync(file, KRAKEN.join('\n') + '\n');
+    process.env.COINSTREAM_TEST_FAULT = 'parse-thread-exit:2'; // threads copy the environment when they start
+    try {
+      await expect(flatten(scanInThreads(read(file, 1 << 20), clock, 1, 8 * 1024))).rejects.toThrow(/a replay parse thread exited \(code 3\) with lines unread/);
+    } finally {
+      delete process.env.COINSTREAM_TEST_FAULT;
+    }
+  });
 });
