@@ -157,6 +157,12 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
         },
         (err: unknown) => {
           checking = false;
+          if (err instanceof CoinstreamError && err.retriable) {
+            // The store is away for a moment (a lost connection, a lock): look again, as for an unfinished partition.
+            logger.warn({ group: o.group, err: err.message }, `could not read the stores' progress (${err.message}); trying again in 1 s`);
+            setTimeout(checkDone, 1000).unref();
+            return;
+          }
           failure ??= err;
           allDone();
         },
