@@ -17,9 +17,10 @@
 // assets trade side by side, as in a live stream.
 import { DuckDBInstance } from '@duckdb/node-api';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, createWriteStream, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { writeKrakenHours } from './input.js';
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(name);
@@ -42,26 +43,13 @@ const ASSETS: { base: string; divisor: number; digits: number }[] = [
   { base: 'cardano', divisor: 40_000, digits: 6 },
 ];
 
-async function makeInput(path: string, n: number): Promise<void> {
-  const hour = readFileSync(join(root, 'data/kraken-btcusd-2019-07-01.coincap.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
-  const out = createWriteStream(path);
-  let written = 0;
-  for (let rep = 0; written < n; rep++) {
-    const shift = rep * 3_600_000;
-    let chunk = '';
-    for (let k = 0; k < hour.length && written < n; k++) {
-      const t = hour[k];
-      const a = ASSETS[k % ASSETS.length];
-      const price = Number((t.price / a.divisor).toFixed(a.digits));
-      chunk += JSON.stringify({ ...t, base: a.base, price, priceUsd: price, timestamp: t.timestamp + shift }) + '\n';
-      written++;
-    }
-    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
-  }
-  await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
+/** Within each hour, trade k trades as asset k % 4, its prices scaled to that asset's level. */
+function makeInput(path: string, n: number): Promise<void> {
+  return writeKrakenHours(path, n, (t, _rep, k) => {
+    const a = ASSETS[k % ASSETS.length];
+    const price = Number((t.price / a.divisor).toFixed(a.digits));
+    return { ...t, base: a.base, price, priceUsd: price };
+  });
 }
 
 // b) The floor: stream the file in 1 MiB chunks, split on newlines, JSON.parse each line, count.

@@ -6,7 +6,8 @@
 //
 // Input: the bundled real Kraken hour, repeated with its timestamps shifted hour by hour and
 // alternately relabelled as a second asset, so windows, trends and eviction all do real work.
-import { mkdtempSync, readFileSync, rmSync, statSync, createWriteStream, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { writeKrakenHours } from './input.js';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../src/core/clock.js';
@@ -27,26 +28,13 @@ const N = argIndex > 0 ? Number(process.argv[argIndex + 1]) : 1_000_000;
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-bench-'));
 const file = join(dir, 'trades.jsonl');
 
-async function makeInput(): Promise<void> {
-  const hour = readFileSync(new URL('../data/kraken-btcusd-2019-07-01.coincap.jsonl', import.meta.url), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
-  const out = createWriteStream(file);
-  let written = 0;
-  for (let rep = 0; written < N; rep++) {
-    const shift = rep * 3_600_000;
+/** Hours alternate between bitcoin and ethereum (prices / 20). */
+function makeInput(): Promise<void> {
+  return writeKrakenHours(file, N, (t, rep) => {
     const eth = rep % 2 === 1;
-    let chunk = '';
-    for (const t of hour) {
-      if (written >= N) break;
-      const price = eth ? Math.round((t.price / 20) * 100) / 100 : t.price;
-      chunk += JSON.stringify({ ...t, base: eth ? 'ethereum' : 'bitcoin', price, priceUsd: price, timestamp: t.timestamp + shift }) + '\n';
-      written++;
-    }
-    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
-  }
-  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    const price = eth ? Math.round((t.price / 20) * 100) / 100 : t.price;
+    return { ...t, base: eth ? 'ethereum' : 'bitcoin', price, priceUsd: price };
+  });
 }
 
 function baseline(): number {

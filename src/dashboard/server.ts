@@ -221,7 +221,11 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
     req.raw.socket.setNoDelay(true);
     const lastEventId = req.headers['last-event-id'];
     const leave = hub.connect(res, Array.isArray(lastEventId) ? lastEventId[0] : lastEventId);
-    res.on('close', leave);
+    log.debug({ streams: hub.clientCount }, 'live stream opened');
+    res.on('close', () => {
+      leave();
+      log.debug({ streams: hub.clientCount }, 'live stream closed');
+    });
   });
 
   app.get('/metrics', async (_req, reply) => {
