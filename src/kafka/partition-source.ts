@@ -50,9 +50,8 @@ export interface PartitionSourceOptions {
   pause(paused: boolean): void;
 }
 
-/** Records waiting beyond which fetching pauses, and below which it resumes. */
+/** Records waiting beyond which fetching pauses; it resumes once the pipeline has taken them (take()). */
 const HIGH_WATER = 20_000;
-const LOW_WATER = 5_000;
 
 export class KafkaPartitionSource implements Source {
   readonly name: string;

@@ -4,7 +4,7 @@
 // same way), writing to the same stores (DESIGN.md, Recovery). Its progress is committed with its rows
 // in every store; the group's offsets are committed after that, for lag tools; on assignment a job
 // resumes from the progress in the stores, not from the group's offsets.
-import { Kafka, type Consumer, type KafkaConfig } from 'kafkajs';
+import { Kafka, type KafkaConfig } from 'kafkajs';
 import type { Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -93,24 +93,32 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
   const summary: ProcessSummary = { partitions: 0, accepted: 0, rejected: 0, batches: 0 };
 
   /**
+   * The stores --available-now reads progress from, opened on its first look and held open until the
+   * run ends: a member that waits looks once a second, and reopening each time meant a new connection
+   * pool (or DuckDB worker) per look.
+   */
+  const progressStores: Sink[] = [];
+
+  /**
    * --available-now: the partitions whose job is not finished in every store up to the offset that
    * ended the partition when this run started (`topic/partition`). Any member may have finished them.
    */
   const unfinishedPartitions = async (): Promise<string[]> => {
-    const left = new Set<string>();
-    for (const store of sinks.filter((s) => s.readProgress !== undefined)) {
+    // A store whose open failed (retriable: the member looks again) is opened on the next look.
+    for (const store of sinks) {
+      if (store.readProgress === undefined || progressStores.includes(store)) continue;
       await store.open();
-      try {
-        for (const [topic, parts] of offsets) {
-          for (const [partition, range] of parts) {
-            if (range.high <= range.low || left.has(key(topic, partition))) continue; // nothing to read there
-            const progress = await store.readProgress!(jobName(topic, partition));
-            const read = progress?.positions[`kafka:${topic}/${partition}`]?.offset ?? range.low;
-            if (!progress?.finished || read < range.high) left.add(key(topic, partition));
-          }
+      progressStores.push(store);
+    }
+    const left = new Set<string>();
+    for (const store of progressStores) {
+      for (const [topic, parts] of offsets) {
+        for (const [partition, range] of parts) {
+          if (range.high <= range.low || left.has(key(topic, partition))) continue; // nothing to read there
+          const progress = await store.readProgress!(jobName(topic, partition));
+          const read = progress?.positions[`kafka:${topic}/${partition}`]?.offset ?? range.low;
+          if (!progress?.finished || read < range.high) left.add(key(topic, partition));
         }
-      } finally {
-        await store.close();
       }
     }
     return [...left];
@@ -324,10 +332,14 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
   };
 
   let rejoinError: Error | null = null;
-  for (let attempt = 1; (await member()) === 'crashed'; attempt++) {
-    const err = rejoinError as Error | null;
-    if (attempt >= MAX_REJOINS) throw new CoinstreamError('SOURCE_UNREADABLE', `the Kafka consumer stopped ${attempt} times in a row, the last time on: ${err?.message}`, false, { cause: err });
-    logger.warn({ group: o.group, attempt, err: err?.message }, `the Kafka consumer stopped (${err?.message}); every partition's pending batch is written; joining group "${o.group}" again (${attempt} of ${MAX_REJOINS - 1})`);
+  try {
+    for (let attempt = 1; (await member()) === 'crashed'; attempt++) {
+      const err = rejoinError as Error | null;
+      if (attempt >= MAX_REJOINS) throw new CoinstreamError('SOURCE_UNREADABLE', `the Kafka consumer stopped ${attempt} times in a row, the last time on: ${err?.message}`, false, { cause: err });
+      logger.warn({ group: o.group, attempt, err: err?.message }, `the Kafka consumer stopped (${err?.message}); every partition's pending batch is written; joining group "${o.group}" again (${attempt} of ${MAX_REJOINS - 1})`);
+    }
+  } finally {
+    for (const store of progressStores) await store.close();
   }
   return summary;
 }

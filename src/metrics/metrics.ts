@@ -40,7 +40,7 @@ export class Metrics {
       else if (e.kind === 'gap') this.gaps.inc({ source: e.source });
       else if (e.kind === 'disconnected') this.reconnects.inc({ source: e.source });
     },
-    written: (batch: OutputBatch, writeMs: number, at: number) => {
+    written: (batch: OutputBatch, writeMs: number) => {
       this.batches.inc();
       this.triggerSeconds.observe(writeMs / 1000);
       for (const r of batch.rejected) this.rejected.inc({ reason: r.reason });

@@ -1,6 +1,7 @@
 // One sink shared by several pipelines (`coinstream process` runs one per Kafka partition, each with
 // its own job): opened by the first, closed by the last, and one write at a time, because a store
 // writes a batch as one transaction on one connection. Composition, like RetryingSink.
+import { Serial } from '../core/serial.js';
 import type { OutputBatch, Sink, StoredProgress } from './contract.js';
 
 export class SharedSink implements Sink {
@@ -8,7 +9,7 @@ export class SharedSink implements Sink {
   private users = 0;
   private opening: Promise<void> | null = null;
   /** Every call on the inner sink, in order. */
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly serial = new Serial();
 
   constructor(private readonly inner: Sink) {
     this.name = inner.name;
@@ -27,28 +28,23 @@ export class SharedSink implements Sink {
   }
 
   write(batch: OutputBatch): Promise<void> {
-    return this.serial(() => this.inner.write(batch));
+    return this.serial.run(() => this.inner.write(batch));
   }
 
   async close(): Promise<void> {
     if (--this.users > 0) return;
     this.opening = null;
-    await this.serial(() => this.inner.close());
+    await this.serial.run(() => this.inner.close());
   }
 
   get readProgress(): Sink['readProgress'] {
     const read = this.inner.readProgress?.bind(this.inner);
-    return read && ((job: string) => this.serial<StoredProgress | null>(() => read(job)));
+    return read && ((job: string) => this.serial.run<StoredProgress | null>(() => read(job)));
   }
 
   get clearJob(): Sink['clearJob'] {
     const clear = this.inner.clearJob?.bind(this.inner);
-    return clear && ((job: string) => this.serial<void>(() => clear(job)));
+    return clear && ((job: string) => this.serial.run<void>(() => clear(job)));
   }
 
-  private serial<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(work, work);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
 }

@@ -11,6 +11,7 @@
 // `coinstream`, in the same commit as the batch's rows and its txn action.
 import { randomUUID } from 'node:crypto';
 import { link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { Serial } from '../../core/serial.js';
 import { join } from 'node:path';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -48,7 +49,7 @@ export class DeltaTableLog {
    * a log with holes (0..18, 20, 22), which readers stop at. The test of 4 writers x 5 concurrent
    * commits found it in CI; a loop of it reproduced it in 1 of ~70 rounds.
    */
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly serial = new Serial();
 
   constructor(
     readonly tableDir: string,
@@ -99,7 +100,7 @@ export class DeltaTableLog {
    * (returns null), for a commit that depends on what they may have changed (optimize's removes).
    */
   commit(actions: RawAction[], txn?: { appId: string; version: number }, files?: ParquetWriter, stillValid?: () => Promise<boolean>): Promise<number | null> {
-    return this.serial(() => this.commitNow(actions, txn, files, stillValid));
+    return this.serial.run(() => this.commitNow(actions, txn, files, stillValid));
   }
 
   private async commitNow(actions: RawAction[], txn?: { appId: string; version: number }, files?: ParquetWriter, stillValid?: () => Promise<boolean>): Promise<number | null> {
@@ -124,7 +125,7 @@ export class DeltaTableLog {
    * Null for a job never written here (or cleared with --fresh).
    */
   readProgress(job: string): Promise<StoredProgress | null> {
-    return this.serial(() => this.readProgressNow(job));
+    return this.serial.run(() => this.readProgressNow(job));
   }
 
   private async readProgressNow(job: string): Promise<StoredProgress | null> {
@@ -165,7 +166,7 @@ export class DeltaTableLog {
     return readDeltaLog(this.tableDir);
   }
 
-  /** Reads the commits made since we last looked (by other writers). Called only inside serial(). */
+  /** Reads the commits made since we last looked (by other writers). Called only inside this.serial. */
   private async catchUp(): Promise<void> {
     const { commits } = await listLog(this.logDir);
     let v = this.nextVersion;
@@ -176,11 +177,6 @@ export class DeltaTableLog {
     this.nextVersion = Math.max(this.nextVersion, v);
   }
 
-  private serial<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(work, work);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
 
   private learnTxns(actions: RawAction[]): void {
     for (const action of actions) {
