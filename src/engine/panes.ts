@@ -72,31 +72,45 @@ export function addToPane(pane: Pane, time: number, seq: number, priceUsd: numbe
   }
 }
 
-/** Combines panes (in any order) into one aggregate. */
-export function combinePanes(panes: readonly Pane[], start: number): Pane {
-  const out = newPane(start);
-  for (const p of panes) {
-    if (p.trades === 0) continue;
-    out.trades += p.trades;
-    out.volume += p.volume;
-    out.amount += p.amount;
-    out.sumPrice += p.sumPrice;
-    if (p.high > out.high) out.high = p.high;
-    if (p.low < out.low) out.low = p.low;
-    out.buyVolume += p.buyVolume;
-    out.sellVolume += p.sellVolume;
-    if (p.openTime < out.openTime || (p.openTime === out.openTime && p.openSeq < out.openSeq)) {
-      out.openTime = p.openTime;
-      out.openSeq = p.openSeq;
-      out.openPrice = p.openPrice;
-    }
-    if (p.closeTime > out.closeTime || (p.closeTime === out.closeTime && p.closeSeq > out.closeSeq)) {
-      out.closeTime = p.closeTime;
-      out.closeSeq = p.closeSeq;
-      out.closePrice = p.closePrice;
-    }
+/** Empties a pane for reuse as an accumulator (see addPane). */
+export function clearPane(out: Pane): void {
+  out.trades = 0;
+  out.volume = 0;
+  out.amount = 0;
+  out.sumPrice = 0;
+  out.high = -Infinity;
+  out.low = Infinity;
+  out.buyVolume = 0;
+  out.sellVolume = 0;
+  out.openTime = Infinity;
+  out.openSeq = 0;
+  out.openPrice = 0;
+  out.closeTime = -Infinity;
+  out.closeSeq = 0;
+  out.closePrice = 0;
+}
+
+/** Adds pane p into `out`: panes combine in any order into the same aggregate. */
+export function addPane(out: Pane, p: Pane): void {
+  if (p.trades === 0) return;
+  out.trades += p.trades;
+  out.volume += p.volume;
+  out.amount += p.amount;
+  out.sumPrice += p.sumPrice;
+  if (p.high > out.high) out.high = p.high;
+  if (p.low < out.low) out.low = p.low;
+  out.buyVolume += p.buyVolume;
+  out.sellVolume += p.sellVolume;
+  if (p.openTime < out.openTime || (p.openTime === out.openTime && p.openSeq < out.openSeq)) {
+    out.openTime = p.openTime;
+    out.openSeq = p.openSeq;
+    out.openPrice = p.openPrice;
   }
-  return out;
+  if (p.closeTime > out.closeTime || (p.closeTime === out.closeTime && p.closeSeq > out.closeSeq)) {
+    out.closeTime = p.closeTime;
+    out.closeSeq = p.closeSeq;
+    out.closePrice = p.closePrice;
+  }
 }
 
 export function gcd(a: number, b: number): number {

@@ -15,7 +15,7 @@
 import { CoinstreamError } from '../core/errors.js';
 import type { Trade } from '../core/trade.js';
 import type { EngineConfig, EngineOutput, EngineSnapshot, TrendResult, WindowResult } from './contract.js';
-import { addToPane, combinePanes, gcd, newPane, type Pane } from './panes.js';
+import { addPane, addToPane, clearPane, gcd, newPane, type Pane } from './panes.js';
 import { decodeSnapshot, encodeSnapshot, type EngineState } from './snapshot.js';
 
 /** Two VWAPs this close (relative) are the same price: trend 'flat'. Sums taken in different orders differ in the last bits. */
@@ -36,6 +36,11 @@ interface AssetState {
   dirty: boolean;
   /** Non-empty windows still in state, by start. */
   readonly windows: Map<number, WindowEntry>;
+  /**
+   * The keys of `windows`, ascending: a trend row needs the window before it and the windows of its
+   * span, and sorting the keys for every final window cost more than the rest of finalization.
+   */
+  readonly starts: number[];
   /** The newest window evicted from state, so prev_vwap survives eviction. */
   evicted: { start: number; vwap: number } | null;
 }
@@ -78,6 +83,7 @@ export class WindowEngine {
   private lastAsset: AssetState | null = null;
   private readonly dirtyAssets: AssetState[] = [];
   private pendingFinal: WindowEntry[] = [];
+  private readonly scratch = newPane(0);
 
   private wm = -Infinity;
   /** The next window end the watermark must reach before anything becomes final. */
@@ -229,14 +235,15 @@ export class WindowEngine {
     for (const a of s.assets) {
       const panes = new Map(a.panes.map((p) => [p.start, { ...p, dirty: false }] as const));
       const windows = new Map(a.windows.map((e) => [e.result.windowStart, e] as const));
-      this.assets.set(a.asset, { asset: a.asset, panes, lastPane: null, dirtyPanes: [], dirty: false, windows, evicted: a.evicted });
+      const starts = [...windows.keys()].sort((x, y) => x - y);
+      this.assets.set(a.asset, { asset: a.asset, panes, lastPane: null, dirtyPanes: [], dirty: false, windows, starts, evicted: a.evicted });
     }
   }
 
   private assetState(asset: string): AssetState {
     let state = this.assets.get(asset);
     if (!state) {
-      state = { asset, panes: new Map(), lastPane: null, dirtyPanes: [], dirty: false, windows: new Map(), evicted: null };
+      state = { asset, panes: new Map(), lastPane: null, dirtyPanes: [], dirty: false, windows: new Map(), starts: [], evicted: null };
       this.assets.set(asset, state);
     }
     this.lastAsset = state;
@@ -260,17 +267,18 @@ export class WindowEngine {
       const result = this.computeWindow(state, start, false, now);
       const entry = state.windows.get(start);
       if (entry) entry.result = result;
-      else state.windows.set(start, { result, trend: null, final: false });
+      else putWindow(state, { result, trend: null, final: false });
       windows.push(result);
     }
     // A changed window can change the trend of every later open window (prev_vwap, the span).
-    const firstChanged = Math.min(...changed);
-    const starts = sortedStarts(state);
-    for (const start of starts) {
-      if (start < firstChanged) continue;
+    let firstChanged = Infinity;
+    for (const start of changed) if (start < firstChanged) firstChanged = start;
+    const { starts } = state;
+    for (let i = lowerBound(starts, firstChanged); i < starts.length; i++) {
+      const start = starts[i];
       const entry = state.windows.get(start)!;
       if (entry.final) continue;
-      const trend = this.computeTrend(state, entry.result, starts);
+      const trend = this.computeTrend(state, entry.result);
       if (changed.has(start) || !sameTrend(entry.trend, trend)) trends.push(trend);
       entry.trend = trend;
     }
@@ -285,23 +293,17 @@ export class WindowEngine {
     const since = this.finalizedThrough;
     this.finalizedThrough = wm;
     for (const state of this.assets.values()) {
-      const due = new Set<number>();
-      for (const pane of state.panes.values()) {
-        for (let s = this.lastWindowStart(pane.start); s > pane.start - this.windowMs; s -= this.slideMs) {
-          const end = s + this.windowMs;
-          if (end > since && end <= wm) due.add(s);
-        }
-      }
-      if (due.size > 0) {
-        const ascending = [...due].sort((a, b) => a - b);
-        for (const start of ascending) {
-          state.windows.set(start, { result: this.computeWindow(state, start, true, 0), trend: null, final: true });
+      const due = this.dueStarts(state, since, wm);
+      if (due.length > 0) {
+        for (const start of due) {
+          const entry: WindowEntry = { result: this.computeWindow(state, start, true, 0), trend: null, final: true };
+          if (state.windows.has(start)) state.windows.set(start, entry);
+          else putWindow(state, entry);
         }
         // Trends in ascending order: each depends only on windows that start no later, all final now.
-        const starts = sortedStarts(state);
-        for (const start of ascending) {
+        for (const start of due) {
           const entry = state.windows.get(start)!;
-          entry.trend = this.computeTrend(state, entry.result, starts);
+          entry.trend = this.computeTrend(state, entry.result);
           this.pendingFinal.push(entry);
         }
       }
@@ -311,17 +313,63 @@ export class WindowEngine {
   }
 
   /**
+   * The starts, ascending, of an asset's windows that end in (since, wm] and hold a pane. When few
+   * windows end in that span (the watermark crossed one window end, as it does trade after trade),
+   * each one's panes are looked up; otherwise (the first finalization, the end of input, a jump in
+   * event time) each pane names the windows it belongs to. Both find the same windows.
+   */
+  private dueStarts(state: AssetState, since: number, wm: number): number[] {
+    const due: number[] = [];
+    // Windows end at offset + window + k * slide: the first after `since` and the last at or before wm.
+    const firstStart = this.nextWindowEndAfter(since) - this.windowMs;
+    const lastStart = Math.floor((wm - this.offsetMs - this.windowMs) / this.slideMs) * this.slideMs + this.offsetMs;
+    const lookups = ((lastStart - firstStart) / this.slideMs + 1) * (this.windowMs / this.paneMs);
+    if (lookups <= state.panes.size) {
+      for (let s = firstStart; s <= lastStart; s += this.slideMs) {
+        for (let p = s; p < s + this.windowMs; p += this.paneMs) {
+          if (state.panes.has(p)) {
+            due.push(s);
+            break;
+          }
+        }
+      }
+      return due;
+    }
+    const found = new Set<number>();
+    for (const pane of state.panes.values()) {
+      for (let s = this.lastWindowStart(pane.start); s > pane.start - this.windowMs; s -= this.slideMs) {
+        const end = s + this.windowMs;
+        if (end > since && end <= wm) found.add(s);
+      }
+    }
+    for (const s of found) due.push(s);
+    return due.sort((a, b) => a - b);
+  }
+
+  /**
    * Drops panes and windows that no open window and no future trend span can reach. A trade that is not
    * late has event time > watermark - window, and a future window's span starts after watermark - span;
    * one more window of margin keeps a pane from being re-created empty by a trade near the edge.
    */
   private evict(state: AssetState, wm: number): void {
     const horizon = wm - this.spanMs - this.windowMs;
-    for (const [start, entry] of state.windows) {
-      if (start >= horizon || !entry.final) continue;
+    // The windows this far back are the first of `starts`; the final ones go (all of them are final:
+    // they ended before wm - span).
+    const { starts } = state;
+    let below = 0;
+    while (below < starts.length && starts[below] < horizon) below++;
+    let kept = 0;
+    for (let i = 0; i < below; i++) {
+      const start = starts[i];
+      const entry = state.windows.get(start)!;
+      if (!entry.final) {
+        starts[kept++] = start;
+        continue;
+      }
       if (!state.evicted || start > state.evicted.start) state.evicted = { start, vwap: entry.result.vwap };
       state.windows.delete(start);
     }
+    if (below > kept) starts.splice(kept, below - kept);
     // A dirty pane this far back may go too: every window it belongs to is final, so collect() has
     // nothing to recompute for it. Keeping it would let state grow between triggers at replay speed.
     for (const [start, pane] of state.panes) {
@@ -332,12 +380,13 @@ export class WindowEngine {
   }
 
   private computeWindow(state: AssetState, start: number, isFinal: boolean, now: number): WindowResult {
-    const panes: Pane[] = [];
+    // One accumulator for every window: a window's row is built per final window and per trigger.
+    const agg = this.scratch;
+    clearPane(agg);
     for (let p = start; p < start + this.windowMs; p += this.paneMs) {
       const pane = state.panes.get(p);
-      if (pane) panes.push(pane);
+      if (pane) addPane(agg, pane);
     }
-    const agg = combinePanes(panes, start);
     return {
       asset: state.asset,
       windowStart: start,
@@ -358,21 +407,19 @@ export class WindowEngine {
     };
   }
 
-  private computeTrend(state: AssetState, w: WindowResult, starts: readonly number[]): TrendResult {
+  /** The trend row of window w, which must be in state.windows. */
+  private computeTrend(state: AssetState, w: WindowResult): TrendResult {
     const spanStart = w.windowEnd - this.spanMs;
-    let prevVwap: number | null = state.evicted && state.evicted.start < w.windowStart ? state.evicted.vwap : null;
-    let firstInSpan: number | null = null;
-    let windowsInSpan = 0;
-    for (const start of starts) {
-      if (start >= w.windowStart) break;
-      prevVwap = state.windows.get(start)!.result.vwap;
-    }
-    for (const start of starts) {
-      if (start + this.windowMs > w.windowEnd) break;
-      if (start < spanStart) continue;
-      windowsInSpan++;
-      if (firstInSpan === null) firstInSpan = state.windows.get(start)!.result.vwap;
-    }
+    const { starts, windows } = state;
+    const at = lowerBound(starts, w.windowStart);
+    // The window before w: the newest one in state that starts earlier, else the newest evicted one.
+    let prevVwap: number | null = null;
+    if (at > 0) prevVwap = windows.get(starts[at - 1])!.result.vwap;
+    else if (state.evicted && state.evicted.start < w.windowStart) prevVwap = state.evicted.vwap;
+    // The windows of the span: those that start at or after its start and end no later than w.
+    const firstAt = lowerBound(starts, spanStart);
+    const windowsInSpan = at - firstAt + 1;
+    const firstInSpan = windows.get(starts[firstAt])!.result.vwap;
     let amount = 0;
     let volume = 0;
     for (let p = spanStart; p < w.windowEnd; p += this.paneMs) {
@@ -382,7 +429,7 @@ export class WindowEngine {
         volume += pane.volume;
       }
     }
-    const first = firstInSpan ?? w.vwap;
+    const first = firstInSpan;
     return {
       asset: w.asset,
       windowStart: w.windowStart,
@@ -398,8 +445,25 @@ export class WindowEngine {
   }
 }
 
-function sortedStarts(state: AssetState): number[] {
-  return [...state.windows.keys()].sort((a, b) => a - b);
+/** The first index of ascending `xs` whose value is >= x (xs.length if none). */
+function lowerBound(xs: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Adds a window that is not in state yet, keeping `starts` ascending (new windows mostly come last). */
+function putWindow(state: AssetState, entry: WindowEntry): void {
+  const start = entry.result.windowStart;
+  state.windows.set(start, entry);
+  const { starts } = state;
+  if (starts.length === 0 || starts[starts.length - 1] < start) starts.push(start);
+  else starts.splice(lowerBound(starts, start), 0, start);
 }
 
 function direction(vwap: number, prev: number): 'up' | 'down' | 'flat' {
