@@ -103,6 +103,8 @@ export class Pipeline {
   /** Batches cut so far (the next batch's id). */
   private batchesCut = 0;
   private batchesWritten = 0;
+  /** The sinks' open, when it runs beside reading (storesStartEmpty). */
+  private opening: Promise<void> | null = null;
   /** Writes in trigger order: each starts when the previous one is done. */
   private chain: Promise<void> = Promise.resolve();
   private readonly queuedWrites: Promise<void>[] = [];
@@ -127,9 +129,23 @@ export class Pipeline {
 
     let progress: NodeJS.Timeout | undefined;
     try {
-      // Inside the try: if one sink fails to open, the ones already open are closed again.
-      for (const sink of sinks) await sink.open();
-      if ((await this.resume()) === 'already-finished') return this.summary('already-finished');
+      if (this.storesStartEmpty()) {
+        // The job is new (every store is a file not made yet): reading starts while the stores open
+        // (DuckDB's takes 0.2-0.5 s), and the first write waits for them. A failed open fails the run
+        // as a failed write does.
+        this.tracksProgress = true;
+        this.opening = (async () => {
+          for (const sink of sinks) await sink.open();
+        })();
+        this.chain = this.opening.catch((err: unknown) => {
+          this.failure = err;
+          this.stop.abort();
+        });
+      } else {
+        // Inside the try: if one sink fails to open, the ones already open are closed again.
+        for (const sink of sinks) await sink.open();
+        if ((await this.resume()) === 'already-finished') return this.summary('already-finished');
+      }
       logger.info({ sources: sources.map((s) => s.name), sinks: sinks.map((s) => s.name), engine: this.options.engine }, 'pipeline started');
       this.armTimer();
       progress = this.startProgressLog();
@@ -176,6 +192,8 @@ export class Pipeline {
       clearInterval(progress);
       outer?.removeEventListener('abort', onOuterAbort);
       this.stop.abort();
+      // A sink is closed once its open is over, whichever way it went.
+      await this.opening?.catch(() => undefined);
       for (const sink of sinks) {
         try {
           await sink.close();
@@ -184,6 +202,16 @@ export class Pipeline {
         }
       }
     }
+  }
+
+  /**
+   * Whether the job is surely new without asking the stores: every store says it holds nothing (a
+   * DuckDB file not made yet). Not with --fresh (it clears the stores first and logs that) nor for
+   * fenced writers, whose stores are shared with other processes.
+   */
+  private storesStartEmpty(): boolean {
+    const stores = this.options.sinks.filter((s) => s.readProgress);
+    return !this.options.fresh && !this.options.fenced && stores.length > 0 && stores.every((s) => s.startsEmpty?.() === true);
   }
 
   private requestStop(reason: PipelineSummary['reason']): void {

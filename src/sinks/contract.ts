@@ -107,6 +107,12 @@ export interface Sink {
   readProgress?(job: string): Promise<StoredProgress | null>;
   /** Stores only: removes every row of the job and its progress (`--fresh`). */
   clearJob?(job: string): Promise<void>;
+  /**
+   * Stores that can tell without opening: true when the store surely holds nothing (a DuckDB file that
+   * was not there). When every store says so, the job is new and the pipeline reads while they open.
+   * Such a store's open() fails if it finds a job after all (another process made it meanwhile).
+   */
+  startsEmpty?(): boolean;
 }
 
 /** The SINK SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no sink. */

@@ -3,7 +3,9 @@
 // batch N but not committed it (or has just committed it). An outside `kill -9` cannot aim that
 // precisely. With several stores (or a Delta store's several tables) the first to reach the point dies.
 // Delta only: kill-after-table:TABLE:N dies right after TABLE committed batch N (between two tables).
-const FAULT = /^(kill-before-commit|kill-after-commit|kill-after-table:[a-z_]+):(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '');
+// DuckDB only: kill-creating-store:0 dies while a new store file is being made (its tables created,
+// the file not yet in place).
+const FAULT = /^(kill-before-commit|kill-after-commit|kill-creating-store|kill-after-table:[a-z_]+):(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '');
 
 export function crashIfAsked(point: string, batchId: number): void {
   if (FAULT && FAULT[1] === point && Number(FAULT[2]) === batchId) process.kill(process.pid, 'SIGKILL');

@@ -1,5 +1,5 @@
 // The base of the sink wrappers (retries, no archive): everything passes through to the wrapped sink
-// unless the wrapper overrides it. readProgress/clearJob are present exactly when the wrapped sink has
+// unless the wrapper overrides it. readProgress/clearJob/startsEmpty are present exactly when the wrapped sink has
 // them, because the pipeline asks whether a sink keeps progress by looking for them.
 import type { OutputBatch, Sink } from './contract.js';
 
@@ -28,5 +28,9 @@ export abstract class WrappedSink implements Sink {
 
   get clearJob(): Sink['clearJob'] {
     return this.inner.clearJob?.bind(this.inner);
+  }
+
+  get startsEmpty(): Sink['startsEmpty'] {
+    return this.inner.startsEmpty?.bind(this.inner);
   }
 }

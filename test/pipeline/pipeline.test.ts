@@ -128,6 +128,66 @@ describe('Pipeline', () => {
     expect(behind.batches.map((b) => b.batchId)).toEqual([5]);
   });
 
+  /** A store that starts empty (startsEmpty) and whose open() waits for the test to let it finish. */
+  function emptyStoreOpenedByHand() {
+    const store = new MemorySink();
+    let finishOpen!: (err?: Error) => void;
+    const opened = new Promise<void>((resolve, reject) => (finishOpen = (err) => (err ? reject(err) : resolve())));
+    let readProgressCalls = 0;
+    let closedAfterOpen = false;
+    Object.assign(store, {
+      name: 'empty-store',
+      startsEmpty: () => true,
+      open: () => opened,
+      readProgress: async () => (readProgressCalls++, null),
+      close: async () => {
+        await opened.catch(() => undefined);
+        closedAfterOpen = true;
+      },
+    });
+    return { store, finishOpen, readProgressCalls: () => readProgressCalls, closedAfterOpen: () => closedAfterOpen };
+  }
+
+  it('reads while stores that start empty open; the first write waits for them, and nothing is asked of their progress', async () => {
+    const { store, finishOpen, readProgressCalls } = emptyStoreOpenedByHand();
+    const clock = new ManualClock(0);
+    const source = new FedSource();
+    const stop = new AbortController();
+    const run = new Pipeline({ sources: [source], sinks: [store], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, signal: stop.signal }).run();
+    // The store has not opened, and the pipeline already takes the trades and cuts a batch.
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(1000, 100)] });
+    await source.drained();
+    clock.advance(1000);
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(2000, 101)] });
+    await source.drained();
+    expect(store.batches, 'nothing is written before the store is open').toHaveLength(0);
+    finishOpen();
+    await store.written(1);
+    stop.abort();
+    await run;
+    // Batch 0 was cut before the store opened; the shutdown's batch holds the second trade.
+    expect(store.batches.map((b) => b.batchId)).toEqual([0, 1]);
+    expect(store.batches[0].windows).toMatchObject([{ trades: 1 }]);
+    expect(store.batches.flatMap((b) => b.windows).at(-1)).toMatchObject({ trades: 2, open: 100, close: 101 });
+    expect(store.batches[0].progress, 'the store keeps progress from the first batch').toBeDefined();
+    expect(readProgressCalls(), 'a store that starts empty holds no progress to read').toBe(0);
+  });
+
+  it('a store that starts empty and then fails to open fails the run with its error, having written nothing, and is closed', async () => {
+    const { store, finishOpen, closedAfterOpen } = emptyStoreOpenedByHand();
+    const clock = new ManualClock(0);
+    const source = new FedSource();
+    const run = new Pipeline({ sources: [source], sinks: [store], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger }).run();
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(1000, 100)] });
+    await source.drained();
+    clock.advance(1000);
+    finishOpen(new Error('made by another process meanwhile'));
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(2000, 101)] });
+    await expect(run).rejects.toThrow('made by another process meanwhile');
+    expect(store.batches).toHaveLength(0);
+    expect(closedAfterOpen(), 'closed, after its open was over').toBe(true);
+  });
+
   it('counts late trades and keeps them as rejected', async () => {
     const { clock, source, sink, stop, run } = startRun();
     source.push({ kind: 'trades', source: 'fed', trades: [trade(20 * 60_000, 100), trade(1000, 99)] });

@@ -4,7 +4,7 @@
 // One input (1,000,000 real Kraken trades shifted hour by hour, two assets, plus malformed/invalid lines
 // and late trades), one uninterrupted reference run, then one fresh store per kill point: the killed
 // run, then the same command again until it exits 0, then a row-for-row comparison with the reference.
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -224,6 +224,19 @@ describe('recovery: SIGKILL at any moment, then the same command again, ends equ
     expect(again.resumed, 'nothing was committed: the restart starts over').toBeNull();
     report('a. kill-before-commit:0', [killed], [again]);
     await expectEqualToReference(store, 'a. kill-before-commit:0');
+  }, 60_000);
+
+  it('a. while the new store file is being made (the run already reading): kill-creating-store:0', async () => {
+    const store = join(dir, 'a-creating.duckdb');
+    const killed = await start(store, 'kill-creating-store:0').done;
+    expectKilled(killed, 'kill-creating-store:0');
+    // DuckDB refuses a file that exists but is not a whole database: none may be left at the path.
+    expect(existsSync(store), 'no half-made store at the path').toBe(false);
+    const again = await restart(store);
+    expect(again.resumed, 'nothing was stored: the restart starts over').toBeNull();
+    expect(existsSync(`${store}.creating`), 'the leftover of the killed creation is gone').toBe(false);
+    report('a. kill-creating-store:0', [killed], [again]);
+    await expectEqualToReference(store, 'a. kill-creating-store:0');
   }, 60_000);
 
   it('b. between commits: SIGKILL from outside right after the 3rd batch written', async () => {

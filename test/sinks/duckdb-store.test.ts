@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -161,6 +161,39 @@ describe('DuckDB store', () => {
     expect(lowered).toHaveLength(1); // the worker, and only it
     const self = readlinkSync('/proc/thread-self').split('/').pop()!;
     expect(after.get(self)).toBe(before.get(self));
+  });
+
+  it('starts empty only when its file is not there; a new file appears whole, and a leftover of a killed creation is cleared', async () => {
+    const path = join(dir, 'new.duckdb');
+    // What a process killed while making this store left behind (the kill test makes the real one).
+    writeFileSync(`${path}.creating`, 'half a database');
+    const sink = new DuckDBSink(path, silentLogger);
+    expect(sink.startsEmpty()).toBe(true);
+    await sink.open();
+    expect(existsSync(`${path}.creating`)).toBe(false);
+    await sink.write(batch({ windows: [window({})], progress: { job: 'run', positions: {}, watermark: 0, settings: '{}', engineState: '{}', finished: false } }));
+    await sink.close();
+    const again = new DuckDBSink(path, silentLogger);
+    expect(again.startsEmpty(), 'the file is there now').toBe(false);
+    await again.open();
+    expect(await again.readProgress('run')).toMatchObject({ batchId: 0 });
+    await again.close();
+  });
+
+  it('refuses to write a store that another process made, with a job in it, after this one found no file', async () => {
+    const path = join(dir, 'made-meanwhile.duckdb');
+    const first = new DuckDBStore(path, silentLogger);
+    await first.open();
+    await first.write(batch({ windows: [window({})], progress: { job: 'run', positions: {}, watermark: 0, settings: '{}', engineState: '{}', finished: false } }));
+    await first.close();
+    // This store was told its file was not there (as DuckDBSink tells it when it found none).
+    const second = new DuckDBStore(path, silentLogger);
+    await expect(second.open({ expectEmpty: true })).rejects.toThrow(/was created by another process while this run was starting, and holds results; run again to resume/);
+    // Nothing was changed, and a store opened the usual way reads the job.
+    const third = new DuckDBStore(path, silentLogger);
+    await third.open();
+    expect(await third.readProgress('run')).toMatchObject({ batchId: 0 });
+    await third.close();
   });
 
   it('says what to do when another process holds the file', async () => {

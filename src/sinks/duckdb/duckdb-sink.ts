@@ -1,5 +1,6 @@
 // The DuckDB sink as the pipeline uses it: a DuckDBStore running in a worker thread. Parsing and the
 // engine keep the main thread while DuckDB's appender and inserts run on the other core. Each write resolves once its transaction has committed.
+import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
 import { logStyleOf, type Logger } from '../../core/logger.js';
@@ -22,6 +23,8 @@ export class DuckDBSink implements Sink, EarlyOpen {
   private worker: Worker | null = null;
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
+  /** No file at `path` when this sink was made: the store holds nothing (startsEmpty). */
+  private readonly fileWasAbsent: boolean;
 
   /**
    * The open that construction started, until open() takes it over. Its failure is observed here, so it
@@ -38,12 +41,22 @@ export class DuckDBSink implements Sink, EarlyOpen {
    */
   constructor(readonly path: string, private readonly logger: Logger) {
     this.name = `duckdb:${path}`;
+    this.fileWasAbsent = !existsSync(path);
     this.early = this.startWorker().then(
       () => ({ ok: true }) as const,
       (err: unknown) => ({ ok: false, err }) as const,
     );
     this.worker?.unref();
     earlyOpenStarted(this);
+  }
+
+  /**
+   * Whether the store holds nothing: its file was not there when this sink was made. The pipeline then
+   * starts the job without waiting for the store to open; the open checks that no other process made
+   * the file meanwhile.
+   */
+  startsEmpty(): boolean {
+    return this.fileWasAbsent;
   }
 
   async abandon(): Promise<void> {
@@ -86,7 +99,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
       if (this.worker === worker) this.worker = null;
       if (this.pending.size > 0) this.failAll(new CoinstreamError('SINK_FAILED', `${this.name}: the DuckDB worker exited (code ${code}) with writes unanswered`));
     });
-    return this.call({ id: this.nextId++, op: 'open' });
+    return this.call({ id: this.nextId++, op: 'open', expectEmpty: this.fileWasAbsent });
   }
 
   async readProgress(job: string): Promise<StoredProgress | null> {
