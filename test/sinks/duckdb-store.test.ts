@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -181,19 +181,25 @@ describe('DuckDB store', () => {
   });
 
   it('refuses to write a store that another process made, with a job in it, after this one found no file', async () => {
-    const path = join(dir, 'made-meanwhile.duckdb');
-    const first = new DuckDBStore(path, silentLogger);
+    const made = join(dir, 'made-elsewhere.duckdb');
+    const first = new DuckDBStore(made, silentLogger);
     await first.open();
     await first.write(batch({ windows: [window({})], progress: { job: 'run', positions: {}, watermark: 0, settings: '{}', engineState: '{}', finished: false } }));
     await first.close();
-    // This store was told its file was not there (as DuckDBSink tells it when it found none).
-    const second = new DuckDBStore(path, silentLogger);
-    await expect(second.open({ expectEmpty: true })).rejects.toThrow(/was created by another process while this run was starting, and holds results; run again to resume/);
+    const path = join(dir, 'made-meanwhile.duckdb');
+    const sink = new DuckDBSink(path, silentLogger);
+    expect(sink.startsEmpty(), 'no file when the sink was made').toBe(true);
+    // Another process's store appears at the path. The sink's worker is still starting (tens of ms)
+    // while this copy takes well under one; and had the worker begun making the file, its link would
+    // find this one there and open it all the same.
+    copyFileSync(made, path);
+    await expect(sink.open()).rejects.toThrow(/was created by another process while this run was starting, and holds results; run again to resume/);
     // Nothing was changed, and a store opened the usual way reads the job.
-    const third = new DuckDBStore(path, silentLogger);
-    await third.open();
-    expect(await third.readProgress('run')).toMatchObject({ batchId: 0 });
-    await third.close();
+    const again = new DuckDBSink(path, silentLogger);
+    expect(again.startsEmpty()).toBe(false);
+    await again.open();
+    expect(await again.readProgress('run')).toMatchObject({ batchId: 0 });
+    await again.close();
   });
 
   it('says what to do when another process holds the file', async () => {

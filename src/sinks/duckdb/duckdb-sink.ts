@@ -25,12 +25,14 @@ export class DuckDBSink implements Sink, EarlyOpen {
   private readonly pending = new Map<number, Pending>();
   /** No file at `path` when this sink was made: the store holds nothing (startsEmpty). */
   private readonly fileWasAbsent: boolean;
+  /** startsEmpty() said so: the first open must find the store holding nothing. */
+  private saidEmpty = false;
 
   /**
    * The open that construction started, until open() takes it over. Its failure is observed here, so it
    * is never an unhandled rejection; open() gets it.
    */
-  private early: Promise<{ ok: true } | { ok: false; err: unknown }> | null;
+  private early: Promise<{ ok: true; held: unknown } | { ok: false; err: unknown }> | null;
 
   /**
    * Starts the worker and asks it to open the store at once, without waiting: loading DuckDB and
@@ -43,7 +45,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
     this.name = `duckdb:${path}`;
     this.fileWasAbsent = !existsSync(path);
     this.early = this.startWorker().then(
-      () => ({ ok: true }) as const,
+      (held) => ({ ok: true, held }) as const,
       (err: unknown) => ({ ok: false, err }) as const,
     );
     this.worker?.unref();
@@ -56,6 +58,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
    * the file meanwhile.
    */
   startsEmpty(): boolean {
+    this.saidEmpty = this.fileWasAbsent;
     return this.fileWasAbsent;
   }
 
@@ -74,7 +77,15 @@ export class DuckDBSink implements Sink, EarlyOpen {
     const early = this.early;
     this.early = null;
     this.worker?.ref();
-    const result = early !== null ? await early : await this.startWorker().then(() => ({ ok: true }) as const, (err: unknown) => ({ ok: false, err }) as const);
+    const result = early !== null ? await early : await this.startWorker().then((held) => ({ ok: true, held }) as const, (err: unknown) => ({ ok: false, err }) as const);
+    if (result.ok && this.saidEmpty) {
+      // The pipeline took this store's word that the job is new; it must still be so.
+      this.saidEmpty = false;
+      if (result.held === true) {
+        await this.close();
+        throw new CoinstreamError('SINK_FAILED', `${this.path} was created by another process while this run was starting, and holds results; run again to resume from them, or use another --sink duckdb:PATH`);
+      }
+    }
     if (result.ok) return;
     // A failed open (the file locked by another process, say) may be retried: with a new worker.
     const worker = this.worker;
@@ -99,7 +110,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
       if (this.worker === worker) this.worker = null;
       if (this.pending.size > 0) this.failAll(new CoinstreamError('SINK_FAILED', `${this.name}: the DuckDB worker exited (code ${code}) with writes unanswered`));
     });
-    return this.call({ id: this.nextId++, op: 'open', expectEmpty: this.fileWasAbsent });
+    return this.call({ id: this.nextId++, op: 'open' });
   }
 
   async readProgress(job: string): Promise<StoredProgress | null> {

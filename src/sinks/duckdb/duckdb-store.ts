@@ -83,12 +83,8 @@ export class DuckDBStore implements Sink {
     this.name = `duckdb:${path}`;
   }
 
-  /**
-   * Opens the store, creating the file if there is none. With `expectEmpty` (the caller told the
-   * pipeline this store holds nothing, because the file was not there: Sink.startsEmpty) the store must
-   * hold no job: another process may have made the file since.
-   */
-  async open(options: { expectEmpty?: boolean } = {}): Promise<void> {
+  /** Opens the store, creating the file if there is none. */
+  async open(): Promise<void> {
     if (!existsSync(this.path)) await createStoreFile(this.path, this.logger);
     // One DuckDB thread: the store writes while the pipeline parses on the other core, and appends
     // plus commits of row-group-sized batches do not gain from more (measured, 1M trades: 0.55 CPU-s
@@ -118,14 +114,15 @@ export class DuckDBStore implements Sink {
     };
     this.windows = new KeyedRows(await latest('trade_windows'));
     this.trends = new KeyedRows(await latest('price_trends'));
-    if (options.expectEmpty) {
-      const [[held]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM stream_progress) + (SELECT count(*) FROM trade_windows) + (SELECT count(*) FROM trade_log)')).getRowsJS();
-      if (Number(held) > 0) {
-        await this.close();
-        throw new CoinstreamError('SINK_FAILED', `${this.path} was created by another process while this run was starting, and holds results; run again to resume from them, or use another --sink duckdb:PATH`);
-      }
-    }
     this.logger.info({ path: this.path }, 'duckdb store open');
+  }
+
+  /** Whether the store holds any results or progress (a store that was said to start empty must not). */
+  async holdsResults(): Promise<boolean> {
+    const conn = this.conn;
+    if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: read before open`);
+    const [[held]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM stream_progress) + (SELECT count(*) FROM trade_windows) + (SELECT count(*) FROM trade_log)')).getRowsJS();
+    return Number(held) > 0;
   }
 
   write(batch: OutputBatch): Promise<void> {

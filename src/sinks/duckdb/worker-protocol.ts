@@ -2,7 +2,7 @@ import type { ErrorCode } from '../../core/errors.js';
 import type { StoreBatch } from './store-batch.js';
 
 export type WorkerRequest =
-  | { id: number; op: 'open'; expectEmpty: boolean }
+  | { id: number; op: 'open' }
   | { id: number; op: 'write'; batch: StoreBatch }
   | { id: number; op: 'readProgress'; job: string }
   | { id: number; op: 'clearJob'; job: string }

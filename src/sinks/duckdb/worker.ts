@@ -43,7 +43,10 @@ async function handle(request: WorkerRequest): Promise<void> {
   let reply: WorkerReply;
   try {
     let value: unknown;
-    if (request.op === 'open') await store.open({ expectEmpty: request.expectEmpty });
+    if (request.op === 'open') {
+      await store.open();
+      value = await store.holdsResults(); // for DuckDBSink.startsEmpty's promise
+    }
     else if (request.op === 'write') await store.writeColumns(request.batch);
     else if (request.op === 'readProgress') value = await store.readProgress(request.job);
     else if (request.op === 'clearJob') await store.clearJob(request.job);
