@@ -1,4 +1,4 @@
-// npm run bench:cold [-- --trades N[,N2...]] [-- --rounds R[,R2...]]
+// npm run bench:cold [-- --trades N[,N2...]] [-- --rounds R[,R2...]] [-- --baseline DIR]
 //
 // What a user pays, whole processes started cold, every figure from this one run:
 //   a) cli    node bin/coinstream.js run --source replay:FILE --speed max --sink duckdb:NEW-FILE --no-dashboard
@@ -7,7 +7,8 @@
 //   c) duckdb a fresh node process with @duckdb/node-api (default threads) into a NEW-FILE store:
 //             CREATE TABLE trades AS SELECT * FROM read_json(FILE, ...), then the per-asset 1-minute
 //             aggregates into a table (what a user with a file would run instead)
-// Each round runs the four in a random order (paired rounds). Per path: median wall time (spawn to exit)
+//   a0) with --baseline DIR: a) as another checkout (built) runs it, e.g. the code before a change
+// Each round runs them in a random order (paired rounds). Per path: median wall time (spawn to exit)
 // and range, median peak RSS (/usr/bin/time %M, else VmHWM sampled from /proc). Ratios a/b and a/c are
 // the median of the per-round ratios, with their range (never best against best).
 // After the last round the CLI's store is checked against path c's aggregates, not only counted.
@@ -35,6 +36,9 @@ const dir = mkdtempSync(join(tmpdir(), 'coinstream-cold-'));
 let file = join(dir, 'trades.jsonl');
 const bin = join(root, 'bin/coinstream.js');
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
+/** Another checkout whose CLI runs as path a0 (built: its dist/ is what its bin runs). */
+const baselineDir = arg('--baseline') ? resolve(arg('--baseline')!) : undefined;
+if (baselineDir && !existsSync(join(baselineDir, 'dist/cli/main.js'))) throw new Error(`--baseline ${baselineDir}: no dist/cli/main.js there (run npm run build in it)`);
 
 const ASSETS: { base: string; divisor: number; digits: number }[] = [
   { base: 'bitcoin', divisor: 1, digits: 1 },
@@ -97,14 +101,17 @@ instance.closeSync();
 console.log(JSON.stringify({ trades, windows }));
 `;
 
-type Path = 'cli' | 'parse' | 'duckdb' | 'noarchive';
-const PATHS: Path[] = ['cli', 'parse', 'duckdb', 'noarchive'];
+type Path = 'cli' | 'parse' | 'duckdb' | 'noarchive' | 'baseline';
+const PATHS: Path[] = ['cli', 'parse', 'duckdb', 'noarchive', ...(baselineDir ? (['baseline'] as const) : [])];
 const LABEL: Record<Path, string> = {
   cli: 'a) coinstream run -> DuckDB (CLI)',
   parse: 'b) stream + JSON.parse every line',
   duckdb: 'c) DuckDB read_json + aggregates',
   noarchive: "a') the same, --archive none",
+  baseline: 'a0) a) as the --baseline checkout',
 };
+
+const ORDER_LETTER: Record<Path, string> = { cli: 'c', parse: 'p', duckdb: 'd', noarchive: 'n', baseline: '0' };
 
 function command(path: Path, input: string, store: string): string[] {
   switch (path) {
@@ -113,6 +120,8 @@ function command(path: Path, input: string, store: string): string[] {
     case 'noarchive':
       // Everything but the trades archive (windows, trends, rejections, progress): what a user who needs no archive pays.
       return ['node', bin, 'run', '--source', `replay:${input}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard', '--archive', 'none'];
+    case 'baseline':
+      return ['node', join(baselineDir!, 'bin/coinstream.js'), 'run', '--source', `replay:${input}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'];
     case 'parse':
       return ['node', '-e', PARSE_SCRIPT, input];
     case 'duckdb':
@@ -225,22 +234,23 @@ for (const [k, N] of SIZES.entries()) {
   writeFileSync(warm, head.toString('utf8').split('\n', 1)[0] + '\n');
   for (const p of PATHS) await measure(command(p, warm, join(dir, `warm-${N}-${p}.duckdb`)));
 
-  const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [] };
-  const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [] };
-  const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [] };
+  const ms: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [], baseline: [] };
+  const rss: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [], baseline: [] };
+  const cpu: Record<Path, number[]> = { cli: [], parse: [], duckdb: [], noarchive: [], baseline: [] };
   const cliStore = (r: number) => join(dir, `cli-${N}-${r}.duckdb`);
   const duckStore = (r: number) => join(dir, `duck-${N}-${r}.duckdb`);
   const noArchiveStore = (r: number) => join(dir, `noarchive-${N}-${r}.duckdb`);
+  const baselineStore = (r: number) => join(dir, `baseline-${N}-${r}.duckdb`);
   const rows: string[] = [];
   /** The last CLI round's RSS over time. */
   const rssCurve: { at: number; kib: number }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const order = shuffle(PATHS);
     for (const p of order) {
-      const store = p === 'cli' ? cliStore(r) : p === 'noarchive' ? noArchiveStore(r) : duckStore(r);
+      const store = p === 'cli' ? cliStore(r) : p === 'noarchive' ? noArchiveStore(r) : p === 'baseline' ? baselineStore(r) : duckStore(r);
       const curve = p === 'cli' && r === ROUNDS - 1 ? rssCurve : undefined;
       const m = await measure(command(p, file, store), curve);
-      if (p === 'cli' || p === 'noarchive') {
+      if (p === 'cli' || p === 'noarchive' || p === 'baseline') {
         // The summary line: {"reason":"end-of-input",...,"accepted":N,...,"msg":"done: ..."}
         const done = /"accepted":(\d+)[^\n]*"msg":"done/.exec(m.out + m.err);
         if (!done || Number(done[1]) !== N) {
@@ -254,11 +264,12 @@ for (const [k, N] of SIZES.entries()) {
       rss[p].push(m.rssKiB / 1024);
       cpu[p].push(m.cpuMs);
     }
-    rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => p[0]).join('')}   ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)} ${sec(ms.noarchive[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)} ${(ms.noarchive[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.noarchive[r] / ms.duckdb[r]).toFixed(2).padStart(5)}`);
-    for (const s of r < ROUNDS - 1 ? [cliStore(r), duckStore(r), noArchiveStore(r)] : [noArchiveStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
+    const baselineColumns = baselineDir ? `   ${sec(ms.baseline[r]).padStart(6)} ${(ms.cli[r] / ms.baseline[r]).toFixed(2).padStart(6)}` : '';
+    rows.push(`${String(r + 1).padStart(5)}  ${order.map((p) => ORDER_LETTER[p]).join('').padEnd(5)}  ${sec(ms.cli[r]).padStart(6)} ${sec(ms.parse[r]).padStart(6)} ${sec(ms.duckdb[r]).padStart(6)} ${sec(ms.noarchive[r]).padStart(6)}    ${(ms.cli[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.cli[r] / ms.duckdb[r]).toFixed(2).padStart(5)} ${(ms.noarchive[r] / ms.parse[r]).toFixed(2).padStart(5)} ${(ms.noarchive[r] / ms.duckdb[r]).toFixed(2).padStart(5)}${baselineColumns}`);
+    for (const s of r < ROUNDS - 1 ? [cliStore(r), duckStore(r), noArchiveStore(r), baselineStore(r)] : [noArchiveStore(r), baselineStore(r)]) for (const f of [s, `${s}.wal`]) rmSync(f, { force: true });
   }
 
-  console.log("\nround  order   a (s)  b (s)  c (s)  a' (s)   a/b   a/c  a'/b  a'/c   (order: c=cli, p=parse, d=duckdb, n=--archive none)");
+  console.log(`\nround  order   a (s)  b (s)  c (s)  a' (s)   a/b   a/c  a'/b  a'/c${baselineDir ? '  a0 (s)   a/a0' : ''}   (order: c=cli, p=parse, d=duckdb, n=--archive none${baselineDir ? ', 0=baseline' : ''})`);
   for (const row of rows) console.log(row);
   console.log('\npath                                   wall median (range)        peak RSS median (range)   CPU median (all threads)');
   for (const p of PATHS) {
@@ -272,6 +283,10 @@ for (const [k, N] of SIZES.entries()) {
   console.log(`\nCLI time / JSON.parse time   median ${median(ab).toFixed(2)}x (range ${range(ab, (x) => x.toFixed(2))}x)   = ${speed(ab)} of the floor (goal >= 1.0x)`);
   console.log(`CLI time / DuckDB batch time median ${median(ac).toFixed(2)}x (range ${range(ac, (x) => x.toFixed(2))}x)   = ${speed(ac)} of DuckDB (goal >= 1.0x)`);
   console.log(`with --archive none: / JSON.parse median ${median(nb).toFixed(2)}x (range ${range(nb, (x) => x.toFixed(2))}x) = ${speed(nb)}; / DuckDB median ${median(nc).toFixed(2)}x (range ${range(nc, (x) => x.toFixed(2))}x) = ${speed(nc)}`);
+  if (baselineDir) {
+    const a0 = ms.cli.map((a, i) => a / ms.baseline[i]);
+    console.log(`CLI time / baseline CLI time (${baselineDir}) median ${median(a0).toFixed(2)}x (range ${range(a0, (x) => x.toFixed(2))}x)`);
+  }
   if (TIME) {
     // CPU seconds suffer less than wall time from a busy neighbour: the same ratios, per round, on CPU.
     const cab = cpu.cli.map((x, i) => x / cpu.parse[i]);
