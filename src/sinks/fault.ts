@@ -3,8 +3,8 @@
 // batch N but not committed it (or has just committed it). An outside `kill -9` cannot aim that
 // precisely. With several stores (or a Delta store's several tables) the first to reach the point dies.
 // Delta only: kill-after-table:TABLE:N dies right after TABLE committed batch N (between two tables).
-// DuckDB only: kill-creating-store:0 dies while a new store file is being made (its tables created,
-// the file not yet in place).
+// DuckDB only: kill-creating-store:0 dies right after DuckDB opened (or made) the store file, before
+// the store's tables are made.
 const FAULT = /^(kill-before-commit|kill-after-commit|kill-creating-store|kill-after-table:[a-z_]+):(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '');
 
 export function crashIfAsked(point: string, batchId: number): void {

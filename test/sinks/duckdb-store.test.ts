@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -163,14 +163,11 @@ describe('DuckDB store', () => {
     expect(after.get(self)).toBe(before.get(self));
   });
 
-  it('starts empty only when its file is not there; a new file appears whole, and a leftover of a killed creation is cleared', async () => {
+  it('starts empty only when its file is not there, and resumes from the file it made', async () => {
     const path = join(dir, 'new.duckdb');
-    // What a process killed while making this store left behind (the kill test makes the real one).
-    writeFileSync(`${path}.creating`, 'half a database');
     const sink = new DuckDBSink(path, silentLogger);
     expect(sink.startsEmpty()).toBe(true);
     await sink.open();
-    expect(existsSync(`${path}.creating`)).toBe(false);
     await sink.write(batch({ windows: [window({})], progress: { job: 'run', positions: {}, watermark: 0, settings: '{}', engineState: '{}', finished: false } }));
     await sink.close();
     const again = new DuckDBSink(path, silentLogger);
@@ -178,6 +175,30 @@ describe('DuckDB store', () => {
     await again.open();
     expect(await again.readProgress('run')).toMatchObject({ batchId: 0 });
     await again.close();
+  });
+
+  it('makes again a store whose making was cut short (an empty file, part of DuckDB\'s headers), and leaves any other file alone', async () => {
+    // A real store's first bytes: what a process killed while DuckDB wrote its headers leaves.
+    const whole = join(dir, 'whole.duckdb');
+    const first = new DuckDBStore(whole, silentLogger);
+    await first.open();
+    await first.close();
+    const headerStart = readFileSync(whole).subarray(0, 4096);
+    for (const [name, content] of [['empty', Buffer.alloc(0)], ['part-header', headerStart]] as const) {
+      const path = join(dir, `cut-short-${name}.duckdb`);
+      writeFileSync(path, content);
+      const store = new DuckDBStore(path, silentLogger);
+      await store.open();
+      await store.write(batch({ windows: [window({})] }));
+      await store.close();
+      const [row] = await queryRows(path, 'SELECT count(*)::DOUBLE AS n FROM trade_windows', { readOnly: true });
+      expect(row.n, `${name}: a working store`).toBe(1);
+    }
+    // A small file that is not the start of a DuckDB file is not ours to remove.
+    const foreign = join(dir, 'notes.duckdb');
+    writeFileSync(foreign, 'my notes, not a database\n');
+    await expect(new DuckDBStore(foreign, silentLogger).open()).rejects.toThrow(/not a valid DuckDB database file/);
+    expect(readFileSync(foreign, 'utf8')).toBe('my notes, not a database\n');
   });
 
   it('refuses to write a store that another process made, with a job in it, after this one found no file', async () => {

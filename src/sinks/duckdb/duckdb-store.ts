@@ -11,7 +11,7 @@
 // DuckDB cost another 0.6 s per million.
 
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { existsSync, linkSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import type { Logger } from '../../core/logger.js';
 import { crashIfAsked } from '../fault.js';
 import { CoinstreamError } from '../../core/errors.js';
@@ -85,7 +85,7 @@ export class DuckDBStore implements Sink {
 
   /** Opens the store, creating the file if there is none. */
   async open(): Promise<void> {
-    if (!existsSync(this.path)) await createStoreFile(this.path, this.logger);
+    clearHalfMadeStore(this.path, this.logger);
     // One DuckDB thread: the store writes while the pipeline parses on the other core, and appends
     // plus commits of row-group-sized batches do not gain from more (measured, 1M trades: 0.55 CPU-s
     // with one thread, 0.9 CPU-s with two, same wall time).
@@ -93,6 +93,8 @@ export class DuckDBStore implements Sink {
     const { instance, conn } = await openDuckDB(this.path, { threads: 1, memoryLimit: DUCKDB_MEMORY_LIMIT() });
     this.instance = instance;
     this.conn = conn;
+    // A new file holds DuckDB's headers now, and none of our tables yet.
+    crashIfAsked('kill-creating-store', 0);
     try {
       const [[oldLayout]] = (await conn.runAndReadAll(OLD_LOG_LAYOUT_CHECK)).getRowsJS();
       if (Number(oldLayout) > 0) {
@@ -277,34 +279,35 @@ export class DuckDBStore implements Sink {
   }
 }
 
+/** A DuckDB file starts with three 4 KiB headers; the first holds the magic "DUCK" at byte 8. */
+const DUCKDB_HEADERS_BYTES = 3 * 4096;
+
 /**
- * Makes a new store file whole or not at all. DuckDB refuses a file that exists but is not a database
- * ("not a valid DuckDB database file"), which is what a process killed while DuckDB was creating the
- * file would leave, and the next run could not start. So the store is created under another name,
- * with its tables, closed, and only then linked to `path` (a link, unlike a rename, never replaces a
- * store another process made meanwhile). A leftover from a killed creation is removed first.
+ * Removes what a process killed while DuckDB was creating `path` leaves: an empty file, or fewer bytes
+ * than DuckDB's headers, starting like one. DuckDB refuses such a file ("not a valid DuckDB database
+ * file"), so the next run could not start; nothing is lost by removing it, since a store holds nothing
+ * before its headers are whole. Any other file is left for DuckDB to open or refuse.
  */
-async function createStoreFile(path: string, logger: Logger): Promise<void> {
-  const creating = `${path}.creating`;
-  rmSync(creating, { force: true });
-  rmSync(`${creating}.wal`, { force: true });
-  const { instance, conn } = await openDuckDB(creating, { threads: 1 });
+function clearHalfMadeStore(path: string, logger: Logger): void {
+  let size: number;
   try {
-    await conn.run(DUCKDB_SCHEMA);
-    crashIfAsked('kill-creating-store', 0);
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
+    size = statSync(path).size;
+  } catch {
+    return; // no file: DuckDB makes one
   }
-  try {
-    linkSync(creating, path);
-  } catch (err) {
-    // Another process made the store meanwhile: it is opened as it is (and checked by open()).
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new CoinstreamError('SINK_FAILED', `cannot create DuckDB store ${path}: ${(err as Error).message}`, false, { cause: err });
-    logger.debug({ path }, 'duckdb store created meanwhile by another process');
-  } finally {
-    rmSync(creating, { force: true });
+  if (size >= DUCKDB_HEADERS_BYTES) return;
+  if (size > 0) {
+    const head = Buffer.alloc(12);
+    const fd = openSync(path, 'r');
+    try {
+      if (readSync(fd, head, 0, 12, 0) < 12 || head.toString('latin1', 8, 12) !== 'DUCK') return;
+    } finally {
+      closeSync(fd);
+    }
   }
+  logger.warn({ path, bytes: size }, `${path} is a store whose making was cut short (${size} bytes, DuckDB's headers not whole): removed, and made again`);
+  rmSync(path, { force: true });
+  rmSync(`${path}.wal`, { force: true });
 }
 
 /**
