@@ -8,5 +8,23 @@ if (!existsSync(entry)) {
   process.stderr.write('coinstream: not built yet: run `npm run build` (npm install does it)\n');
   process.exit(1);
 }
+// `run` writes to DuckDB unless its sinks say otherwise: its worker starts loading DuckDB now, while the
+// command line is parsed (src/sinks/duckdb/prestart.ts). A wrong guess costs a little CPU, nothing else.
+const args = process.argv.slice(2);
+if (args[0] === 'run' && !args.includes('--help') && !args.includes('-h') && runWritesDuckDB(args)) {
+  const { prestartDuckDBWorker } = await import(new URL('../dist/sinks/duckdb/prestart.js', import.meta.url).href);
+  prestartDuckDBWorker();
+}
 const { main } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2));
+
+/** Whether `run` gets a duckdb: sink: one named with --sink, else in COINSTREAM_SINK, else the default (DuckDB). */
+function runWritesDuckDB(args) {
+  const sinks = [];
+  args.forEach((arg, i) => {
+    if (arg === '--sink') sinks.push(args[i + 1] ?? '');
+    else if (arg.startsWith('--sink=')) sinks.push(arg.slice('--sink='.length));
+  });
+  if (sinks.length === 0 && process.env.COINSTREAM_SINK) sinks.push(...process.env.COINSTREAM_SINK.trim().split(/\s+/));
+  return sinks.length === 0 || sinks.some((s) => s.startsWith('duckdb:'));
+}

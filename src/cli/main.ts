@@ -10,6 +10,7 @@ import { SOURCE_SPEC_HELP } from '../sources/contract.js';
 import { SINK_SPEC_HELP } from '../sinks/contract.js';
 import { kafkaOptions } from '../kafka/client.js';
 import { settleEarlyOpens } from '../sinks/duckdb/early-opens.js';
+import { dropPrestartedWorker } from '../sinks/duckdb/prestart.js';
 
 const COMMANDS = ['run', 'ingest', 'topics', 'query', 'replay-server', 'record', 'optimize', 'process', 'dashboard'];
 
@@ -234,6 +235,8 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     // A command that failed before opening its DuckDB store: let the open it started end cleanly.
     await settleEarlyOpens();
+    // A DuckDB worker started for `run` that no store took (no DuckDB sink, or a failure first).
+    await dropPrestartedWorker();
   }
 }
 

@@ -6,7 +6,8 @@ import { CoinstreamError } from '../../core/errors.js';
 import { logStyleOf, type Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { toStoreBatch, transferables } from './store-batch.js';
-import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { InitRequest, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { takePrestartedWorker } from './prestart.js';
 import { earlyOpenStarted, earlyOpenTaken, type EarlyOpen } from './early-opens.js';
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void };
@@ -96,7 +97,14 @@ export class DuckDBSink implements Sink, EarlyOpen {
 
   /** A new worker, asked to open the store. */
   private startWorker(): Promise<unknown> {
-    const worker = new Worker(WORKER_URL, { workerData: { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) } });
+    const config = { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) };
+    // The worker bin/coinstream.js started before the command was parsed, DuckDB loaded or loading.
+    const prestarted = takePrestartedWorker();
+    if (prestarted) {
+      prestarted.postMessage({ op: 'init', config } satisfies InitRequest);
+      this.logger.debug({ path: this.path }, 'duckdb store: taking over the worker started before the command was parsed');
+    }
+    const worker = prestarted ?? new Worker(WORKER_URL, { workerData: config });
     this.worker = worker;
     worker.on('message', (reply: WorkerReply) => {
       const p = this.pending.get(reply.id);

@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../../core/errors.js';
+import type { LogStyle } from '../../core/logger.js';
 import type { StoreBatch } from './store-batch.js';
 
 export type WorkerRequest =
@@ -7,6 +8,9 @@ export type WorkerRequest =
   | { id: number; op: 'readProgress'; job: string }
   | { id: number; op: 'clearJob'; job: string }
   | { id: number; op: 'close' };
+
+/** The first message to a prestarted worker (prestart.ts): the store it is for. */
+export type InitRequest = { op: 'init'; config: { path: string; logLevel: string; logStyle: LogStyle } };
 
 /** `value`: what the operation returns (readProgress's progress), structured-cloned. */
 export type WorkerReply = { id: number; ok: true; value?: unknown } | { id: number; ok: false; message: string; code?: ErrorCode; retriable: boolean };

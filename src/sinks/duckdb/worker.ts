@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
 import { createLogger, type LogStyle, type Logger } from '../../core/logger.js';
 import { DuckDBStore } from './duckdb-store.js';
-import type { WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { InitRequest, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 /**
  * The nice value of this thread. The pipeline's thread parses every trade and is the one the run waits
@@ -28,16 +28,27 @@ function yieldToPipeline(logger: Logger): void {
   }
 }
 
-const { path, logLevel, logStyle } = workerData as { path: string; logLevel: string; logStyle: LogStyle };
-const logger = createLogger({ level: logLevel, ...logStyle });
-yieldToPipeline(logger);
-const store = new DuckDBStore(path, logger);
-const port = parentPort!;
+/** Which store, and how to log: in workerData, or (a prestarted worker, prestart.ts) in the first message. */
+type StoreConfig = { path: string; logLevel: string; logStyle: LogStyle };
 
-let queue: Promise<void> = Promise.resolve();
-port.on('message', (request: WorkerRequest) => {
-  queue = queue.then(() => handle(request));
-});
+const port = parentPort!;
+let store: DuckDBStore;
+
+function start(config: StoreConfig): void {
+  const logger = createLogger({ level: config.logLevel, ...config.logStyle });
+  yieldToPipeline(logger);
+  store = new DuckDBStore(config.path, logger);
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (request: WorkerRequest) => {
+    queue = queue.then(() => handle(request));
+  });
+}
+
+const given = workerData as StoreConfig | { prestarted: true };
+if ('path' in given) start(given);
+// Prestarted: the first message says which store, or that none will come (then the thread ends; it is
+// never terminated while it is still loading DuckDB, which aborts the process from native code).
+else port.once('message', (first: InitRequest | { op: 'drop' }) => (first.op === 'init' ? start(first.config) : port.close()));
 
 async function handle(request: WorkerRequest): Promise<void> {
   let reply: WorkerReply;
