@@ -16,7 +16,7 @@ if (args[0] === 'run' && !args.includes('--help') && !args.includes('-h') && run
   prestartDuckDBWorker();
 }
 const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await main(args);
 
 /** Whether `run` gets a duckdb: sink: one named with --sink, else in COINSTREAM_SINK, else the default (DuckDB). */
 function runWritesDuckDB(args) {

@@ -296,9 +296,7 @@ export class WindowEngine {
       const due = this.dueStarts(state, since, wm);
       if (due.length > 0) {
         for (const start of due) {
-          const entry: WindowEntry = { result: this.computeWindow(state, start, true, 0), trend: null, final: true };
-          if (state.windows.has(start)) state.windows.set(start, entry);
-          else putWindow(state, entry);
+          putWindow(state, { result: this.computeWindow(state, start, true, 0), trend: null, final: true });
         }
         // Trends in ascending order: each depends only on windows that start no later, all final now.
         for (const start of due) {
@@ -319,12 +317,12 @@ export class WindowEngine {
    * event time) each pane names the windows it belongs to. Both find the same windows.
    */
   private dueStarts(state: AssetState, since: number, wm: number): number[] {
-    const due: number[] = [];
     // Windows end at offset + window + k * slide: the first after `since` and the last at or before wm.
     const firstStart = this.nextWindowEndAfter(since) - this.windowMs;
     const lastStart = Math.floor((wm - this.offsetMs - this.windowMs) / this.slideMs) * this.slideMs + this.offsetMs;
     const lookups = ((lastStart - firstStart) / this.slideMs + 1) * (this.windowMs / this.paneMs);
     if (lookups <= state.panes.size) {
+      const due: number[] = [];
       for (let s = firstStart; s <= lastStart; s += this.slideMs) {
         for (let p = s; p < s + this.windowMs; p += this.paneMs) {
           if (state.panes.has(p)) {
@@ -342,8 +340,7 @@ export class WindowEngine {
         if (end > since && end <= wm) found.add(s);
       }
     }
-    for (const s of found) due.push(s);
-    return due.sort((a, b) => a - b);
+    return [...found].sort((a, b) => a - b);
   }
 
   /**
@@ -429,7 +426,6 @@ export class WindowEngine {
         volume += pane.volume;
       }
     }
-    const first = firstInSpan;
     return {
       asset: w.asset,
       windowStart: w.windowStart,
@@ -438,7 +434,7 @@ export class WindowEngine {
       prevVwap,
       trend: prevVwap === null ? null : direction(w.vwap, prevVwap),
       avgPrice6m: amount / volume,
-      change6mPct: ((w.vwap - first) / first) * 100,
+      change6mPct: ((w.vwap - firstInSpan) / firstInSpan) * 100,
       windows6m: windowsInSpan,
       isFinal: w.isFinal,
     };
@@ -457,10 +453,12 @@ function lowerBound(xs: readonly number[], x: number): number {
   return lo;
 }
 
-/** Adds a window that is not in state yet, keeping `starts` ascending (new windows mostly come last). */
+/** Sets a window's entry; a new window's start joins `starts`, kept ascending (new ones mostly come last). */
 function putWindow(state: AssetState, entry: WindowEntry): void {
   const start = entry.result.windowStart;
+  const isNew = !state.windows.has(start);
   state.windows.set(start, entry);
+  if (!isNew) return;
   const { starts } = state;
   if (starts.length === 0 || starts[starts.length - 1] < start) starts.push(start);
   else starts.splice(lowerBound(starts, start), 0, start);

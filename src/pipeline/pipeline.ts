@@ -134,16 +134,14 @@ export class Pipeline {
         // (DuckDB's takes 0.2-0.5 s), and the first write waits for them. A failed open fails the run
         // as a failed write does.
         this.tracksProgress = true;
-        this.opening = (async () => {
-          for (const sink of sinks) await sink.open();
-        })();
+        this.opening = this.openSinks();
         this.chain = this.opening.catch((err: unknown) => {
           this.failure = err;
           this.stop.abort();
         });
       } else {
         // Inside the try: if one sink fails to open, the ones already open are closed again.
-        for (const sink of sinks) await sink.open();
+        await this.openSinks();
         if ((await this.resume()) === 'already-finished') return this.summary('already-finished');
       }
       logger.info({ sources: sources.map((s) => s.name), sinks: sinks.map((s) => s.name), engine: this.options.engine }, 'pipeline started');
@@ -212,6 +210,10 @@ export class Pipeline {
   private storesStartEmpty(): boolean {
     const stores = this.options.sinks.filter((s) => s.readProgress);
     return !this.options.fresh && !this.options.fenced && stores.length > 0 && stores.every((s) => s.startsEmpty?.() === true);
+  }
+
+  private async openSinks(): Promise<void> {
+    for (const sink of this.options.sinks) await sink.open();
   }
 
   private requestStop(reason: PipelineSummary['reason']): void {

@@ -6,7 +6,7 @@ import { CoinstreamError } from '../../core/errors.js';
 import { logStyleOf, type Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { toStoreBatch, transferables } from './store-batch.js';
-import type { InitRequest, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { InitRequest, StoreConfig, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { takePrestartedWorker } from './prestart.js';
 import { earlyOpenStarted, earlyOpenTaken, type EarlyOpen } from './early-opens.js';
 
@@ -33,7 +33,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
    * The open that construction started, until open() takes it over. Its failure is observed here, so it
    * is never an unhandled rejection; open() gets it.
    */
-  private early: Promise<{ ok: true; held: unknown } | { ok: false; err: unknown }> | null;
+  private early: Promise<{ ok: true; held: boolean } | { ok: false; err: unknown }> | null;
 
   /**
    * Starts the worker and asks it to open the store at once, without waiting: loading DuckDB and
@@ -82,7 +82,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
     if (result.ok && this.saidEmpty) {
       // The pipeline took this store's word that the job is new; it must still be so.
       this.saidEmpty = false;
-      if (result.held === true) {
+      if (result.held) {
         await this.close();
         throw new CoinstreamError('SINK_FAILED', `${this.path} was created by another process while this run was starting, and holds results; run again to resume from them, or use another --sink duckdb:PATH`);
       }
@@ -95,9 +95,9 @@ export class DuckDBSink implements Sink, EarlyOpen {
     throw result.err;
   }
 
-  /** A new worker, asked to open the store. */
-  private startWorker(): Promise<unknown> {
-    const config = { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) };
+  /** A worker (the prestarted one, else a new one), asked to open the store; resolves to whether it holds results (checked only for a file that was not there). */
+  private startWorker(): Promise<boolean> {
+    const config: StoreConfig = { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) };
     // The worker bin/coinstream.js started before the command was parsed, DuckDB loaded or loading.
     const prestarted = takePrestartedWorker();
     if (prestarted) {
@@ -118,7 +118,8 @@ export class DuckDBSink implements Sink, EarlyOpen {
       if (this.worker === worker) this.worker = null;
       if (this.pending.size > 0) this.failAll(new CoinstreamError('SINK_FAILED', `${this.name}: the DuckDB worker exited (code ${code}) with writes unanswered`));
     });
-    return this.call({ id: this.nextId++, op: 'open' });
+    // Whether the store holds results matters only for a file that was not there (startsEmpty).
+    return this.call({ id: this.nextId++, op: 'open', checkEmpty: this.fileWasAbsent }).then((held) => held === true);
   }
 
   async readProgress(job: string): Promise<StoredProgress | null> {

@@ -4,9 +4,9 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import { createLogger, type LogStyle, type Logger } from '../../core/logger.js';
+import { createLogger, type Logger } from '../../core/logger.js';
 import { DuckDBStore } from './duckdb-store.js';
-import type { InitRequest, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { InitRequest, StoreConfig, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 /**
  * The nice value of this thread. The pipeline's thread parses every trade and is the one the run waits
@@ -27,9 +27,6 @@ function yieldToPipeline(logger: Logger): void {
     logger.debug({ err }, 'duckdb worker keeps normal priority (no per-thread nice here)');
   }
 }
-
-/** Which store, and how to log: in workerData, or (a prestarted worker, prestart.ts) in the first message. */
-type StoreConfig = { path: string; logLevel: string; logStyle: LogStyle };
 
 const port = parentPort!;
 let store: DuckDBStore;
@@ -56,7 +53,7 @@ async function handle(request: WorkerRequest): Promise<void> {
     let value: unknown;
     if (request.op === 'open') {
       await store.open();
-      value = await store.holdsResults(); // for DuckDBSink.startsEmpty's promise
+      if (request.checkEmpty) value = await store.holdsResults(); // for DuckDBSink.startsEmpty's promise
     }
     else if (request.op === 'write') await store.writeColumns(request.batch);
     else if (request.op === 'readProgress') value = await store.readProgress(request.job);
