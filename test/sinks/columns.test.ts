@@ -51,6 +51,35 @@ describe('appendColumns', () => {
       });
     });
   });
+  it('clears the NULLs of one chunk before the next (the chunk is reused, and a chunk without NaN skips the mask)', async () => {
+    const n = 2048 * 3;
+    // NaN only in the first chunk: the second and third must come out with no NULL at all.
+    const d = Float64Array.from({ length: n }, (_, i) => (i < 2048 && i % 5 === 0 ? NaN : i + 0.5));
+    const ts = Float64Array.from({ length: n }, (_, i) => (i < 2048 && i % 3 === 0 ? NaN : 1561939203172 + i));
+    // All NULL in the first write, strings in the second: same layout, so the same cached chunk.
+    const rows = await withDuckDB(join(dir, 'reuse.duckdb'), async (conn) => {
+      await conn.run('CREATE TABLE t (i UINTEGER, d DOUBLE, ts TIMESTAMP, s VARCHAR)');
+      const ids = Uint32Array.from({ length: n }, (_, i) => i);
+      await appendColumns(conn, 't', [{ kind: 'uinteger', values: ids }, { kind: 'double', values: d, nanIsNull: true }, { kind: 'timestamp', values: ts, nanIsNull: true }, { kind: 'varchar', values: null }], n);
+      const text = Array.from({ length: n }, (_, i) => `s${i}`);
+      const later = Uint32Array.from({ length: n }, (_, i) => n + i);
+      await appendColumns(conn, 't', [{ kind: 'uinteger', values: later }, { kind: 'double', values: d.map((x, i) => i + 0.25) }, { kind: 'timestamp', values: ts.map((_, i) => 1561939203172 + i), nanIsNull: true }, { kind: 'varchar', values: text }], n);
+      return (await conn.runAndReadAll('SELECT i, d, epoch_ms(ts)::DOUBLE AS ms, s FROM t ORDER BY i')).getRowObjectsJS();
+    });
+    expect(rows).toHaveLength(2 * n);
+    let mismatches = 0;
+    rows.forEach((row, i) => {
+      const j = i % n;
+      const expected =
+        i < n
+          ? { i, d: Number.isNaN(d[j]) ? null : d[j], ms: Number.isNaN(ts[j]) ? null : ts[j], s: null }
+          : { i, d: j + 0.25, ms: 1561939203172 + j, s: `s${j}` };
+      if (JSON.stringify(row) !== JSON.stringify(expected)) mismatches++;
+    });
+    expect(mismatches).toBe(0);
+    expect(rows.filter((r) => r.d === null).length).toBe(Math.ceil(2048 / 5));
+    expect(rows.filter((r) => r.ms === null).length).toBe(Math.ceil(2048 / 3));
+  });
 });
 
 describe('pickRows', () => {
