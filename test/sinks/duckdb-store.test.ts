@@ -10,6 +10,7 @@ import { DuckDBSink } from '../../src/sinks/duckdb/duckdb-sink.js';
 import { DuckDBStore } from '../../src/sinks/duckdb/duckdb-store.js';
 import { openDuckDB, queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { TradeBatchBuilder } from '../../src/sinks/trade-batch.js';
+import { DUCKDB_SCHEMA } from '../../src/sinks/duckdb/schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-duckdb-'));
 
@@ -93,6 +94,44 @@ describe('DuckDB store', () => {
       { s: 120_000, trades: 5n, is_final: true },
     ]);
     expect(await query(path, 'SELECT vwap FROM price_trends')).toEqual([{ vwap: 99 }]);
+  });
+
+  it('keeps one row per key without a PRIMARY KEY, and writes a store made with one (an earlier version) the same way', async () => {
+    const trend = (over: Partial<TrendResult>): TrendResult => ({ asset: 'bitcoin', windowStart: 0, windowEnd: 60_000, vwap: 100, prevVwap: null, trend: null, avgPrice6m: 100, change6mPct: 0, windows6m: 1, isFinal: false, ...over });
+    const keyed = `PRIMARY KEY (asset, window_start, window_end)`;
+    for (const made of ['new', 'with keys'] as const) {
+      const path = join(dir, `keys-${made.replace(' ', '-')}.duckdb`);
+      if (made === 'with keys') {
+        // The tables as earlier versions made them: the same columns, and the key as an index.
+        await withDuckDB(path, (conn) => conn.run(DUCKDB_SCHEMA.replace(/(updated_at +TIMESTAMP NOT NULL)\n\);/, `$1,\n  ${keyed}\n);`).replace(/(is_final +BOOLEAN +NOT NULL)\n\);\nCREATE TABLE IF NOT EXISTS rejected_trades/, `$1,\n  ${keyed}\n);\nCREATE TABLE IF NOT EXISTS rejected_trades`)));
+        expect(await query(path, "SELECT count(*)::INT AS n FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' AND table_name IN ('trade_windows', 'price_trends')")).toEqual([{ n: 2 }]);
+      }
+      let store = new DuckDBStore(path, silentLogger);
+      await store.open();
+      // The same two windows of two assets, written again and again: open, updated in a batch, final;
+      // then the final rows once more after a reopen (a restart that re-sends its last batch).
+      for (let b = 0; b < 3; b++) {
+        const rows = ['bitcoin', 'ethereum'].flatMap((asset) => [0, 60_000].map((start) => ({ asset, windowStart: start, windowEnd: start + 60_000, trades: b + 1, isFinal: b === 2 })));
+        await store.write(batch({ batchId: b, windows: rows.map(window), trends: rows.map(({ trades, ...r }) => trend({ ...r, vwap: 100 + trades })) }));
+      }
+      await store.close();
+      store = new DuckDBStore(path, silentLogger);
+      await store.open();
+      await store.write(batch({ batchId: 3, windows: [window({ windowStart: 60_000, windowEnd: 120_000, trades: 9, isFinal: true })], trends: [trend({ windowStart: 60_000, windowEnd: 120_000, vwap: 109, isFinal: true })] }));
+      await store.close();
+      expect(await query(path, 'SELECT asset, epoch_ms(window_start)::DOUBLE AS s, trades, is_final FROM trade_windows ORDER BY asset, s')).toEqual([
+        { asset: 'bitcoin', s: 0, trades: 3n, is_final: true },
+        { asset: 'bitcoin', s: 60_000, trades: 9n, is_final: true },
+        { asset: 'ethereum', s: 0, trades: 3n, is_final: true },
+        { asset: 'ethereum', s: 60_000, trades: 3n, is_final: true },
+      ]);
+      expect(await query(path, 'SELECT asset, epoch_ms(window_start)::DOUBLE AS s, vwap FROM price_trends ORDER BY asset, s')).toEqual([
+        { asset: 'bitcoin', s: 0, vwap: 103 },
+        { asset: 'bitcoin', s: 60_000, vwap: 109 },
+        { asset: 'ethereum', s: 0, vwap: 103 },
+        { asset: 'ethereum', s: 60_000, vwap: 103 },
+      ]);
+    }
   });
 
   it('archives trades with their names across reopened stores, in arrival order', async () => {
