@@ -17,6 +17,7 @@
 // written down only when a line departs from the last one's.
 
 import { EARLIEST_TRADE_MS, MAX_CLOCK_AHEAD_MS, MAX_ID_CHARS, MAX_MAGNITUDE, MIN_MAGNITUDE } from './parse-trade.js';
+import type { KeyTable, TradeColumns } from './trade-columns.js';
 import type { Direction, Trade } from './trade.js';
 
 /** Exact powers of ten: every one up to 1e22 is a double without rounding. */
@@ -312,12 +313,39 @@ export class TradeScanner {
   /** This line's keys so far. */
   private readonly next: number[] = new Array<number>(10).fill(0);
 
+  /** What the last read() found: the strings, and the numbers in NUMBER_SLOTS order. */
+  private found = { exchange: '', base: '', quote: '', direction: 'buy' as Direction, tradeId: '', seen: 0 };
+  private readonly foundNumbers = new Float64Array(5);
+
   /**
    * The trade on bytes buf[start, end) (one line, without its newline), when the line is a trade
    * message this scanner can read exactly and validateTrade would accept it with `receivedAt`; else
    * null, and the caller must take parseTrade's path for its verdict.
    */
   scan(buf: Buffer, start: number, end: number, receivedAt: number): Trade | null {
+    if (!this.read(buf, start, end, receivedAt)) return null;
+    const { exchange, base, quote, direction, tradeId, seen } = this.found;
+    const n = this.foundNumbers;
+    const trade: Trade = { exchange, base, quote, direction, price: n[0], volume: n[1], timestamp: n[2], priceUsd: n[3] };
+    if ((seen & TRADE_ID) !== 0) trade.tradeId = tradeId;
+    if ((seen & RECEIVED_AT) !== 0) trade.receivedAt = n[4];
+    return trade;
+  }
+
+  /**
+   * scan(), appending the trade to `out` instead of making an object of it (its key from `keys`, the
+   * table out's keys are). False, and nothing appended, where scan() would answer null.
+   */
+  scanInto(buf: Buffer, start: number, end: number, receivedAt: number, out: TradeColumns, keys: KeyTable): boolean {
+    if (!this.read(buf, start, end, receivedAt)) return false;
+    const f = this.found;
+    const n = this.foundNumbers;
+    out.append(keys.idOf(f.exchange, f.base, f.quote, f.direction), n[0], n[1], n[2], n[3], (f.seen & RECEIVED_AT) !== 0 ? n[4] : NaN, (f.seen & TRADE_ID) !== 0 ? f.tradeId : undefined);
+    return true;
+  }
+
+  /** Reads one line into `found`; false where scan() answers null. */
+  private read(buf: Buffer, start: number, end: number, receivedAt: number): boolean {
     let exchange = '';
     let base = '';
     let quote = '';
@@ -331,7 +359,7 @@ export class TradeScanner {
     let seen = 0;
 
     let p = skipSpace(buf, start, end);
-    if (p >= end || buf[p] !== OPEN) return null;
+    if (p >= end || buf[p] !== OPEN) return false;
     p = skipSpace(buf, p + 1, end);
     const order = this.order;
     let keys = 0;
@@ -356,15 +384,15 @@ export class TradeScanner {
           guessed = false;
         }
         const keyEnd = plainStringEnd(buf, p, end);
-        if (keyEnd === -1) return null;
+        if (keyEnd === -1) return false;
         bit = keyBit(buf, p + 1, keyEnd);
-        if (bit === 0) return null; // not a key of the message
+        if (bit === 0) return false; // not a key of the message
         p = skipSpace(buf, keyEnd + 1, end);
-        if (p >= end || buf[p] !== COLON) return null;
+        if (p >= end || buf[p] !== COLON) return false;
         p++;
         this.next[k] = bit; // k < 10: an eleventh key would repeat one
       }
-      if ((seen & bit) !== 0) return null; // a repeated key (JSON.parse keeps the last)
+      if ((seen & bit) !== 0) return false; // a repeated key (JSON.parse keeps the last)
       seen |= bit;
       p = skipSpace(buf, p, end);
       if (bit <= DIRECTION || bit === TRADE_ID) {
@@ -378,19 +406,19 @@ export class TradeScanner {
           else quote = text;
         } else {
           close = plainStringEnd(buf, p, end);
-          if (close === -1) return null;
+          if (close === -1) return false;
           if (bit === EXCHANGE) exchange = this.exchanges.get(buf, p + 1, close);
           else if (bit === BASE) base = this.bases.get(buf, p + 1, close);
           else if (bit === QUOTE_FIELD) quote = this.quotes.get(buf, p + 1, close);
           else if (bit === TRADE_ID) tradeId = latin1(buf, p + 1, close);
           else if (close - p === 4 && buf[p + 1] === 0x62 && buf[p + 2] === 0x75 && buf[p + 3] === 0x79) direction = 'buy';
           else if (close - p === 5 && buf[p + 1] === 0x73 && buf[p + 2] === 0x65 && buf[p + 3] === 0x6c && buf[p + 4] === 0x6c) direction = 'sell';
-          else return null;
+          else return false;
         }
         p = close + 1;
       } else {
         p = scanNumber(buf, p, end);
-        if (p === -1) return null;
+        if (p === -1) return false;
         if (bit === PRICE) price = scanned[0];
         else if (bit === VOLUME) volume = scanned[0];
         else if (bit === TIMESTAMP) timestamp = scanned[0];
@@ -398,24 +426,24 @@ export class TradeScanner {
         else stamped = scanned[0];
       }
       p = skipSpace(buf, p, end);
-      if (p >= end) return null;
+      if (p >= end) return false;
       const c = buf[p];
       p = skipSpace(buf, p + 1, end);
       if (c === CLOSE) {
         keys = k + 1;
         break;
       }
-      if (c !== COMMA) return null;
+      if (c !== COMMA) return false;
     }
-    if (p !== end) return null; // more after the object: not one JSON value
+    if (p !== end) return false; // more after the object: not one JSON value
 
     // validateTrade's checks, in the form an accepted trade passes them; any failure goes to it for the detail.
-    if ((seen & REQUIRED) !== REQUIRED) return null;
-    if (base.length === 0 || base.length > MAX_ID_CHARS || exchange.length > MAX_ID_CHARS || quote.length > MAX_ID_CHARS) return null;
-    if (!(volume >= MIN_MAGNITUDE && volume <= MAX_MAGNITUDE)) return null;
-    if (!(priceUsd >= MIN_MAGNITUDE && priceUsd <= MAX_MAGNITUDE)) return null;
-    if (!Number.isSafeInteger(timestamp) || timestamp < EARLIEST_TRADE_MS || timestamp > receivedAt + MAX_CLOCK_AHEAD_MS) return null;
-    if ((seen & TRADE_ID) !== 0 && tradeId.length > MAX_ID_CHARS) return null;
+    if ((seen & REQUIRED) !== REQUIRED) return false;
+    if (base.length === 0 || base.length > MAX_ID_CHARS || exchange.length > MAX_ID_CHARS || quote.length > MAX_ID_CHARS) return false;
+    if (!(volume >= MIN_MAGNITUDE && volume <= MAX_MAGNITUDE)) return false;
+    if (!(priceUsd >= MIN_MAGNITUDE && priceUsd <= MAX_MAGNITUDE)) return false;
+    if (!Number.isSafeInteger(timestamp) || timestamp < EARLIEST_TRADE_MS || timestamp > receivedAt + MAX_CLOCK_AHEAD_MS) return false;
+    if ((seen & TRADE_ID) !== 0 && tradeId.length > MAX_ID_CHARS) return false;
 
     // This line's key order is the guess for the next line's.
     if (!guessed) {
@@ -424,9 +452,19 @@ export class TradeScanner {
       this.order = order.slice(0, keys);
     }
 
-    const trade: Trade = { exchange, base, quote, direction, price, volume, timestamp, priceUsd };
-    if ((seen & TRADE_ID) !== 0) trade.tradeId = tradeId;
-    if ((seen & RECEIVED_AT) !== 0) trade.receivedAt = stamped;
-    return trade;
+    const f = this.found;
+    f.exchange = exchange;
+    f.base = base;
+    f.quote = quote;
+    f.direction = direction;
+    f.tradeId = tradeId;
+    f.seen = seen;
+    const n = this.foundNumbers;
+    n[0] = price;
+    n[1] = volume;
+    n[2] = timestamp;
+    n[3] = priceUsd;
+    n[4] = stamped;
+    return true;
   }
 }

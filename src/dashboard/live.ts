@@ -4,6 +4,7 @@
 // with the trades; windows and trends come from each written batch (every trigger).
 import type { Clock } from '../core/clock.js';
 import type { RejectReason } from '../core/trade.js';
+import { TradeColumns } from '../core/trade-columns.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
 import type { PipelineObserver, PipelineSummary } from '../pipeline/pipeline.js';
 import type { OutputBatch } from '../sinks/contract.js';
@@ -123,17 +124,27 @@ export class LiveDashboard implements DashboardData {
         // The newest trade of each asset in this event: one update per asset, not per trade.
         // Updated in place, not replaced per trade: 28 -> 19 ms per million trades (1M trades, 4 assets).
         const newest = new Map<string, { priceUsd: number; receivedAt: number; oldestReceivedAt: number; n: number }>();
-        for (const t of e.trades) {
-          const receivedAt = t.receivedAt ?? e.receivedAt ?? now;
-          const seen = newest.get(t.base);
+        const saw = (base: string, priceUsd: number, receivedAt: number) => {
+          const seen = newest.get(base);
           if (seen === undefined) {
-            newest.set(t.base, { priceUsd: t.priceUsd, receivedAt, oldestReceivedAt: receivedAt, n: 1 });
-            continue;
+            newest.set(base, { priceUsd, receivedAt, oldestReceivedAt: receivedAt, n: 1 });
+            return;
           }
-          seen.priceUsd = t.priceUsd;
+          seen.priceUsd = priceUsd;
           seen.receivedAt = receivedAt;
           if (receivedAt < seen.oldestReceivedAt) seen.oldestReceivedAt = receivedAt;
           seen.n++;
+        };
+        const trades = e.trades;
+        const eventAt = e.receivedAt ?? now;
+        if (trades instanceof TradeColumns) {
+          // A replay's columns: read in place, no object per trade.
+          for (let i = 0; i < trades.length; i++) {
+            const own = trades.receivedAt[i];
+            saw(trades.keys[trades.key[i]].base, trades.priceUsd[i], Number.isNaN(own) ? eventAt : own);
+          }
+        } else {
+          for (const t of trades) saw(t.base, t.priceUsd, t.receivedAt ?? eventAt);
         }
         for (const [name, last] of newest) {
           const s = this.asset(name);

@@ -123,13 +123,17 @@ export class WindowEngine {
    * caller keeps it as rejected. Cheap by design: one pane update and a comparison.
    */
   ingest(trade: Trade): boolean {
-    const t = trade.timestamp;
+    return this.ingestValues(trade.base, trade.timestamp, trade.priceUsd, trade.volume, trade.direction === 'buy');
+  }
+
+  /** ingest() for a trade given by its values (a replay's trades come as columns, not objects). */
+  ingestValues(base: string, t: number, priceUsd: number, volume: number, isBuy: boolean): boolean {
     if (this.lastWindowStart(t) + this.windowMs <= this.wm) {
       this.lateCount++;
       return false;
     }
     let state = this.lastAsset;
-    if (state === null || state.asset !== trade.base) state = this.assetState(trade.base);
+    if (state === null || state.asset !== base) state = this.assetState(base);
 
     const paneStart = Math.floor((t - this.offsetMs) / this.paneMs) * this.paneMs + this.offsetMs;
     let pane = state.lastPane;
@@ -141,7 +145,7 @@ export class WindowEngine {
       }
       state.lastPane = pane;
     }
-    addToPane(pane, t, this.seq++, trade.priceUsd, trade.volume, trade.direction === 'buy');
+    addToPane(pane, t, this.seq++, priceUsd, volume, isBuy);
     if (!pane.dirty) {
       pane.dirty = true;
       state.dirtyPanes.push(pane);

@@ -9,6 +9,7 @@
 import type { Clock, Timer } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { capRaw, tradeToJson, type RejectReason, type RejectedTrade } from '../core/trade.js';
+import { TradeColumns, tradeAt } from '../core/trade-columns.js';
 import type { EngineConfig, EngineOutput } from '../engine/contract.js';
 import { WindowEngine } from '../engine/window-engine.js';
 import type { BatchProgress, OutputBatch, PriceQuote, Sink, StoredProgress } from '../sinks/contract.js';
@@ -255,6 +256,7 @@ export class Pipeline {
   /** Feeds trades[from..] to the engine until the pending batch is full; returns where it stopped. */
   private ingest(event: Extract<SourceEvent, { kind: 'trades' }>, from: number, to = event.trades.length): number {
     const { trades, receivedAt } = event;
+    if (trades instanceof TradeColumns) return this.ingestColumns(event, trades, from, to);
     let i = from;
     while (i < to && this.pendingTrades.length < MAX_BATCH_TRADES) {
       const trade = trades[i++];
@@ -265,6 +267,25 @@ export class Pipeline {
       }
     }
     return i;
+  }
+
+  /**
+   * ingest() for trades that come as columns (a replay): the engine takes each trade's values, and the
+   * accepted ones go to the batch a run at a time, a column at a time.
+   */
+  private ingestColumns(event: Extract<SourceEvent, { kind: 'trades' }>, c: TradeColumns, from: number, to: number): number {
+    const end = Math.min(to, from + MAX_BATCH_TRADES - this.pendingTrades.length);
+    const { keys, key, timestamp, priceUsd, volume } = c;
+    let run = from; // accepted trades [run, i) wait to be copied to the batch
+    for (let i = from; i < end; i++) {
+      const k = keys[key[i]];
+      if (this.engine.ingestValues(k.base, timestamp[i], priceUsd[i], volume[i], k.direction === 'buy')) continue;
+      this.pendingTrades.pushColumns(c, run, i, event.receivedAt);
+      this.rejectLate(event, i);
+      run = i + 1;
+    }
+    this.pendingTrades.pushColumns(c, run, end, event.receivedAt);
+    return end;
   }
 
   /**
@@ -376,7 +397,7 @@ export class Pipeline {
 
   /** A late trade, kept with the input text it came in as and where it was, like every other rejection. */
   private rejectLate(event: Extract<SourceEvent, { kind: 'trades' }>, i: number): void {
-    const trade = event.trades[i];
+    const trade = tradeAt(event.trades, i);
     const where = event.origins?.where(i);
     this.pendingRejected.push({
       receivedAt: trade.receivedAt ?? event.receivedAt ?? this.options.clock.now(),

@@ -9,6 +9,7 @@
 // written it, so the next batch reuses it. Fresh buffers per batch cost a page fault per 4 KiB twice
 // (here and in the worker's copy), and page faults are what this VM is slowest at.
 import type { Trade } from '../core/trade.js';
+import { copyColumns, type TradeColumns } from '../core/trade-columns.js';
 import type { TradeBatch, TradeKey } from './contract.js';
 
 export type { TradeBatch, TradeKey };
@@ -25,6 +26,8 @@ export class TradeBatchBuilder {
    * it (which cost ~0.15 s per million trades when only the last key was kept).
    */
   private readonly recent: Record<TradeKey['direction'], { key: TradeKey; id: number }[]> = { buy: [], sell: [] };
+  /** Per producer's key table, this batch's id for each of its key ids (see pushColumns). */
+  private readonly remaps: { keys: readonly TradeKey[]; ids: (number | undefined)[] }[] = [];
   /** Released batches of `capacity` rows, ready for reuse. */
   private readonly pool: TradeBatch[] = [];
 
@@ -59,6 +62,50 @@ export class TradeBatchBuilder {
   }
 
   /**
+   * Appends trades [from, to) of `c`, a column at a time; `receivedAt` is used for those that carry no
+   * receive time of their own. The batch must have room for them (it does not grow here).
+   */
+  pushColumns(c: TradeColumns, from: number, to: number, receivedAt = NaN): void {
+    const b = this.batch;
+    const at = b.length;
+    const n = to - from;
+    if (n <= 0) return;
+    if (at + n > b.price.length) throw new Error(`TradeBatchBuilder.pushColumns: ${n} trades do not fit (${b.price.length - at} left)`);
+    const remap = this.remapFor(c.keys);
+    for (let i = 0; i < n; i++) {
+      const k = c.key[from + i];
+      let id = remap[k];
+      if (id === undefined) id = remap[k] = this.keyOf(c.keys[k]);
+      b.key[at + i] = id;
+    }
+    b.price.set(c.price.subarray(from, to), at);
+    b.volume.set(c.volume.subarray(from, to), at);
+    b.timestamp.set(c.timestamp.subarray(from, to), at);
+    b.priceUsd.set(c.priceUsd.subarray(from, to), at);
+    b.receivedAt.set(c.receivedAt.subarray(from, to), at);
+    if (!Number.isNaN(receivedAt)) {
+      for (let i = at; i < at + n; i++) if (Number.isNaN(b.receivedAt[i])) b.receivedAt[i] = receivedAt;
+    }
+    if (c.tradeId !== null || b.tradeId !== null) {
+      b.tradeId ??= new Array<string | null>(at).fill(null);
+      for (let i = 0; i < n; i++) b.tradeId[at + i] = c.tradeId?.[from + i] ?? null;
+    }
+    b.length = at + n;
+  }
+
+  /**
+   * This batch's key id per key id of a producer's table: its ids are stable (KeyTable), so the map
+   * holds until the batch is taken. Kept for the last tables seen (a replay has one; parse threads one each).
+   */
+  private remapFor(keys: readonly TradeKey[]): (number | undefined)[] {
+    for (const r of this.remaps) if (r.keys === keys) return r.ids;
+    const ids: (number | undefined)[] = [];
+    this.remaps.push({ keys, ids });
+    if (this.remaps.length > 8) this.remaps.shift();
+    return ids;
+  }
+
+  /**
    * Hands over the batch; the builder starts a new, empty one. The batch's columns stay valid until it
    * is released.
    */
@@ -69,6 +116,7 @@ export class TradeBatchBuilder {
     this.keyIds.clear();
     this.recent.buy.length = 0;
     this.recent.sell.length = 0;
+    this.remaps.length = 0;
     return out;
   }
 
@@ -86,7 +134,7 @@ export class TradeBatchBuilder {
     return this.keyOf(t);
   }
 
-  private keyOf(t: Trade): number {
+  private keyOf(t: TradeKey): number {
     const text = tradeKeyText(t);
     let id = this.keyIds.get(text);
     if (id === undefined) {
@@ -104,13 +152,7 @@ export class TradeBatchBuilder {
     const old = this.batch;
     const next = allocate(old.price.length * 2, old.length);
     next.keys = old.keys;
-    next.key.set(old.key);
-    next.price.set(old.price);
-    next.volume.set(old.volume);
-    next.timestamp.set(old.timestamp);
-    next.priceUsd.set(old.priceUsd);
-    next.receivedAt.set(old.receivedAt);
-    next.tradeId = old.tradeId;
+    copyColumns(old, next);
     this.batch = next;
   }
 }

@@ -1,13 +1,15 @@
 // What every source produces: a stream of events. Trades travel in batches (a replay chunk, a
 // websocket frame) so that the hot path pays one async step per batch, not per trade.
-import type { RejectedTrade, Trade } from '../core/trade.js';
+import type { RejectedTrade } from '../core/trade.js';
+import type { TradeList } from '../core/trade-columns.js';
 
 export type SourceEvent =
   /** Trades accepted by the source's parser, in arrival order. */
   | {
       kind: 'trades';
       source: string;
-      trades: Trade[];
+      /** Objects (live feeds, Kafka) or columns (a replay: see trade-columns.ts). */
+      trades: TradeList;
       /** When they arrived, for trades that carry no receivedAt of their own. */
       receivedAt?: number;
       /** Where each trade came from, for the few that a later stage rejects (late), and its position. */

@@ -1,5 +1,6 @@
 // Reads several sources at once: live feeds in the order their events arrive (mergeEvents), bounded
 // ones (replay files) as one stream by event time (mergeByEventTime).
+import { timestampAt } from '../core/trade-columns.js';
 import type { SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
 
 export async function* mergeEvents(streams: AsyncIterable<SourceEvent>[]): AsyncGenerator<SourceEvent> {
@@ -158,9 +159,9 @@ export async function* mergeByEventTime(streams: AsyncIterable<SourceEvent>[]): 
         const n = trades.length;
         let to = input.pos + 1; // the head itself won
         if (below <= upTo) {
-          while (to < n && trades[to].timestamp < below) to++;
+          while (to < n && timestampAt(trades, to) < below) to++;
         } else {
-          while (to < n && trades[to].timestamp <= upTo) to++;
+          while (to < n && timestampAt(trades, to) <= upTo) to++;
         }
         out = sliceTrades(event as TradesEvent, input.pos, to);
         input.pos = to;
@@ -183,5 +184,5 @@ function ignore(): void {}
 /** The key of a stream's head: its next trade's timestamp; -Infinity for any other event. */
 function headKey(input: Input): number {
   const event = input.event!;
-  return event.kind === 'trades' && event.trades.length > 0 ? event.trades[input.pos].timestamp : -Infinity;
+  return event.kind === 'trades' && event.trades.length > 0 ? timestampAt(event.trades, input.pos) : -Infinity;
 }

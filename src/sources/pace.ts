@@ -3,6 +3,7 @@
 // reached, and each later trade at start + (its time - the first's) / speed.
 import type { Clock } from '../core/clock.js';
 import { CoinstreamError } from '../core/errors.js';
+import { timestampAt } from '../core/trade-columns.js';
 import type { SourceEvent } from './contract.js';
 import { sliceTrades } from './merge.js';
 
@@ -38,7 +39,7 @@ export async function* paceByEventTime(events: AsyncIterable<SourceEvent>, o: Pa
     }
     const trades = event.trades;
     if (Number.isNaN(firstEventTime)) {
-      firstEventTime = trades[0].timestamp;
+      firstEventTime = timestampAt(trades, 0);
       startedAt = clock.now();
     }
     let now = clock.now();
@@ -46,7 +47,7 @@ export async function* paceByEventTime(events: AsyncIterable<SourceEvent>, o: Pa
     let from = 0;
     let receivedAt: number | undefined;
     for (let i = 0; i < trades.length; i++) {
-      const dueAt = startedAt + (trades[i].timestamp - firstEventTime) / speed;
+      const dueAt = startedAt + (timestampAt(trades, i) - firstEventTime) / speed;
       if (dueAt - now < MIN_SLEEP_MS) continue;
       if (i > from) {
         yield sliceTrades(event, from, i, receivedAt);

@@ -12,9 +12,10 @@
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.js';
 import { TradeScanner } from '../core/scan-trade.js';
-import type { Trade } from '../core/trade.js';
+import { KeyTable, TradeColumns } from '../core/trade-columns.js';
+import type { TradeKey } from '../sinks/contract.js';
 import type { BytePiece, LongLine } from './line-reader.js';
-import { NUMBERS_PER_TRADE, type ParseJob, type ParseResult } from './parse-protocol.js';
+import type { ParseJob, ParseResult } from './parse-protocol.js';
 import { judgeLine, lineText, scanPiece, type Rejection, type ScannedPiece } from './scan-piece.js';
 
 /** A piece of lines, judged: what the replay makes events of. */
@@ -31,13 +32,14 @@ const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('./parse-worker-ent
 /** Scans every piece on this thread. */
 export async function* scanHere(pieces: AsyncIterable<BytePiece>, clock: Pick<Clock, 'now'>): AsyncGenerator<ScannedItem> {
   const scanner = new TradeScanner();
+  const keys = new KeyTable();
   for await (const piece of pieces) {
     if (piece.kind === 'long-line') {
       yield piece;
       continue;
     }
     const receivedAt = clock.now();
-    yield { kind: 'scanned', scanned: scanPiece(piece.data, receivedAt, scanner), bytes: piece.data.length, receivedAt };
+    yield { kind: 'scanned', scanned: scanPiece(piece.data, receivedAt, scanner, keys), bytes: piece.data.length, receivedAt };
   }
 }
 
@@ -49,8 +51,10 @@ type Ordered = { kind: 'job'; seq: number; receivedAt: number; thread: number } 
  */
 export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pick<Clock, 'now'>, threads: number, jobBytes = JOB_BYTES): AsyncGenerator<ScannedItem> {
   const workers = Array.from({ length: threads }, () => new Worker(WORKER_URL));
-  /** Per thread, its key table as it sent it: exchange, base, quote of key 0, then of key 1, ... */
-  const keyTables: string[][] = workers.map(() => []);
+  /** Per thread, its key table as it sent it. */
+  const keyTables: TradeKey[][] = workers.map(() => []);
+  /** Keys of the pieces whose lines are not all the threads' (see pieceOf). */
+  const ownKeys = new KeyTable();
   const results = new Map<number, ParseResult>();
   let waiting: { seq: number; resolve: () => void; reject: (err: Error) => void } | null = null;
   let failure: Error | null = null;
@@ -147,7 +151,7 @@ export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pi
       const result = results.get(head.seq)!;
       results.delete(head.seq);
       inFlight--;
-      yield { kind: 'scanned', scanned: pieceOf(result, keyTables[head.thread], head.receivedAt), bytes: result.bytes.byteLength, receivedAt: head.receivedAt };
+      yield { kind: 'scanned', scanned: pieceOf(result, keyTables[head.thread], ownKeys, head.receivedAt), bytes: result.bytes.byteLength, receivedAt: head.receivedAt };
     }
   } finally {
     stopping = true;
@@ -156,29 +160,35 @@ export async function* scanInThreads(pieces: AsyncIterable<BytePiece>, clock: Pi
   }
 }
 
-/** A parse thread's columns as the ScannedPiece an in-thread scan gives: the same trades, the same verdicts. */
-function pieceOf(r: ParseResult, keys: string[], receivedAt: number): ScannedPiece {
+/**
+ * A parse thread's columns as the ScannedPiece an in-thread scan gives: the same trades, the same
+ * verdicts. The lines the thread left are judged here; when none of them is a trade (the usual case:
+ * there are none, or they are rejections), the thread's columns are the piece's trades as they came.
+ * Otherwise the trades are put in line order in new columns keyed by `ownKeys`.
+ */
+function pieceOf(r: ParseResult, keys: TradeKey[], ownKeys: KeyTable, receivedAt: number): ScannedPiece {
   const data = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
-  const trades: (Trade | null)[] = new Array<Trade | null>(r.lines);
+  const { fast, lineEnds } = r;
+  const threads = new TradeColumns(keys, 0, r.count, r.columns);
   const rejections = new Map<number, Rejection>();
-  const { fast, key, sell, numbers, tradeIds, lineEnds } = r;
-  let t = 0;
+  const isTrade = Uint8Array.from(fast);
+  const judged = new TradeColumns(ownKeys.keys, 16);
+  const judgedLines: number[] = [];
   for (let i = 0; i < r.lines; i++) {
-    if (fast[i] === 0) {
-      trades[i] = null;
-      judgeLine(i, lineText(data, lineEnds, i), receivedAt, trades, rejections);
-      continue;
+    if (fast[i] === 0 && judgeLine(i, lineText(data, lineEnds, i), receivedAt, judged, ownKeys, rejections)) {
+      isTrade[i] = 1;
+      judgedLines.push(i);
     }
-    const k = key[t] * 3;
-    const n = t * NUMBERS_PER_TRADE;
-    // The scanner's shape, in its property order: one hidden class for every trade, whichever thread read it.
-    const trade: Trade = { exchange: keys[k], base: keys[k + 1], quote: keys[k + 2], direction: sell[t] === 1 ? 'sell' : 'buy', price: numbers[n], volume: numbers[n + 1], timestamp: numbers[n + 2], priceUsd: numbers[n + 3] };
-    const tradeId = tradeIds?.[t] ?? null;
-    if (tradeId !== null) trade.tradeId = tradeId;
-    const stamped = numbers[n + 4];
-    if (!Number.isNaN(stamped)) trade.receivedAt = stamped;
-    trades[i] = trade;
-    t++;
   }
-  return { lines: r.lines, trades, rejections, line: (i) => lineText(data, lineEnds, i), lineEnd: (i) => lineEnds[i] };
+  let trades = threads;
+  if (judgedLines.length > 0) {
+    trades = new TradeColumns(ownKeys.keys, r.count + judged.length);
+    let t = 0;
+    let j = 0;
+    for (let i = 0; i < r.lines; i++) {
+      if (fast[i] === 1) trades.appendTrade(threads.at(t++), ownKeys);
+      else if (judgedLines[j] === i) trades.appendTrade(judged.at(j++), ownKeys);
+    }
+  }
+  return { lines: r.lines, trades, isTrade, rejections, line: (i) => lineText(data, lineEnds, i), lineEnd: (i) => lineEnds[i] };
 }

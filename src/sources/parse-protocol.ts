@@ -1,4 +1,6 @@
 // Messages between the replay and its parse threads (parallel-scan.ts, parse-worker.ts).
+import type { TradeColumnArrays } from '../core/trade-columns.js';
+import type { TradeKey } from '../sinks/contract.js';
 
 /** Lines to scan: whole lines, each ending with a newline but for a file's last line. */
 export interface ParseJob {
@@ -9,10 +11,7 @@ export interface ParseJob {
   receivedAt: number;
 }
 
-/** Per trade in `numbers`: price, volume, timestamp, priceUsd, receivedAt (NaN when the line has none). */
-export const NUMBERS_PER_TRADE = 5;
-
-/** What a parse thread read: per line its end and whether the scanner read it; per trade read, its columns. */
+/** What a parse thread read: per line its end and whether the scanner read it; the trades it read, as columns. */
 export interface ParseResult {
   seq: number;
   bytes: Uint8Array;
@@ -23,13 +22,8 @@ export interface ParseResult {
   fast: Uint8Array;
   /** How many trades the columns hold. */
   count: number;
-  /** Per trade: the id of its (exchange, base, quote) in the worker's key table. */
-  key: Uint32Array;
-  /** Per trade: 1 for a sell, 0 for a buy. */
-  sell: Uint8Array;
-  numbers: Float64Array;
-  /** Per trade its tradeId (null: none), or null when no trade of the job has one. */
-  tradeIds: (string | null)[] | null;
-  /** Keys the worker added to its table with this job, flattened: exchange, base, quote, exchange, ... */
-  newKeys: string[];
+  /** The columns of a TradeColumns (views of one buffer, moved); `key` indexes the thread's key table. */
+  columns: TradeColumnArrays;
+  /** Keys the thread added to its table with this job, in id order. */
+  newKeys: TradeKey[];
 }

@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
 import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
 import type { ScannedPiece } from './scan-piece.js';
-import { capRaw, type Trade } from '../core/trade.js';
+import { capRaw } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
 import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, isGzipFile, readBytePieces, readFileChunks } from './line-reader.js';
 
@@ -95,31 +95,34 @@ export class ReplaySource implements Source {
       const firstLine = linesBefore + 1;
       /** After line i of the piece: where reading goes on. */
       const after = (i: number): SourcePosition => ({ offset: pieceStart + scanned.lineEnd(i), line: firstLine + i });
-      let batch: Trade[] = [];
+      // Events are runs of the piece's trades between rejected lines: [from, to) of scanned.trades.
+      const { trades, isTrade } = scanned;
+      let from = 0;
+      let to = 0;
       let lineOf: number[] = [];
       const flush = (end: SourcePosition): SourceEvent => {
-        const event: SourceEvent = { kind: 'trades', source: this.name, trades: batch, receivedAt, origins: lineOrigins(scanned, lineOf, firstLine, after), end };
-        batch = [];
+        const run = from === 0 && to === trades.length ? trades : trades.slice(from, to);
+        const event: SourceEvent = { kind: 'trades', source: this.name, trades: run, receivedAt, origins: lineOrigins(scanned, lineOf, firstLine, after), end };
+        from = to;
         lineOf = [];
         return event;
       };
       for (let i = 0; i < scanned.lines; i++) {
-        const trade = scanned.trades[i];
-        if (trade !== null) {
-          batch.push(trade);
+        if (isTrade[i] === 1) {
+          to++;
           lineOf.push(i);
           continue;
         }
         const rejection = scanned.rejections.get(i);
         if (rejection === undefined) continue; // blank line
-        if (batch.length > 0) yield flush(after(i - 1));
+        if (to > from) yield flush(after(i - 1));
         const rejected = { receivedAt, source: this.name, reason: rejection.reason, detail: `line ${firstLine + i}: ${rejection.detail}`, raw: capRaw(scanned.line(i)) };
         yield { kind: 'rejected', rejected, end: after(i) };
       }
       linesBefore += scanned.lines;
       offset += piece.bytes;
       // The whole piece is read: the last event's end covers any blank lines after its last trade.
-      if (batch.length > 0) yield flush({ offset, line: linesBefore });
+      if (to > from) yield flush({ offset, line: linesBefore });
     }
   }
 }

@@ -2,6 +2,7 @@
 // events are made from these, whichever thread scanned the lines (parallel-scan.ts).
 import { parseTrade, type ParseResult } from '../core/parse-trade.js';
 import type { TradeScanner } from '../core/scan-trade.js';
+import { TradeColumns, type KeyTable } from '../core/trade-columns.js';
 import type { Trade } from '../core/trade.js';
 
 export type Rejection = Extract<ParseResult, { ok: false }>;
@@ -9,8 +10,10 @@ export type Rejection = Extract<ParseResult, { ok: false }>;
 /** The verdicts on a piece of whole lines: per line a trade, a rejection, or neither (a blank line). */
 export interface ScannedPiece {
   lines: number;
-  /** Line i's trade; null for a rejected or blank line. */
-  trades: (Trade | null)[];
+  /** The piece's trades, in line order. */
+  trades: TradeColumns;
+  /** Per line, 1 when it is a trade (the next of `trades`), 0 for a rejected or blank line. */
+  isTrade: Uint8Array;
   /** Why line i was rejected, for the rejected lines only. */
   rejections: Map<number, Rejection>;
   /** Line i's text, without its LF or CRLF. */
@@ -30,33 +33,38 @@ export interface ScannedPiece {
  * file into fresh memory for that (readFileChunks' `fresh`); copying each piece instead cost ~5% of a
  * replay's time.
  */
-export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanner): ScannedPiece {
-  const trades: (Trade | null)[] = [];
+export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanner, keys: KeyTable): ScannedPiece {
+  // Room for lines of ~128 bytes (the trade message is ~160): the columns rarely grow.
+  const trades = new TradeColumns(keys.keys, (data.length >> 7) + 16);
   const rejections = new Map<number, Rejection>();
   const ends: number[] = [];
+  const isTrade: number[] = [];
   const line = (i: number): string => lineText(data, ends, i);
   for (let start = 0; start < data.length; ) {
     let nl = data.indexOf(10, start);
     if (nl === -1) nl = data.length; // the file's last line, without a newline
     const i = ends.length;
     ends.push(Math.min(nl + 1, data.length));
-    const trade = scanner.scan(data, start, nl, receivedAt);
-    trades.push(trade);
-    if (trade === null) judgeLine(i, line(i), receivedAt, trades, rejections);
+    const read = scanner.scanInto(data, start, nl, receivedAt, trades, keys) || judgeLine(i, line(i), receivedAt, trades, keys, rejections);
+    isTrade.push(read ? 1 : 0);
     start = nl + 1;
   }
-  return { lines: ends.length, trades, rejections, line, lineEnd: (i) => ends[i] };
+  return { lines: ends.length, trades, isTrade: Uint8Array.from(isTrade), rejections, line, lineEnd: (i) => ends[i] };
 }
 
 /**
- * The general path for a line the scanner left: parseTrade's verdict, or nothing for a blank line. The
- * verdict goes to trades[i] or rejections.
+ * The general path for a line the scanner left: parseTrade's verdict, or nothing for a blank line. An
+ * accepted trade is appended to `trades` (true); a rejection goes to `rejections`.
  */
-export function judgeLine(i: number, text: string, receivedAt: number, trades: (Trade | null)[], rejections: Map<number, Rejection>): void {
-  if (isBlank(text)) return;
+export function judgeLine(i: number, text: string, receivedAt: number, trades: TradeColumns, keys: KeyTable, rejections: Map<number, Rejection>): boolean {
+  if (isBlank(text)) return false;
   const parsed = parseTrade(text, receivedAt);
-  if (parsed.ok) trades[i] = parsed.trade;
-  else rejections.set(i, parsed);
+  if (parsed.ok) {
+    trades.appendTrade(parsed.trade, keys);
+    return true;
+  }
+  rejections.set(i, parsed);
+  return false;
 }
 
 /** Line i's text in a piece whose lines end at ends[0..]: without its LF or CRLF. */
@@ -74,4 +82,10 @@ function isBlank(line: string): boolean {
     if (c !== 32 && c !== 9 && c !== 13) return false;
   }
   return true;
+}
+
+/** Each line's trade as an object, null for a rejected or blank line (for tests and tools; the replay reads the columns). */
+export function tradesByLine(piece: ScannedPiece): (Trade | null)[] {
+  let t = 0;
+  return Array.from(piece.isTrade, (isTrade) => (isTrade === 1 ? piece.trades.at(t++) : null));
 }

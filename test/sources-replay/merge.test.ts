@@ -1,3 +1,4 @@
+import { tradeAt } from '../../src/core/trade-columns.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
@@ -185,7 +186,7 @@ describe('mergeByEventTime', () => {
     await fc.assert(
       fc.asyncProperty(streamsArb({ sorted: true }), async (specs) => {
         const { events } = eventsOf(specs);
-        const trades = (await merge(events)).flatMap((e) => (e.kind === 'trades' ? e.trades : []));
+        const trades = (await merge(events)).flatMap((e) => (e.kind === 'trades' ? [...e.trades] : []));
         const key = (t: Trade) => [t.timestamp, Number(t.tradeId!.split(':')[0]), Number(t.tradeId!.split(':')[1])];
         for (let i = 1; i < trades.length; i++) {
           const [a, b] = [key(trades[i - 1]), key(trades[i])];
@@ -217,7 +218,7 @@ describe('mergeByEventTime', () => {
         for (const [s, evs] of events.entries()) {
           for (const e of evs) {
             if (e.kind !== 'trades') continue;
-            e.trades.forEach((t, i) => input.set(t.tradeId!, { raw: e.origins!.raw(i), where: e.origins!.where(i), position: e.origins!.position?.(i), withPositions: specs[s].positions }));
+            [...e.trades].forEach((t, i) => input.set(t.tradeId!, { raw: e.origins!.raw(i), where: e.origins!.where(i), position: e.origins!.position?.(i), withPositions: specs[s].positions }));
           }
         }
         for (const e of await merge(events)) {
@@ -228,17 +229,17 @@ describe('mergeByEventTime', () => {
           }
           if (e.kind !== 'trades') continue;
           const n = e.trades.length;
-          const s = Number(e.trades[0].tradeId!.split(':')[0]);
+          const s = Number(tradeAt(e.trades, 0).tradeId!.split(':')[0]);
           expect(e.source).toBe(`replay:s${s}`);
           expect(e.receivedAt).toBe(1000 + s);
-          e.trades.forEach((t, i) => {
+          [...e.trades].forEach((t, i) => {
             const want = input.get(t.tradeId!)!;
             expect(e.origins!.raw(i)).toBe(want.raw);
             expect(e.origins!.where(i)).toBe(want.where);
             expect(e.origins!.position?.(i)).toEqual(want.position);
           });
           if (specs[s].positions) {
-            expect(e.end).toEqual(input.get(e.trades[n - 1].tradeId!)!.position);
+            expect(e.end).toEqual(input.get(tradeAt(e.trades, n - 1).tradeId!)!.position);
           } else {
             expect(e.origins!.position).toBeUndefined();
             expect('end' in e).toBe(false);
@@ -423,7 +424,7 @@ describe('paceByEventTime', () => {
         // Every trade keeps its origins through both cuts (a slice of a slice).
         const originsOf = (events: SourceEvent[]) => events.flatMap((e) => (e.kind === 'trades' ? describeEvent(e).trades! : []));
         expect(originsOf(out.map((o) => o.event))).toEqual(originsOf(merged));
-        const trades = merged.flatMap((e) => (e.kind === 'trades' ? e.trades : []));
+        const trades = merged.flatMap((e) => (e.kind === 'trades' ? [...e.trades] : []));
         if (trades.length === 0) return;
         const first = trades[0].timestamp;
         for (const { at, event } of out) {
@@ -434,7 +435,7 @@ describe('paceByEventTime', () => {
           // After a wait (receivedAt from the clock, not the input's 1000 + stream), its first trade is due right then.
           if (event.receivedAt! >= 1_000_000) {
             expect(event.receivedAt).toBe(at);
-            expect(due(event.trades[0])).toBe(at);
+            expect(due(tradeAt(event.trades, 0))).toBe(at);
           }
           const d = describeEvent(event) as { end: SourcePosition; trades: { position: SourcePosition }[] };
           expect(d.end).toEqual(d.trades[d.trades.length - 1].position);

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { Trade } from '../../src/core/trade.js';
 import { readBytePieces, readFileChunks } from '../../src/sources/line-reader.js';
 import { scanHere, scanInThreads, type ScannedItem } from '../../src/sources/parallel-scan.js';
+import { tradesByLine } from '../../src/sources/scan-piece.js';
 
 const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-pscan-'));
@@ -26,8 +27,9 @@ async function flatten(items: AsyncIterable<ScannedItem>): Promise<string[]> {
       continue;
     }
     const s = item.scanned;
+    const trades = tradesByLine(s);
     for (let i = 0; i < s.lines; i++) {
-      const trade = s.trades[i];
+      const trade = trades[i];
       const rejection = s.rejections.get(i);
       out.push(`${offset + s.lineEnd(i)} ${JSON.stringify(s.line(i))} ${trade ? fields(trade) : rejection ? JSON.stringify(rejection) : 'blank'}`);
     }

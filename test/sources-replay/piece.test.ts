@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseTrade } from '../../src/core/parse-trade.js';
 import { TradeScanner } from '../../src/core/scan-trade.js';
 import type { Trade } from '../../src/core/trade.js';
-import { scanPiece } from '../../src/sources/scan-piece.js';
+import { scanPiece, tradesByLine } from '../../src/sources/scan-piece.js';
+import { KeyTable } from '../../src/core/trade-columns.js';
 
 const RECEIVED_AT = Date.UTC(2026, 0, 1);
 const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
@@ -30,13 +31,14 @@ const accepted = (t: Trade) =>
 
 function pieceVerdicts(lines: string[], scanner = new TradeScanner()): string[] {
   const data = Buffer.from(lines.join('\n') + '\n');
-  const piece = scanPiece(data, RECEIVED_AT, scanner);
+  const piece = scanPiece(data, RECEIVED_AT, scanner, new KeyTable());
+  const trades = tradesByLine(piece);
   expect(piece.lines).toBe(lines.length);
   // Each line's end is where the next starts, and the last one is the piece's end.
   expect(piece.lineEnd(lines.length - 1)).toBe(data.length);
   return lines.map((l, i) => {
     expect(piece.line(i)).toBe(l.replace(/\r$/, ''));
-    const trade = piece.trades[i];
+    const trade = trades[i];
     if (trade !== null) return accepted(trade);
     const rejection = piece.rejections.get(i);
     return rejection === undefined ? 'blank' : JSON.stringify(rejection);
@@ -124,9 +126,10 @@ describe('scanPiece: one verdict per line', () => {
   it('reads real data without JSON.parse, and a last line without a newline too', () => {
     const parse = vi.spyOn(JSON, 'parse');
     const text = KRAKEN.slice(0, 400).join('\n');
-    const piece = scanPiece(Buffer.from(text), RECEIVED_AT, new TradeScanner());
+    const piece = scanPiece(Buffer.from(text), RECEIVED_AT, new TradeScanner(), new KeyTable());
     expect(piece.lines).toBe(400);
-    expect(piece.trades.filter((t) => t !== null)).toHaveLength(400);
+    expect(piece.trades.length).toBe(400);
+    expect(tradesByLine(piece).filter((t) => t !== null)).toHaveLength(400);
     expect(piece.lineEnd(399)).toBe(Buffer.byteLength(text));
     expect(parse).not.toHaveBeenCalled();
   });

@@ -57,7 +57,7 @@ describe('ReplaySource', () => {
     writeFileSync(join(dir, 'a.jsonl.gz'), gzipSync(body));
     for (const name of ['a.jsonl', 'a.jsonl.gz']) {
       const events = await drain(new ReplaySource({ path: join(dir, name) }));
-      const trades = events.flatMap((e) => (e.kind === 'trades' ? e.trades : []));
+      const trades = events.flatMap((e) => (e.kind === 'trades' ? [...e.trades] : []));
       const rejected = events.flatMap((e) => (e.kind === 'rejected' ? [e.rejected] : []));
       expect(trades.map((x) => x.timestamp - T0)).toEqual([1000, 2000]);
       expect(rejected).toHaveLength(1);
@@ -119,7 +119,7 @@ describe('ReplaySource', () => {
       // Inside an event too: after trade i of it, as a batch cut there would store.
       const big = all.findIndex((e) => e.kind === 'trades' && e.trades.length > 10);
       const event = all[big] as Extract<SourceEvent, { kind: 'trades' }>;
-      const rest = [...event.trades.slice(4).map((x) => `t${x.timestamp}`), ...records(all.slice(big + 1))];
+      const rest = [...[...event.trades].slice(4).map((x) => `t${x.timestamp}`), ...records(all.slice(big + 1))];
       expect(records(await read(event.origins!.position!(3)))).toEqual(rest);
     }
   });
