@@ -99,18 +99,22 @@ export class ReplaySource implements Source {
       const { trades, isTrade } = scanned;
       let from = 0;
       let to = 0;
-      let lineOf: number[] = [];
+      // The run's first line; its lines one by one only once a blank line made them not consecutive.
+      let firstOfRun = 0;
+      let lineOf: number[] | null = null;
       const flush = (end: SourcePosition): SourceEvent => {
         const run = from === 0 && to === trades.length ? trades : trades.slice(from, to);
-        const event: SourceEvent = { kind: 'trades', source: this.name, trades: run, receivedAt, origins: lineOrigins(scanned, lineOf, firstLine, after), end };
+        const event: SourceEvent = { kind: 'trades', source: this.name, trades: run, receivedAt, origins: lineOrigins(scanned, lineOf ?? firstOfRun, firstLine, after), end };
         from = to;
-        lineOf = [];
+        lineOf = null;
         return event;
       };
       for (let i = 0; i < scanned.lines; i++) {
         if (isTrade[i] === 1) {
+          if (to === from) firstOfRun = i;
+          else if (lineOf === null && i !== firstOfRun + (to - from)) lineOf = Array.from({ length: to - from }, (_, k) => firstOfRun + k);
+          lineOf?.push(i);
           to++;
-          lineOf.push(i);
           continue;
         }
         const rejection = scanned.rejections.get(i);
@@ -127,9 +131,13 @@ export class ReplaySource implements Source {
   }
 }
 
-/** Trade i of a batch is line lineOf[i] of the piece, which starts at line `firstLine` of the file. */
-function lineOrigins(piece: ScannedPiece, lineOf: number[], firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
-  return { raw: (i) => piece.line(lineOf[i]), where: (i) => `line ${firstLine + lineOf[i]}`, position: (i) => after(lineOf[i]) };
+/**
+ * Trade i of an event is line lineOf[i] of the piece (or line lineOf + i, when its lines follow one
+ * another), and the piece starts at line `firstLine` of the file.
+ */
+function lineOrigins(piece: ScannedPiece, lineOf: number[] | number, firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
+  const lineAt = typeof lineOf === 'number' ? (i: number) => lineOf + i : (i: number) => lineOf[i];
+  return { raw: (i) => piece.line(lineAt(i)), where: (i) => `line ${firstLine + lineAt(i)}`, position: (i) => after(lineAt(i)) };
 }
 
 /** COINSTREAM_PARSE_THREADS: a whole number of parse threads (0: none), or undefined when unset. */

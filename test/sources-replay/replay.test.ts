@@ -147,3 +147,31 @@ describe('ReplaySource over many reads', () => {
     expect(raws).toEqual(lines);
   });
 });
+
+describe('ReplaySource origins', () => {
+  it('names each trade\'s own line, text and position, with blank and rejected lines among them', async () => {
+    const random = seededRandom(7);
+    const lines: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const r = random();
+      lines.push(r < 0.1 ? '' : r < 0.15 ? '   ' : r < 0.18 ? `not json ${i}` : t(i * 10, 100 + (i % 89)));
+    }
+    const file = join(dir, 'origins.jsonl');
+    writeFileSync(file, lines.join('\n') + '\n');
+    // Byte offset after each line (1-based line numbers).
+    const after: number[] = [];
+    lines.reduce((offset, l) => (after.push(offset + Buffer.byteLength(l) + 1), offset + Buffer.byteLength(l) + 1), 0);
+    const events = await drain(new ReplaySource({ path: file, clock: new ManualClock(T0 + 86_400_000) }));
+    const seen: string[] = [];
+    for (const e of events) {
+      if (e.kind !== 'trades') continue;
+      for (let i = 0; i < e.trades.length; i++) {
+        const where = e.origins!.where(i)!;
+        const n = Number(/^line (\d+)$/.exec(where)![1]);
+        seen.push(`${n} ${e.origins!.raw(i) === lines[n - 1]} ${JSON.stringify(e.origins!.position!(i)) === JSON.stringify({ offset: after[n - 1], line: n })}`);
+      }
+    }
+    const tradeLines = lines.flatMap((l, k) => (l.startsWith('{') ? [`${k + 1} true true`] : []));
+    expect(seen).toEqual(tradeLines);
+  });
+});
