@@ -30,6 +30,8 @@ export interface WindowEntry {
 interface AssetState {
   readonly asset: string;
   readonly panes: Map<number, Pane>;
+  /** The keys of `panes`, ascending: eviction takes them from the front instead of visiting every pane. */
+  readonly paneStarts: number[];
   /** The pane the previous trade went to: trades arrive mostly in order, so this skips a map lookup. */
   lastPane: Pane | null;
   readonly dirtyPanes: Pane[];
@@ -142,6 +144,7 @@ export class WindowEngine {
       if (pane === null) {
         pane = newPane(paneStart);
         state.panes.set(paneStart, pane);
+        insertSorted(state.paneStarts, paneStart);
       }
       state.lastPane = pane;
     }
@@ -240,14 +243,15 @@ export class WindowEngine {
       const panes = new Map(a.panes.map((p) => [p.start, { ...p, dirty: false }] as const));
       const windows = new Map(a.windows.map((e) => [e.result.windowStart, e] as const));
       const starts = [...windows.keys()].sort((x, y) => x - y);
-      this.assets.set(a.asset, { asset: a.asset, panes, lastPane: null, dirtyPanes: [], dirty: false, windows, starts, evicted: a.evicted });
+      const paneStarts = [...panes.keys()].sort((x, y) => x - y);
+      this.assets.set(a.asset, { asset: a.asset, panes, paneStarts, lastPane: null, dirtyPanes: [], dirty: false, windows, starts, evicted: a.evicted });
     }
   }
 
   private assetState(asset: string): AssetState {
     let state = this.assets.get(asset);
     if (!state) {
-      state = { asset, panes: new Map(), lastPane: null, dirtyPanes: [], dirty: false, windows: new Map(), starts: [], evicted: null };
+      state = { asset, panes: new Map(), paneStarts: [], lastPane: null, dirtyPanes: [], dirty: false, windows: new Map(), starts: [], evicted: null };
       this.assets.set(asset, state);
     }
     this.lastAsset = state;
@@ -373,11 +377,14 @@ export class WindowEngine {
     if (below > kept) starts.splice(kept, below - kept);
     // A dirty pane this far back may go too: every window it belongs to is final, so collect() has
     // nothing to recompute for it. Keeping it would let state grow between triggers at replay speed.
-    for (const [start, pane] of state.panes) {
-      if (start + this.paneMs > horizon) continue;
+    const { paneStarts } = state;
+    let gone = 0;
+    while (gone < paneStarts.length && paneStarts[gone] + this.paneMs <= horizon) {
+      const start = paneStarts[gone++];
+      if (state.lastPane === state.panes.get(start)) state.lastPane = null;
       state.panes.delete(start);
-      if (state.lastPane === pane) state.lastPane = null;
     }
+    if (gone > 0) paneStarts.splice(0, gone);
   }
 
   private computeWindow(state: AssetState, start: number, isFinal: boolean, now: number): WindowResult {
@@ -457,15 +464,18 @@ function lowerBound(xs: readonly number[], x: number): number {
   return lo;
 }
 
-/** Sets a window's entry; a new window's start joins `starts`, kept ascending (new ones mostly come last). */
+/** Sets a window's entry; a new window's start joins `starts`. */
 function putWindow(state: AssetState, entry: WindowEntry): void {
   const start = entry.result.windowStart;
   const isNew = !state.windows.has(start);
   state.windows.set(start, entry);
-  if (!isNew) return;
-  const { starts } = state;
-  if (starts.length === 0 || starts[starts.length - 1] < start) starts.push(start);
-  else starts.splice(lowerBound(starts, start), 0, start);
+  if (isNew) insertSorted(state.starts, start);
+}
+
+/** Adds x to ascending xs, where new values mostly come last. */
+function insertSorted(xs: number[], x: number): void {
+  if (xs.length === 0 || xs[xs.length - 1] < x) xs.push(x);
+  else xs.splice(lowerBound(xs, x), 0, x);
 }
 
 function direction(vwap: number, prev: number): 'up' | 'down' | 'flat' {
