@@ -2,6 +2,7 @@
 // its PipelineObserver hooks: source events (prices, trades per second, connection state), written
 // batches (windows, trends, counters), stops of one or several pipelines. Virtual time (ManualClock);
 // every assertion is on what a subscriber received or what the queries return, never on elapsed time.
+import { KeyTable, TradeColumns, type TradeList } from '../../src/core/trade-columns.js';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
 import type { RejectedTrade, RejectReason, Trade } from '../../src/core/trade.js';
@@ -19,8 +20,16 @@ function trade(base: string, priceUsd: number, extra: Partial<Trade> = {}): Trad
   return { exchange: 'binance', base, quote: 'tether', direction: 'buy', price: priceUsd, volume: 1, timestamp: T0, priceUsd, ...extra };
 }
 
-function tradesEvent(trades: Trade[], extra: { source?: string; receivedAt?: number } = {}): SourceEvent {
-  return { kind: 'trades', source: extra.source ?? 'binance', trades, ...(extra.receivedAt !== undefined ? { receivedAt: extra.receivedAt } : {}) };
+/** A trades event, its trades as objects (live feeds) or as columns (a replay). */
+function tradesEvent(trades: Trade[], extra: { source?: string; receivedAt?: number; form?: 'objects' | 'columns' } = {}): SourceEvent {
+  let list: TradeList = trades;
+  if (extra.form === 'columns') {
+    const keys = new KeyTable();
+    const columns = new TradeColumns(keys.keys, 1);
+    for (const t of trades) columns.appendTrade(t, keys);
+    list = columns;
+  }
+  return { kind: 'trades', source: extra.source ?? 'binance', trades: list, ...(extra.receivedAt !== undefined ? { receivedAt: extra.receivedAt } : {}) };
 }
 
 function win(asset: string, start: number, extra: Partial<WindowResult> = {}): WindowResult {
@@ -63,14 +72,14 @@ function setup(start = T0) {
 const starts = (rows: { windowStart: number }[]) => rows.map((r) => (r.windowStart - T0) / MIN);
 
 describe('LiveDashboard: trades events', () => {
-  it('emits one asset update per asset with its newest price and trades per second', () => {
+  for (const form of ['objects', 'columns'] as const) it(`emits one asset update per asset with its newest price and trades per second (trades as ${form})`, () => {
     const { clock, live, assetUpdates, clear } = setup();
     const observer = live.observer();
     // 10 bitcoin trades (the last at 102, received at its own time), 3 ethereum trades (no receive time of their own).
     const trades: Trade[] = [];
     for (let i = 0; i < 9; i++) trades.push(trade('bitcoin', 90 + i, { receivedAt: T0 - 100 }));
     trades.push(trade('ethereum', 10), trade('ethereum', 11), trade('bitcoin', 102, { receivedAt: T0 - 7 }), trade('ethereum', 12));
-    observer.event!(tradesEvent(trades, { receivedAt: T0 - 3 }));
+    observer.event!(tradesEvent(trades, { receivedAt: T0 - 3, form }));
 
     const updates = assetUpdates();
     expect(updates).toHaveLength(2);
@@ -85,14 +94,14 @@ describe('LiveDashboard: trades events', () => {
     // A later event without a receive time anywhere: the clock's now. Trades older than 5 s no longer count.
     clear();
     clock.advance(6_000);
-    observer.event!(tradesEvent([trade('bitcoin', 200), trade('bitcoin', 201), trade('bitcoin', 202), trade('bitcoin', 203), trade('bitcoin', 204)]));
+    observer.event!(tradesEvent([trade('bitcoin', 200), trade('bitcoin', 201), trade('bitcoin', 202), trade('bitcoin', 203), trade('bitcoin', 204)], { form }));
     expect(assetUpdates()).toHaveLength(1);
     expect(assetUpdates()[0]).toMatchObject({ asset: 'bitcoin', price: { priceUsd: 204, receivedAt: T0 + 6_000 }, tradesPerSecond: 1 });
 
     // Within the span the counts add up: 5 + 20 trades over 5 s.
     clear();
     clock.advance(1_000);
-    observer.event!(tradesEvent(Array.from({ length: 20 }, (_, i) => trade('bitcoin', 300 + i))));
+    observer.event!(tradesEvent(Array.from({ length: 20 }, (_, i) => trade('bitcoin', 300 + i)), { form }));
     expect(assetUpdates()).toHaveLength(1);
     expect(assetUpdates()[0]).toMatchObject({ asset: 'bitcoin', price: { priceUsd: 319, receivedAt: T0 + 7_000 }, tradesPerSecond: 5 });
   });
