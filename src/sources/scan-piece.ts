@@ -41,12 +41,16 @@ export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanne
   const isTrade: number[] = [];
   const line = (i: number): string => lineText(data, ends, i);
   for (let start = 0; start < data.length; ) {
-    let nl = data.indexOf(10, start);
-    if (nl === -1) nl = data.length; // the file's last line, without a newline
     const i = ends.length;
+    // The scanner finds the line's end itself when it reads the line; otherwise it is looked for here.
+    let nl = scanner.scanLineInto(data, start, data.length, receivedAt, trades, keys);
+    const scanned = nl !== -1;
+    if (!scanned) {
+      nl = data.indexOf(10, start);
+      if (nl === -1) nl = data.length; // the file's last line, without a newline
+    }
     ends.push(Math.min(nl + 1, data.length));
-    const read = scanner.scanInto(data, start, nl, receivedAt, trades, keys) || judgeLine(i, line(i), receivedAt, trades, keys, rejections);
-    isTrade.push(read ? 1 : 0);
+    isTrade.push(scanned || judgeLine(i, line(i), receivedAt, trades, keys, rejections) ? 1 : 0);
     start = nl + 1;
   }
   return { lines: ends.length, trades, isTrade: Uint8Array.from(isTrade), rejections, line, lineEnd: (i) => ends[i] };
