@@ -3,8 +3,8 @@
 // Why: at replay speed a Trade object per line (an object and four boxed numbers) was the largest
 // allocation of the pipeline's thread, and every stage after the scanner only copies its numbers on:
 // the engine reads four of them, the batch builder copies them into its own columns. A TradeColumns
-// holds one source event's trades in typed arrays (one allocation per event) and strings once, in a
-// key table shared by every event of a source. Stages that want objects (the dashboard, Kafka ingest,
+// holds a piece of a file's trades in typed arrays (one buffer per piece; its events are slices of it)
+// and the strings once, in a key table shared by every piece of a source. Stages that want objects (the dashboard, Kafka ingest,
 // a late trade's rejection) ask for one trade at a time with at(i), or iterate.
 import type { TradeBatch, TradeKey } from '../sinks/contract.js';
 import type { Direction, Trade } from './trade.js';
@@ -48,7 +48,7 @@ const RECENT_KEYS = 8;
  */
 export type TradeColumnArrays = Pick<TradeBatch, 'key' | 'price' | 'volume' | 'timestamp' | 'priceUsd' | 'receivedAt' | 'tradeId'>;
 
-/** Copies rows [0, n) of every column (tradeId by reference: the array goes on growing in `to`). */
+/** Copies every row of `from` into the start of `to` (tradeId by reference: the array goes on growing in `to`). */
 export function copyColumns(from: TradeColumnArrays, to: TradeColumnArrays): void {
   to.key.set(from.key);
   to.price.set(from.price);
