@@ -15,6 +15,7 @@ import { silentLogger } from '../src/core/logger.js';
 import { DEFAULT_ENGINE_CONFIG } from '../src/engine/contract.js';
 import { Pipeline } from '../src/pipeline/pipeline.js';
 import { DuckDBSink } from '../src/sinks/duckdb/duckdb-sink.js';
+import { WrappedSink } from '../src/sinks/wrapped-sink.js';
 import type { Sink } from '../src/sinks/contract.js';
 import { ReplaySource } from '../src/sources/replay.js';
 import { WindowEngine } from '../src/engine/window-engine.js';
@@ -76,16 +77,15 @@ async function pipeline(sinks: Sink[]): Promise<{ ms: number; openMs: number; cp
 }
 
 /** An open sink as the pipeline sees it: its open() does nothing, and it no longer says it starts empty (its file is there). */
-function alreadyOpen(sink: Sink): Sink {
-  return {
-    name: sink.name,
-    open: async () => {},
-    write: (b) => sink.write(b),
-    close: () => sink.close(),
-    ...(sink.readProgress ? { readProgress: (job: string) => sink.readProgress!(job) } : {}),
-    ...(sink.clearJob ? { clearJob: (job: string) => sink.clearJob!(job) } : {}),
-  };
+class AlreadyOpen extends WrappedSink {
+  override open(): Promise<void> {
+    return Promise.resolve();
+  }
+  override get startsEmpty(): Sink['startsEmpty'] {
+    return undefined;
+  }
 }
+const alreadyOpen = (sink: Sink): Sink => new AlreadyOpen(sink);
 
 /** The same store with its progress hidden: the pipeline then keeps none (no positions, no snapshots). */
 function withoutProgress(sink: Sink): Sink {

@@ -338,31 +338,18 @@ export class TradeScanner {
   }
 
   /**
-   * scan(), appending the trade to `out` instead of making an object of it (its key from `keys`, the
-   * table out's keys are). False, and nothing appended, where scan() would answer null.
-   */
-  scanInto(buf: Buffer, start: number, end: number, receivedAt: number, out: TradeColumns, keys: KeyTable): boolean {
-    if (!this.read(buf, start, end, receivedAt)) return false;
-    this.appendFound(out, keys);
-    return true;
-  }
-
-  /**
-   * scanInto() for the line that starts at `start` and ends at the next LF before `limit` (or at
-   * `limit`): the index of that LF (or `limit`) when the line is a trade the scanner reads, else -1,
-   * and the caller finds the line's end itself. Saves looking for the LF first: a Buffer.indexOf call
+   * scan() for the line that starts at `start` and ends at the next LF before `limit` (or at `limit`),
+   * appending the trade to `out` instead of making an object of it (its key from `keys`, the table
+   * out's keys are): the index of that LF (or `limit`) when the line is a trade the scanner reads, else
+   * -1, nothing appended, and the caller finds the line's end itself. Saves looking for the LF first: a Buffer.indexOf call
    * per line cost ~50 ns of the ~140 spent per line around the scanner.
    */
   scanLineInto(buf: Buffer, start: number, limit: number, receivedAt: number, out: TradeColumns, keys: KeyTable): number {
     if (!this.read(buf, start, limit, receivedAt, true)) return -1;
-    this.appendFound(out, keys);
-    return this.lineEnd;
-  }
-
-  private appendFound(out: TradeColumns, keys: KeyTable): void {
     const f = this.found;
     const n = this.foundNumbers;
     out.append(keys.idOf(f.exchange, f.base, f.quote, f.direction), n[0], n[1], n[2], n[3], (f.seen & RECEIVED_AT) !== 0 ? n[4] : NaN, (f.seen & TRADE_ID) !== 0 ? f.tradeId : undefined);
+    return this.lineEnd;
   }
 
   /** Where the last line read by read(..., toLineEnd) ended: its LF, or the limit. */

@@ -9,8 +9,11 @@
 import type { TradeBatch, TradeKey } from '../sinks/contract.js';
 import type { Direction, Trade } from './trade.js';
 
+/** A TradeKey as one string, for maps keyed by it. */
+export const tradeKeyText = (k: TradeKey) => `${k.exchange}\u0000${k.base}\u0000${k.quote}\u0000${k.direction}`;
+
 /**
- * The distinct (exchange, base, quote, direction) of a source's trades, by id: ids are stable and the
+ * The distinct (exchange, base, quote, direction) of a source's trades (or of a batch for the sinks), by id: ids are stable and the
  * table only grows, so a consumer may keep what it derived from an id (TradeBatchBuilder's key ids).
  */
 export class KeyTable {
@@ -25,11 +28,12 @@ export class KeyTable {
       const k = keys[recent[j]];
       if (k.base === base && k.direction === direction && k.exchange === exchange && k.quote === quote) return recent[j];
     }
-    const text = `${exchange}\u0000${base}\u0000${quote}\u0000${direction}`;
+    const key = { exchange, base, quote, direction };
+    const text = tradeKeyText(key);
     let id = this.ids.get(text);
     if (id === undefined) {
       id = keys.length;
-      keys.push({ exchange, base, quote, direction });
+      keys.push(key);
       this.ids.set(text, id);
     }
     if (recent.length === RECENT_KEYS) recent.shift();

@@ -9,23 +9,16 @@
 // written it, so the next batch reuses it. Fresh buffers per batch cost a page fault per 4 KiB twice
 // (here and in the worker's copy), and page faults are what this VM is slowest at.
 import type { Trade } from '../core/trade.js';
-import { copyColumns, type TradeColumns } from '../core/trade-columns.js';
+import { copyColumns, KeyTable, tradeKeyText, type TradeColumns } from '../core/trade-columns.js';
 import type { TradeBatch, TradeKey } from './contract.js';
 
 export type { TradeBatch, TradeKey };
-
-/** A TradeKey as one string, for maps keyed by it. */
-export const tradeKeyText = (k: TradeKey) => `${k.exchange}\u0000${k.base}\u0000${k.quote}\u0000${k.direction}`;
+export { tradeKeyText };
 
 export class TradeBatchBuilder {
   private batch: TradeBatch;
-  private readonly keyIds = new Map<string, number>();
-  /**
-   * The keys of recent trades, per direction: a stream repeats a few keys (four assets interleaved in a
-   * replay, a handful per live feed), and three string compares beat building a key text and hashing
-   * it (which cost ~0.15 s per million trades when only the last key was kept).
-   */
-  private readonly recent: Record<TradeKey['direction'], { key: TradeKey; id: number }[]> = { buy: [], sell: [] };
+  /** The batch's keys (batch.keys is its list): a few recent ones compared before any key text is made. */
+  private keys = new KeyTable();
   /** Per producer's key table, this batch's id for each of its key ids (see pushColumns). */
   private readonly remaps: { keys: readonly TradeKey[]; ids: (number | undefined)[] }[] = [];
   /** Released batches of `capacity` rows, ready for reuse. */
@@ -34,6 +27,7 @@ export class TradeBatchBuilder {
   /** `capacity` rows per batch; more fit too (the batch grows, and that grown batch is not reused). */
   constructor(private readonly capacity = 4096) {
     this.batch = allocate(capacity, 0);
+    this.batch.keys = this.keys.keys;
   }
 
   get length(): number {
@@ -46,7 +40,7 @@ export class TradeBatchBuilder {
     const i = b.length;
     if (i === b.price.length) this.grow();
     const c = this.batch;
-    c.key[i] = this.recentKey(t);
+    c.key[i] = this.keys.idOf(t.exchange, t.base, t.quote, t.direction);
     c.price[i] = t.price;
     c.volume[i] = t.volume;
     c.timestamp[i] = t.timestamp;
@@ -75,7 +69,10 @@ export class TradeBatchBuilder {
     for (let i = 0; i < n; i++) {
       const k = c.key[from + i];
       let id = remap[k];
-      if (id === undefined) id = remap[k] = this.keyOf(c.keys[k]);
+      if (id === undefined) {
+        const key = c.keys[k];
+        id = remap[k] = this.keys.idOf(key.exchange, key.base, key.quote, key.direction);
+      }
       b.key[at + i] = id;
     }
     b.price.set(c.price.subarray(from, to), at);
@@ -113,9 +110,8 @@ export class TradeBatchBuilder {
     const out = this.batch;
     const reused = this.pool.pop();
     this.batch = reused ? emptied(reused) : allocate(this.capacity, 0);
-    this.keyIds.clear();
-    this.recent.buy.length = 0;
-    this.recent.sell.length = 0;
+    this.keys = new KeyTable();
+    this.batch.keys = this.keys.keys;
     this.remaps.length = 0;
     return out;
   }
@@ -123,29 +119,6 @@ export class TradeBatchBuilder {
   /** Gives a taken batch's memory back for reuse. The caller must not read the batch afterwards. */
   release(batch: TradeBatch): void {
     if (batch.price.length === this.capacity && this.pool.length < MAX_POOLED) this.pool.push(batch);
-  }
-
-  private recentKey(t: Trade): number {
-    const recent = this.recent[t.direction];
-    for (let j = 0; j < recent.length; j++) {
-      const { key, id } = recent[j];
-      if (key.base === t.base && key.exchange === t.exchange && key.quote === t.quote) return id;
-    }
-    return this.keyOf(t);
-  }
-
-  private keyOf(t: TradeKey): number {
-    const text = tradeKeyText(t);
-    let id = this.keyIds.get(text);
-    if (id === undefined) {
-      id = this.batch.keys.length;
-      this.batch.keys.push({ exchange: t.exchange, base: t.base, quote: t.quote, direction: t.direction });
-      this.keyIds.set(text, id);
-    }
-    const recent = this.recent[t.direction];
-    if (recent.length === RECENT_KEYS) recent.shift();
-    recent.push({ key: this.batch.keys[id], id });
-    return id;
   }
 
   private grow(): void {
@@ -156,9 +129,6 @@ export class TradeBatchBuilder {
     this.batch = next;
   }
 }
-
-/** Keys remembered per direction for the quick look-up (beyond them, a map look-up). */
-const RECENT_KEYS = 8;
 
 /** Batches kept for reuse: one being filled, two queued for the sinks, one being written. */
 const MAX_POOLED = 4;

@@ -102,10 +102,7 @@ export function windowColumns(rows: WindowResult[]): KeyedColumns {
   const isFinal = new Uint8Array(n);
   const trades = new Float64Array(n);
   const updatedAt = new Float64Array(n);
-  // The ten double columns in one buffer, column after column.
-  const doubles = new Float64Array(n * 10);
-  const d = (k: number) => doubles.subarray(k * n, (k + 1) * n);
-  const [totalVolume, totalAmount, averagePrice, vwap, open, high, low, close, buyVolume, sellVolume] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(d);
+  const [totalVolume, totalAmount, averagePrice, vwap, open, high, low, close, buyVolume, sellVolume] = doubleColumns(n, 10);
   for (let i = 0; i < n; i++) {
     const w = rows[i];
     asset[i] = w.asset;
@@ -126,9 +123,7 @@ export function windowColumns(rows: WindowResult[]): KeyedColumns {
     updatedAt[i] = orNaN(w.updatedAt);
   }
   return { length: n, asset, windowStart, windowEnd, isFinal, columns: [
-    { kind: 'varchar', values: asset },
-    { kind: 'timestamp', values: windowStart },
-    { kind: 'timestamp', values: windowEnd },
+    ...keyColumns(asset, windowStart, windowEnd),
     { kind: 'bigint', values: trades },
     ...[totalVolume, totalAmount, averagePrice, vwap, open, high, low, close, buyVolume, sellVolume].map(double),
     { kind: 'boolean', values: isFinal },
@@ -145,8 +140,7 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
   const windowEnd = new Float64Array(n);
   const isFinal = new Uint8Array(n);
   const windows6m = new Float64Array(n);
-  const doubles = new Float64Array(n * 4);
-  const [vwap, prevVwap, avgPrice6m, change6mPct] = [0, 1, 2, 3].map((k) => doubles.subarray(k * n, (k + 1) * n));
+  const [vwap, prevVwap, avgPrice6m, change6mPct] = doubleColumns(n, 4);
   for (let i = 0; i < n; i++) {
     const t = rows[i];
     asset[i] = t.asset;
@@ -161,15 +155,28 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
     windows6m[i] = orNaN(t.windows6m);
   }
   return { length: n, asset, windowStart, windowEnd, isFinal, columns: [
-    { kind: 'varchar', values: asset },
-    { kind: 'timestamp', values: windowStart },
-    { kind: 'timestamp', values: windowEnd },
+    ...keyColumns(asset, windowStart, windowEnd),
     double(vwap), double(prevVwap),
     { kind: 'varchar', values: trend },
     double(avgPrice6m), double(change6mPct),
     { kind: 'integer', values: windows6m },
     { kind: 'boolean', values: isFinal },
   ] };
+}
+
+/** The first columns of trade_windows and price_trends: their key. */
+function keyColumns(asset: string[], windowStart: Float64Array, windowEnd: Float64Array): Column[] {
+  return [
+    { kind: 'varchar', values: asset },
+    { kind: 'timestamp', values: windowStart },
+    { kind: 'timestamp', values: windowEnd },
+  ];
+}
+
+/** k double columns of n rows, in one buffer, column after column (one allocation, one transfer). */
+function doubleColumns(n: number, k: number): Float64Array[] {
+  const doubles = new Float64Array(n * k);
+  return Array.from({ length: k }, (_, c) => doubles.subarray(c * n, (c + 1) * n));
 }
 
 /** A double column of window or trend values: NaN (no value) is stored as NULL. */
