@@ -15,6 +15,11 @@
 // Later, warm over the 1M-line bench input (9 alternating rounds): 390 -> 327 ms, from a dense key
 // table, an unboxed number slot, recent strings compared four bytes at a time, and the key order
 // written down only when a line departs from the last one's.
+//
+// A replay on its own thread reads its pieces with the same scanner in WebAssembly (wasm-scanner.ts,
+// wasm/trade-scanner.c), which must take exactly the lines this one takes, with the same values
+// (test/core/scan-trade.test.ts checks both on every line). This one reads Kafka messages, one at a
+// time, and the lines of the parse threads.
 
 import { EARLIEST_TRADE_MS, MAX_CLOCK_AHEAD_MS, MAX_ID_CHARS, MAX_MAGNITUDE, MIN_MAGNITUDE } from './parse-trade.js';
 import type { KeyTable, TradeColumns } from './trade-columns.js';

@@ -153,6 +153,11 @@ export class TradeColumns implements Iterable<Trade> {
     return out;
   }
 
+  /** Makes room for `capacity` trades in all, growing the columns as append() does. */
+  reserve(capacity: number): void {
+    while (this.price.length < capacity) this.grow();
+  }
+
   private grow(): void {
     const next = new TradeColumns(this.keys, this.price.length * 2);
     copyColumns(this, next);

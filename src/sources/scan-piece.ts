@@ -2,6 +2,7 @@
 // events are made from these, whichever thread scanned the lines (parallel-scan.ts).
 import { parseTrade, type ParseResult } from '../core/parse-trade.js';
 import type { TradeScanner } from '../core/scan-trade.js';
+import { WasmTradeScanner } from '../core/wasm-scanner.js';
 import { TradeColumns, type KeyTable } from '../core/trade-columns.js';
 import type { Trade } from '../core/trade.js';
 
@@ -33,7 +34,8 @@ export interface ScannedPiece {
  * file into fresh memory for that (readFileChunks' `fresh`); copying each piece instead cost ~5% of a
  * replay's time.
  */
-export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanner, keys: KeyTable): ScannedPiece {
+export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanner | WasmTradeScanner, keys: KeyTable): ScannedPiece {
+  if (scanner instanceof WasmTradeScanner) return scanPieceInModule(data, receivedAt, scanner, keys);
   // Room for lines of ~128 bytes (the trade message is ~160): the columns rarely grow.
   const trades = new TradeColumns(keys.keys, (data.length >> 7) + 16);
   const rejections = new Map<number, Rejection>();
@@ -54,6 +56,55 @@ export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanne
     start = nl + 1;
   }
   return { lines: ends.length, trades, isTrade: Uint8Array.from(isTrade), rejections, line, lineEnd: (i) => ends[i] };
+}
+
+/**
+ * scanPiece with the WebAssembly scanner (wasm-scanner.ts; `keys` must be the table it was made
+ * with): it reads the lines a call at a time and hands back their ends and its trades as columns; the
+ * lines it leaves are judged here as above, their trades appended between its own in line order.
+ */
+function scanPieceInModule(data: Buffer, receivedAt: number, scanner: WasmTradeScanner, keys: KeyTable): ScannedPiece {
+  const trades = new TradeColumns(keys.keys, (data.length >> 7) + 16);
+  const rejections = new Map<number, Rejection>();
+  let ends = new Uint32Array((data.length >> 7) + 16);
+  let isTrade = new Uint8Array(ends.length);
+  let lines = 0;
+  scanner.load(data);
+  for (let from = 0; from < data.length; ) {
+    const n = scanner.scan(from, receivedAt);
+    if (lines + n > ends.length) {
+      const capacity = Math.max(2 * ends.length, lines + n);
+      ends = grown(ends, capacity);
+      isTrade = grown(isTrade, capacity);
+    }
+    ends.set(scanner.lineEnds(), lines);
+    const statuses = scanner.statuses();
+    isTrade.set(statuses, lines);
+    // The module's trades [copied, t) wait to be appended; a line it left is judged after them.
+    let copied = 0;
+    let t = 0;
+    for (let j = 0; j < n; j++) {
+      if (statuses[j] === 1) {
+        t++;
+        continue;
+      }
+      scanner.appendTrades(trades, copied, t, data);
+      copied = t;
+      const i = lines + j;
+      if (judgeLine(i, lineText(data, ends, i), receivedAt, trades, keys, rejections)) isTrade[i] = 1;
+    }
+    scanner.appendTrades(trades, copied, t, data);
+    lines += n;
+    from = ends[lines - 1];
+  }
+  const lineEnds = ends;
+  return { lines, trades, isTrade: isTrade.subarray(0, lines), rejections, line: (i) => lineText(data, lineEnds, i), lineEnd: (i) => lineEnds[i] };
+}
+
+function grown<T extends Uint32Array | Uint8Array>(a: T, capacity: number): T {
+  const next = new (a.constructor as new (n: number) => T)(capacity);
+  next.set(a);
+  return next;
 }
 
 /**

@@ -9,6 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { parseTrade } from '../../src/core/parse-trade.js';
 import { TradeScanner } from '../../src/core/scan-trade.js';
 import type { Trade } from '../../src/core/trade.js';
+import { KeyTable, TradeColumns } from '../../src/core/trade-columns.js';
+import { WasmTradeScanner } from '../../src/core/wasm-scanner.js';
 
 const RECEIVED_AT = Date.UTC(2026, 0, 1);
 const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
@@ -24,11 +26,47 @@ function fields(t: Trade): Record<string, unknown> {
   return out;
 }
 
-/** Scans `line` (as bytes, inside a larger buffer, as the replay hands it) and checks it against parseTrade. Returns whether the fast path took it. */
-function check(scanner: TradeScanner, line: string, receivedAt = RECEIVED_AT): boolean {
+/**
+ * The WebAssembly scanner (wasm-scanner.ts) beside the JavaScript one: one of each per test, so that
+ * both carry their caches (recent strings, key order) from line to line.
+ */
+class Scanners {
+  readonly js = new TradeScanner();
+  private readonly keys = new KeyTable();
+  private readonly wasm = new WasmTradeScanner(this.keys);
+
+  /** The module's trade for `line` read as a piece of one line, or null where it leaves the line to the general path. */
+  wasmScan(line: string, receivedAt: number): Trade | null {
+    const data = Buffer.from(line, 'utf8');
+    this.wasm.load(data);
+    this.wasm.scan(0, receivedAt);
+    if (this.wasm.statuses()[0] !== 1) return null;
+    const out = new TradeColumns(this.keys.keys, 1);
+    this.wasm.appendTrades(out, 0, 1, data);
+    return out.at(0);
+  }
+}
+
+/**
+ * Scans `line` (as bytes, inside a larger buffer, as the replay hands it) and checks it against
+ * parseTrade; and the WebAssembly scanner must take exactly the lines the JavaScript one takes, with
+ * the same values. Returns whether the fast path took it.
+ */
+function check(scanners: Scanners, line: string, receivedAt = RECEIVED_AT): boolean {
   const bytes = Buffer.from(`##${line}##`, 'utf8');
-  const fast = scanner.scan(bytes, 2, bytes.length - 2, receivedAt);
+  const fast = scanners.js.scan(bytes, 2, bytes.length - 2, receivedAt);
   const slow = parseTrade(line, receivedAt);
+  // A piece's line ends at its first LF: a line holding one is not one line to the module.
+  if (!line.includes('\n')) {
+    const wasm = scanners.wasmScan(line, receivedAt);
+    if ((wasm === null) !== (fast === null)) throw new Error(`the WebAssembly scanner ${wasm ? 'took' : 'left'} a line the JavaScript one ${fast ? 'took' : 'left'}: ${line}`);
+    if (wasm !== null) {
+      expect(fields(wasm), line).toEqual(fields(fast!));
+      for (const f of ['price', 'volume', 'timestamp', 'priceUsd', 'receivedAt'] as const) {
+        if (!Object.is(wasm[f], fast![f])) throw new Error(`${f}: ${wasm[f]} (WebAssembly) vs ${fast![f]} in ${line}`);
+      }
+    }
+  }
   if (fast === null) return false;
   if (!slow.ok) throw new Error(`the scanner accepted a line parseTrade rejects (${slow.reason}: ${slow.detail}): ${line}`);
   expect(fields(fast), line).toEqual(fields(slow.trade));
@@ -112,21 +150,21 @@ const fuzzedReal = fc
     return l;
   });
 
-describe('TradeScanner against parseTrade', () => {
+describe('TradeScanner (and the WebAssembly scanner) against parseTrade', () => {
   it('reads every real recorded line itself, with the values JSON.parse gives', () => {
-    const scanner = new TradeScanner();
+    const scanners = new Scanners();
     let fast = 0;
-    for (const line of KRAKEN) if (check(scanner, line)) fast++;
+    for (const line of KRAKEN) if (check(scanners, line)) fast++;
     // The fast path is the point: a scanner that left every line to parseTrade would pass the rest.
     expect(fast).toBe(KRAKEN.length);
   });
 
   it('agrees on generated trade-shaped lines (keys in any order, missing, repeated, unknown; any spelling of numbers and strings)', () => {
-    const scanner = new TradeScanner();
+    const scanners = new Scanners();
     let fast = 0;
     fc.assert(
       fc.property(generatedLine, (line) => {
-        if (check(scanner, line)) fast++;
+        if (check(scanners, line)) fast++;
       }),
       { numRuns: 20_000 },
     );
@@ -135,12 +173,12 @@ describe('TradeScanner against parseTrade', () => {
   });
 
   it('agrees on every spelling of the numbers', () => {
-    const scanner = new TradeScanner();
+    const scanners = new Scanners();
     let fast = 0;
     fc.assert(
       fc.property(anyNumber, anyNumber, anyNumber, (price, volume, priceUsd) => {
         const line = `{"exchange":"kraken","base":"bitcoin","quote":"united-states-dollar","direction":"sell","price":${price},"volume":${volume},"timestamp":1561939203172,"priceUsd":${priceUsd}}`;
-        if (check(scanner, line)) fast++;
+        if (check(scanners, line)) fast++;
       }),
       { numRuns: 50_000 },
     );
@@ -148,20 +186,20 @@ describe('TradeScanner against parseTrade', () => {
   });
 
   it('agrees on timestamps around the plausible range and on receive times', () => {
-    const scanner = new TradeScanner();
+    const scanners = new Scanners();
     fc.assert(
       fc.property(fc.oneof(anyNumber, fc.integer({ min: Date.UTC(2009, 0, 2), max: Date.UTC(2009, 0, 4) }).map(String)), fc.integer({ min: Date.UTC(2008, 0, 1), max: Date.UTC(2030, 0, 1) }), (ts, receivedAt) => {
-        check(scanner, `{"exchange":"e","base":"b","quote":"q","direction":"buy","price":1,"volume":1,"timestamp":${ts},"priceUsd":1}`, receivedAt);
+        check(scanners, `{"exchange":"e","base":"b","quote":"q","direction":"buy","price":1,"volume":1,"timestamp":${ts},"priceUsd":1}`, receivedAt);
       }),
       { numRuns: 20_000 },
     );
   });
 
   it('agrees on fuzzed real lines and on arbitrary text', () => {
-    const scanner = new TradeScanner();
+    const scanners = new Scanners();
     fc.assert(
       fc.property(fc.oneof(fuzzedReal, fc.string({ unit: 'binary', maxLength: 60 }), fc.string({ maxLength: 60 })), (line) => {
-        check(scanner, line);
+        check(scanners, line);
       }),
       { numRuns: 30_000 },
     );

@@ -10,6 +10,7 @@ import { TradeScanner } from '../../src/core/scan-trade.js';
 import type { Trade } from '../../src/core/trade.js';
 import { scanPiece, tradesByLine } from '../../src/sources/scan-piece.js';
 import { KeyTable } from '../../src/core/trade-columns.js';
+import { WasmTradeScanner } from '../../src/core/wasm-scanner.js';
 
 const RECEIVED_AT = Date.UTC(2026, 0, 1);
 const KRAKEN = readFileSync('data/kraken-btcusd-2019-07-01.coincap.jsonl', 'utf8').split('\n').filter(Boolean);
@@ -29,9 +30,26 @@ function plainVerdicts(lines: string[]): string[] {
 const accepted = (t: Trade) =>
   'ok ' + JSON.stringify([t.exchange, t.base, t.quote, t.direction, t.price, t.volume, t.timestamp, t.priceUsd, t.tradeId, t.receivedAt].map((v) => (Object.is(v, -0) ? '-0' : v)));
 
-function pieceVerdicts(lines: string[], scanner = new TradeScanner()): string[] {
+/**
+ * The two scanners scanPiece takes, each with the key table it writes to. One of each per test, as a
+ * replay has one for all its pieces: what a scanner keeps from piece to piece (recent strings, the key
+ * order, the module's string and key tables) is exercised too.
+ */
+const SCANNERS = [
+  ['the JavaScript scanner', () => ({ keys: new KeyTable(), scanner: new TradeScanner() })],
+  [
+    'the WebAssembly scanner',
+    () => {
+      const keys = new KeyTable();
+      return { keys, scanner: new WasmTradeScanner(keys) };
+    },
+  ],
+] as const;
+type Scanner = ReturnType<(typeof SCANNERS)[number][1]>;
+
+function pieceVerdicts(lines: string[], { keys, scanner }: Scanner): string[] {
   const data = Buffer.from(lines.join('\n') + '\n');
-  const piece = scanPiece(data, RECEIVED_AT, scanner, new KeyTable());
+  const piece = scanPiece(data, RECEIVED_AT, scanner, keys);
   const trades = tradesByLine(piece);
   expect(piece.lines).toBe(lines.length);
   // Each line's end is where the next starts, and the last one is the piece's end.
@@ -89,13 +107,14 @@ const splitAndMerge = fc
   });
 const lineGroups = fc.array(fc.oneof({ weight: 8, arbitrary: anyLine.map((l) => [l]) }, { weight: 1, arbitrary: splitAndMerge }), { minLength: 1, maxLength: 30 }).map((groups) => groups.flat());
 
-describe('scanPiece: one verdict per line', () => {
+describe.each(SCANNERS)('scanPiece with %s: one verdict per line', (_name, make) => {
   afterEach(() => vi.restoreAllMocks());
 
   it('agrees with the plain per-line path on generated, fuzzed and real input', () => {
+    const shared = make();
     fc.assert(
       fc.property(lineGroups, (lines) => {
-        expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
+        expect(pieceVerdicts(lines, shared)).toEqual(plainVerdicts(lines));
       }),
       { numRuns: 3000 },
     );
@@ -103,9 +122,10 @@ describe('scanPiece: one verdict per line', () => {
 
   it('agrees on bracket-free pieces too (lines of trades, the shape the scanner reads most)', () => {
     const bracketFree = anyLine.filter((l) => !/[[\]]/.test(l));
+    const shared = make();
     fc.assert(
       fc.property(fc.array(bracketFree, { minLength: 1, maxLength: 60 }), (lines) => {
-        expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
+        expect(pieceVerdicts(lines, shared)).toEqual(plainVerdicts(lines));
       }),
       { numRuns: 3000 },
     );
@@ -117,7 +137,7 @@ describe('scanPiece: one verdict per line', () => {
     ['an array opened on one line and closed on the next, in valid trades', [KRAKEN[5].replace('}', ',"a":[[{}'), '{}]]}', `${KRAKEN[6]},${KRAKEN[7]}`]],
     ['an object opened on one line and closed on the next', [KRAKEN[8].slice(0, -1), ',"z":1}', `${KRAKEN[9]},${KRAKEN[10]}`]],
   ])('gives the crafted case "%s" the per-line verdicts', (_, lines) => {
-    expect(pieceVerdicts(lines)).toEqual(plainVerdicts(lines));
+    expect(pieceVerdicts(lines, make())).toEqual(plainVerdicts(lines));
     // None of these lines is one whole trade but the plain trades: the fast path cannot be fooled.
     const acceptedLines = plainVerdicts(lines).filter((v) => v.startsWith('ok ')).length;
     expect(acceptedLines).toBe(lines.filter((l) => KRAKEN.includes(l)).length);
@@ -126,7 +146,8 @@ describe('scanPiece: one verdict per line', () => {
   it('reads real data without JSON.parse, and a last line without a newline too', () => {
     const parse = vi.spyOn(JSON, 'parse');
     const text = KRAKEN.slice(0, 400).join('\n');
-    const piece = scanPiece(Buffer.from(text), RECEIVED_AT, new TradeScanner(), new KeyTable());
+    const { keys, scanner } = make();
+    const piece = scanPiece(Buffer.from(text), RECEIVED_AT, scanner, keys);
     expect(piece.lines).toBe(400);
     expect(piece.trades.length).toBe(400);
     expect(tradesByLine(piece).filter((t) => t !== null)).toHaveLength(400);
