@@ -135,27 +135,35 @@ export class DuckDBStore implements Sink {
     this.conn = conn;
     // A new file holds DuckDB's headers now, and none of our tables yet.
     crashIfAsked('kill-creating-store', 0);
+    // A store without any of our tables (one DuckDB has just made) needs none of the checks and
+    // reads below: one look at the catalog instead of five queries, ~13 ms off every new store's start.
+    let holdsTables = false;
     try {
-      const [[oldLayout]] = (await conn.runAndReadAll(OLD_LOG_LAYOUT_CHECK)).getRowsJS();
-      if (Number(oldLayout) > 0) {
-        throw new CoinstreamError('CONFIG', `${this.path} was written by an earlier coinstream whose trade log this version cannot append to; move it away or use another --sink duckdb:PATH`);
+      holdsTables = await holdsOurTables(conn);
+      if (holdsTables) {
+        const [[oldLayout]] = (await conn.runAndReadAll(OLD_LOG_LAYOUT_CHECK)).getRowsJS();
+        if (Number(oldLayout) > 0) {
+          throw new CoinstreamError('CONFIG', `${this.path} was written by an earlier coinstream whose trade log this version cannot append to; move it away or use another --sink duckdb:PATH`);
+        }
+        await refuseForeignTables(conn, this.path);
       }
-      await refuseForeignTables(conn, this.path);
     } catch (err) {
       await this.close();
       throw err;
     }
     await conn.run(DUCKDB_SCHEMA);
     await conn.run(STAGING);
-    for (const [id, exchange, base, quote, direction] of (await conn.runAndReadAll('SELECT id, exchange, base, quote, direction FROM trade_keys')).getRowsJS()) {
-      this.keyIds.set(tradeKeyText({ exchange, base, quote, direction } as TradeKey), Number(id));
+    if (holdsTables) {
+      for (const [id, exchange, base, quote, direction] of (await conn.runAndReadAll('SELECT id, exchange, base, quote, direction FROM trade_keys')).getRowsJS()) {
+        this.keyIds.set(tradeKeyText({ exchange, base, quote, direction } as TradeKey), Number(id));
+      }
+      const latest = async (table: string) => {
+        const rows = (await conn.runAndReadAll(`SELECT asset, epoch_ms(max(window_end))::DOUBLE FROM ${table} GROUP BY asset`)).getRowsJS();
+        return new Map(rows.map(([asset, end]) => [String(asset), Number(end)]));
+      };
+      this.windows = new KeyedRows(await latest('trade_windows'));
+      this.trends = new KeyedRows(await latest('price_trends'));
     }
-    const latest = async (table: string) => {
-      const rows = (await conn.runAndReadAll(`SELECT asset, epoch_ms(max(window_end))::DOUBLE FROM ${table} GROUP BY asset`)).getRowsJS();
-      return new Map(rows.map(([asset, end]) => [String(asset), Number(end)]));
-    };
-    this.windows = new KeyedRows(await latest('trade_windows'));
-    this.trends = new KeyedRows(await latest('price_trends'));
     this.logger.info({ path: this.path }, 'duckdb store open');
   }
 
@@ -361,6 +369,15 @@ function isTransient(message: string): boolean {
   return /^(IO Error|Interrupt Error)|Could not set lock|[Cc]onflict/.test(message);
 }
 
+/** The tables of DUCKDB_SCHEMA, as an SQL list. */
+const OUR_TABLES_SQL = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_keys', 'trade_log', 'stream_progress'].map((t) => `'${t}'`).join(', ');
+
+/** Whether the store holds any of our tables (duckdb_tables() answers in ~1.5 ms where a first duckdb_columns() takes ~7). */
+async function holdsOurTables(conn: DuckDBConnection): Promise<boolean> {
+  const [[n]] = (await conn.runAndReadAll(`SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' AND table_name IN (${OUR_TABLES_SQL})`)).getRowsJS();
+  return Number(n) > 0;
+}
+
 /**
  * A DuckDB file may already hold tables with our names that some other program made. Appending to
  * them would fail mid-run (or worse, succeed with columns in the wrong places), so such a store is
@@ -368,8 +385,7 @@ function isTransient(message: string): boolean {
  * which is checked against the schema itself, created in a scratch in-memory database.
  */
 async function refuseForeignTables(conn: DuckDBConnection, path: string): Promise<void> {
-  const ours = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_keys', 'trade_log', 'stream_progress'];
-  const list = ours.map((t) => `'${t}'`).join(', ');
+  const list = OUR_TABLES_SQL;
   const columns = (database: string) => `SELECT table_name, list(column_name || ' ' || data_type ORDER BY column_index) AS columns
     FROM duckdb_columns() WHERE database_name = ${database} AND schema_name = 'main' AND table_name IN (${list}) GROUP BY table_name`;
   const existing = (await conn.runAndReadAll(columns('current_database()'))).getRowObjectsJS();
