@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { appendColumns, pickRows, type Column } from '../../src/sinks/duckdb/columns.js';
+import { NO_STRING } from '../../src/sinks/duckdb/store-batch.js';
 import { withDuckDB } from '../../src/sinks/duckdb/open.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-columns-'));
@@ -80,6 +81,35 @@ describe('appendColumns', () => {
     expect(rows.filter((r) => r.d === null).length).toBe(Math.ceil(2048 / 5));
     expect(rows.filter((r) => r.ms === null).length).toBe(Math.ceil(2048 / 3));
   });
+
+  it('stores dictionary columns exactly: values around the 12 bytes DuckDB inlines, in UTF-8, NULLs, across chunks', async () => {
+    // Every value fits inline (one copy per chunk), and one that does not (a call per row).
+    const short = ['', 'a', 'up', 'bitcoin', 'abcdefghijk', 'abcdefghijkl', 'é'.repeat(6), '€'.repeat(4), 'a\u0000b'];
+    const long = [...short, 'abcdefghijklm', 'é'.repeat(7)];
+    const n = 2048 * 2 + 100;
+    const idsOf = (values: string[]) => Uint32Array.from({ length: n }, (_, i) => (i % 13 === 0 ? NO_STRING : (i * 7) % values.length));
+    const shortIds = idsOf(short);
+    const longIds = idsOf(long);
+    const rows = await withDuckDB(join(dir, 'dictionary.duckdb'), async (conn) => {
+      await conn.run('CREATE TABLE t (i UINTEGER, s VARCHAR, l VARCHAR)');
+      await appendColumns(
+        conn,
+        't',
+        [
+          { kind: 'uinteger', values: Uint32Array.from({ length: n }, (_, i) => i) },
+          { kind: 'dictionary', ids: shortIds, values: short },
+          { kind: 'dictionary', ids: longIds, values: long },
+        ],
+        n,
+      );
+      return (await conn.runAndReadAll("SELECT i, s, l, s = 'bitcoin' AS eq FROM t ORDER BY i")).getRowObjectsJS();
+    });
+    const text = (ids: Uint32Array, values: string[]) => Array.from(ids, (id) => (id === NO_STRING ? null : values[id]));
+    expect(rows.map((r) => r.s)).toEqual(text(shortIds, short));
+    expect(rows.map((r) => r.l)).toEqual(text(longIds, long));
+    // Compared with a literal, an inlined value is the same string (its padding is zero).
+    expect(rows.filter((r) => r.eq === true).length).toBe(text(shortIds, short).filter((t) => t === 'bitcoin').length);
+  });
 });
 
 describe('pickRows', () => {
@@ -90,9 +120,11 @@ describe('pickRows', () => {
       { kind: 'boolean', values: Uint8Array.of(1, 0, 1, 0) },
       { kind: 'varchar', values: ['a', null, 'c', 'd'] },
       { kind: 'varchar', values: null },
+      { kind: 'dictionary', ids: Uint32Array.of(0, NO_STRING, 1, 1), values: ['x', 'y'] },
     ];
     const picked = pickRows(columns, [3, 1]);
-    expect(picked.map((c) => c.kind)).toEqual(['double', 'uinteger', 'boolean', 'varchar', 'varchar']);
+    expect(picked.map((c) => c.kind)).toEqual(['double', 'uinteger', 'boolean', 'varchar', 'varchar', 'dictionary']);
+    expect(picked[5]).toEqual({ kind: 'dictionary', ids: Uint32Array.of(1, NO_STRING), values: ['x', 'y'] });
     expect(picked[0]).toEqual({ kind: 'double', values: Float64Array.of(3.5, NaN), nanIsNull: true });
     expect(picked[1].values).toEqual(Uint32Array.of(13, 11));
     expect(picked[2].values).toEqual(Uint8Array.of(0, 0));

@@ -7,7 +7,7 @@
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBType } from '@duckdb/node-api';
 import type { Vector } from '@duckdb/node-bindings';
 import { duckdbApi, duckdbBindings as duckdb } from './duckdb-api.js';
-import { isTyped, type Column } from './store-batch.js';
+import { isTyped, NO_STRING, type Column } from './store-batch.js';
 
 export type { Column };
 
@@ -16,7 +16,7 @@ const { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR } = duckd
 /** DuckDB's standard vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
 
-const TYPES: Record<Column['kind'], DuckDBType> = { double: DOUBLE, timestamp: TIMESTAMP, bigint: BIGINT, integer: INTEGER, uinteger: UINTEGER, boolean: BOOLEAN, varchar: VARCHAR };
+const TYPES: Record<Column['kind'], DuckDBType> = { double: DOUBLE, timestamp: TIMESTAMP, bigint: BIGINT, integer: INTEGER, uinteger: UINTEGER, boolean: BOOLEAN, varchar: VARCHAR, dictionary: VARCHAR };
 
 /** Reused per chunk: int64 values (as two 32-bit halves) and validity bits. */
 const int64Scratch = new ArrayBuffer(CHUNK_ROWS * 8);
@@ -121,12 +121,73 @@ function fillVector(vector: Vector, column: Column, from: number, n: number): vo
       if (nulls) setValidity(vector, n, (i) => values[from + i] !== null);
       return;
     }
+    case 'dictionary':
+      fillDictionary(vector, column.ids, column.values, from, n);
+      return;
   }
+}
+
+/**
+ * DuckDB's string_t as its C API lays it out (duckdb_string_t, which the bindings read back the same
+ * way): 16 bytes, a uint32 length, then up to 12 bytes of the string inlined and zero-padded. Longer
+ * strings live in a heap and go through vector_assign_string_element.
+ */
+const STRING_T_BYTES = 16;
+const INLINE_BYTES = 12;
+const stringScratch = new ArrayBuffer(CHUNK_ROWS * STRING_T_BYTES);
+const stringWords = new Uint32Array(stringScratch);
+
+/** The string_t of each value as four 32-bit words, or null when one is longer than DuckDB inlines. */
+function inlineForms(values: readonly string[]): Uint32Array | null {
+  const forms = new Uint32Array(values.length * 4);
+  const bytes = new Uint8Array(forms.buffer);
+  for (let id = 0; id < values.length; id++) {
+    const utf8 = Buffer.from(values[id], 'utf8');
+    if (utf8.length > INLINE_BYTES) return null;
+    forms[id * 4] = utf8.length;
+    bytes.set(utf8, id * STRING_T_BYTES + 4);
+  }
+  return forms;
+}
+
+/**
+ * Rows [from, from + n) of a dictionary column. When every value fits inline (assets, trend
+ * directions), the rows' string_t values are written with one copy: a call per row
+ * (vector_assign_string_element, ~190 ns) cost the DuckDB thread ~0.05 s per million replayed trades.
+ */
+function fillDictionary(vector: Vector, ids: Uint32Array, values: readonly string[], from: number, n: number): void {
+  let nulls = false;
+  const forms = inlineForms(values);
+  if (forms !== null) {
+    for (let i = 0; i < n; i++) {
+      const id = ids[from + i];
+      const w = i * 4;
+      if (id === NO_STRING) {
+        nulls = true;
+        stringWords.fill(0, w, w + 4);
+        continue;
+      }
+      const f = id * 4;
+      stringWords[w] = forms[f];
+      stringWords[w + 1] = forms[f + 1];
+      stringWords[w + 2] = forms[f + 2];
+      stringWords[w + 3] = forms[f + 3];
+    }
+    duckdb.copy_data_to_vector(vector, 0, stringScratch, 0, n * STRING_T_BYTES);
+  } else {
+    for (let i = 0; i < n; i++) {
+      const id = ids[from + i];
+      if (id === NO_STRING) nulls = true;
+      else duckdb.vector_assign_string_element(vector, i, values[id]);
+    }
+  }
+  if (nulls) setValidity(vector, n, (i) => ids[from + i] !== NO_STRING);
 }
 
 /** The given rows of every column, in that order. */
 export function pickRows(columns: readonly Column[], rows: readonly number[]): Column[] {
   return columns.map((column): Column => {
+    if (column.kind === 'dictionary') return { ...column, ids: Uint32Array.from(rows, (i) => column.ids[i]) };
     const values = column.values;
     if (values === null) return column;
     if (!isTyped(values)) return { ...column, values: rows.map((i) => values[i]) } as Column;

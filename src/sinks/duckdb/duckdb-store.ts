@@ -48,29 +48,20 @@ const JOB_ROW = '*';
 class KeyedRows {
   constructor(private readonly latestEnd: Map<string, number>) {}
 
-  /**
-   * Splits rows into those to append and those to upsert. Rows come in runs of one asset (the engine
-   * emits them asset by asset), so the asset's latest end is looked up once per run: a Map lookup per
-   * row, on strings that each arrive as a new copy from the pipeline's thread, cost the DuckDB thread
-   * ~45 ms per million replayed trades.
-   */
+  /** Splits rows into those to append and those to upsert. */
   split(rows: KeyedColumns): SplitRows {
+    const latest = this.latestOf(rows);
+    const ids = rows.asset.ids;
     let existing: number[] | null = null;
     let earliestEnd = Infinity;
-    let asset: string | null = null;
-    let latest = -Infinity;
     for (let i = 0; i < rows.length; i++) {
-      if (rows.asset[i] !== asset) {
-        asset = rows.asset[i];
-        latest = this.latestEnd.get(asset) ?? -Infinity;
-      }
       const end = rows.windowEnd[i];
-      if (end <= latest) {
+      if (end <= latest[ids[i]]) {
         (existing ??= []).push(i);
         if (end < earliestEnd) earliestEnd = end;
       }
     }
-    // At replay speed nearly every batch is all new rows: no list of row numbers is built for them.
+    // At replay speed nearly every row is new: no list of row numbers is built for them.
     if (existing === null) return { fresh: rows.columns, freshCount: rows.length, existing: [], existingCount: 0, earliestEnd };
     const fresh: number[] = [];
     for (let i = 0, e = 0; i < rows.length; i++) {
@@ -82,17 +73,17 @@ class KeyedRows {
 
   /** After a commit: these rows are stored. */
   committed(rows: KeyedColumns): void {
-    let asset: string | null = null;
-    let latest = -Infinity;
-    for (let i = 0; i < rows.length; i++) {
-      if (rows.asset[i] !== asset) {
-        if (asset !== null) this.latestEnd.set(asset, latest);
-        asset = rows.asset[i];
-        latest = this.latestEnd.get(asset) ?? -Infinity;
-      }
-      if (rows.windowEnd[i] > latest) latest = rows.windowEnd[i];
-    }
-    if (asset !== null) this.latestEnd.set(asset, latest);
+    const latest = this.latestOf(rows);
+    const ids = rows.asset.ids;
+    for (let i = 0; i < rows.length; i++) if (rows.windowEnd[i] > latest[ids[i]]) latest[ids[i]] = rows.windowEnd[i];
+    rows.asset.values.forEach((asset, id) => {
+      if (latest[id] > -Infinity) this.latestEnd.set(asset, latest[id]);
+    });
+  }
+
+  /** Per asset id of the rows, the latest window end stored (-Infinity for none): a look-up per asset, not per row. */
+  private latestOf(rows: KeyedColumns): Float64Array {
+    return Float64Array.from(rows.asset.values, (asset) => this.latestEnd.get(asset) ?? -Infinity);
   }
 }
 

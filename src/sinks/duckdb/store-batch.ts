@@ -20,10 +20,56 @@ export type Column =
   /** 1 = true, 0 = false. */
   | { kind: 'boolean'; values: Uint8Array }
   /** null: every row NULL. */
-  | { kind: 'varchar'; values: readonly (string | null)[] | null };
+  | { kind: 'varchar'; values: readonly (string | null)[] | null }
+  /** VARCHAR, row i holding values[ids[i]], NULL where ids[i] is NO_STRING: few distinct strings (assets, trends), no string per row. */
+  | { kind: 'dictionary'; ids: Uint32Array; values: readonly string[] };
+
+/** A dictionary column's id for NULL. */
+export const NO_STRING = 0xffffffff;
 
 /** Whether a column's values are a typed array (every kind but varchar). */
 export const isTyped = (values: Column['values']): values is Float64Array | Uint32Array | Uint8Array => ArrayBuffer.isView(values);
+
+/**
+ * A string column as ids into its distinct values, built row by row: rows repeat a few values (an
+ * asset per window, a trend direction), and a copy of each string per row crossing to the DuckDB
+ * thread cost it deserialising, collecting and a look-up per row.
+ */
+export class Dictionary {
+  readonly ids: Uint32Array;
+  readonly values: string[] = [];
+  private readonly idOf = new Map<string, number>();
+  private last: string | null = null;
+  private lastId = NO_STRING;
+
+  constructor(length: number) {
+    this.ids = new Uint32Array(length);
+  }
+
+  set(i: number, value: string | null): void {
+    if (value !== this.last) {
+      this.last = value;
+      this.lastId = value === null ? NO_STRING : (this.idOf.get(value) ?? this.add(value));
+    }
+    this.ids[i] = this.lastId;
+  }
+
+  column(): Column {
+    return { kind: 'dictionary', ids: this.ids, values: this.values };
+  }
+
+  /** The ids and values alone (what crosses to the DuckDB thread; not the look-up map). */
+  plain(): { ids: Uint32Array; values: readonly string[] } {
+    return { ids: this.ids, values: this.values };
+  }
+
+  private add(value: string): number {
+    const id = this.values.length;
+    this.values.push(value);
+    this.idOf.set(value, id);
+    return id;
+  }
+}
 
 /**
  * Window or trend rows as the store writes them: by column, in the table's column order, with the key
@@ -32,7 +78,8 @@ export const isTyped = (values: Column['values']): values is Float64Array | Uint
  */
 export interface KeyedColumns {
   length: number;
-  asset: string[];
+  /** Row i's asset is asset.values[asset.ids[i]]. */
+  asset: { ids: Uint32Array; values: readonly string[] };
   windowStart: Float64Array;
   windowEnd: Float64Array;
   isFinal: Uint8Array;
@@ -60,7 +107,8 @@ export function transferables(batch: StoreBatch): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
   for (const table of [batch.windows, batch.trends]) {
     for (const column of table.columns) {
-      if (isTyped(column.values) && column.values.buffer instanceof ArrayBuffer) out.add(column.values.buffer);
+      const values = column.kind === 'dictionary' ? column.ids : column.values;
+      if (isTyped(values) && values.buffer instanceof ArrayBuffer) out.add(values.buffer);
     }
   }
   return [...out];
@@ -96,7 +144,7 @@ export function numbers<T>(rows: T[], field: (row: T) => number | null): Float64
  */
 export function windowColumns(rows: WindowResult[]): KeyedColumns {
   const n = rows.length;
-  const asset = new Array<string>(n);
+  const asset = new Dictionary(n);
   const windowStart = new Float64Array(n);
   const windowEnd = new Float64Array(n);
   const isFinal = new Uint8Array(n);
@@ -105,7 +153,7 @@ export function windowColumns(rows: WindowResult[]): KeyedColumns {
   const [totalVolume, totalAmount, averagePrice, vwap, open, high, low, close, buyVolume, sellVolume] = doubleColumns(n, 10);
   for (let i = 0; i < n; i++) {
     const w = rows[i];
-    asset[i] = w.asset;
+    asset.set(i, w.asset);
     windowStart[i] = orNaN(w.windowStart);
     windowEnd[i] = orNaN(w.windowEnd);
     isFinal[i] = w.isFinal ? 1 : 0;
@@ -122,7 +170,7 @@ export function windowColumns(rows: WindowResult[]): KeyedColumns {
     sellVolume[i] = orNaN(w.sellVolume);
     updatedAt[i] = orNaN(w.updatedAt);
   }
-  return { length: n, asset, windowStart, windowEnd, isFinal, columns: [
+  return { length: n, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
     ...keyColumns(asset, windowStart, windowEnd),
     { kind: 'bigint', values: trades },
     ...[totalVolume, totalAmount, averagePrice, vwap, open, high, low, close, buyVolume, sellVolume].map(double),
@@ -134,8 +182,8 @@ export function windowColumns(rows: WindowResult[]): KeyedColumns {
 /** Trend rows as columns, in one pass (see windowColumns). A null prev_vwap becomes NaN, stored as NULL. */
 export function trendColumns(rows: TrendResult[]): KeyedColumns {
   const n = rows.length;
-  const asset = new Array<string>(n);
-  const trend = new Array<string | null>(n);
+  const asset = new Dictionary(n);
+  const trend = new Dictionary(n);
   const windowStart = new Float64Array(n);
   const windowEnd = new Float64Array(n);
   const isFinal = new Uint8Array(n);
@@ -143,8 +191,8 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
   const [vwap, prevVwap, avgPrice6m, change6mPct] = doubleColumns(n, 4);
   for (let i = 0; i < n; i++) {
     const t = rows[i];
-    asset[i] = t.asset;
-    trend[i] = t.trend;
+    asset.set(i, t.asset);
+    trend.set(i, t.trend);
     windowStart[i] = orNaN(t.windowStart);
     windowEnd[i] = orNaN(t.windowEnd);
     isFinal[i] = t.isFinal ? 1 : 0;
@@ -154,10 +202,10 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
     change6mPct[i] = orNaN(t.change6mPct);
     windows6m[i] = orNaN(t.windows6m);
   }
-  return { length: n, asset, windowStart, windowEnd, isFinal, columns: [
+  return { length: n, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
     ...keyColumns(asset, windowStart, windowEnd),
     double(vwap), double(prevVwap),
-    { kind: 'varchar', values: trend },
+    trend.column(),
     double(avgPrice6m), double(change6mPct),
     { kind: 'integer', values: windows6m },
     { kind: 'boolean', values: isFinal },
@@ -165,9 +213,9 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
 }
 
 /** The first columns of trade_windows and price_trends: their key. */
-function keyColumns(asset: string[], windowStart: Float64Array, windowEnd: Float64Array): Column[] {
+function keyColumns(asset: Dictionary, windowStart: Float64Array, windowEnd: Float64Array): Column[] {
   return [
-    { kind: 'varchar', values: asset },
+    asset.column(),
     { kind: 'timestamp', values: windowStart },
     { kind: 'timestamp', values: windowEnd },
   ];
