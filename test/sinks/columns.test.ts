@@ -132,4 +132,18 @@ describe('pickRows', () => {
     expect(picked[4].values).toBeNull();
     expect(columns[1].values).toEqual(Uint32Array.of(10, 11, 12, 13));
   });
+
+  it('copies runs of consecutive rows, out of order too, as single rows would be', () => {
+    const n = 50;
+    const columns: Column[] = [
+      { kind: 'double', values: Float64Array.from({ length: n }, (_, i) => i + 0.5) },
+      { kind: 'dictionary', ids: Uint32Array.from({ length: n }, (_, i) => i % 3), values: ['a', 'b', 'c'] },
+      { kind: 'varchar', values: Array.from({ length: n }, (_, i) => `s${i}`) },
+    ];
+    const rows = [0, 1, 2, 7, 8, 20, 3, 4, 49, 30, 31, 32, 33];
+    const picked = pickRows(columns, rows);
+    expect(Array.from(picked[0].values as Float64Array)).toEqual(rows.map((i) => i + 0.5));
+    expect(Array.from((picked[1] as { ids: Uint32Array }).ids)).toEqual(rows.map((i) => i % 3));
+    expect(picked[2].values).toEqual(rows.map((i) => `s${i}`));
+  });
 });
