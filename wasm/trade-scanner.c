@@ -110,14 +110,6 @@ EXPORT(string_starts) u32 *string_starts(void) { return string_start; }
 EXPORT(string_lengths) u32 *string_lengths(void) { return string_length; }
 EXPORT(arena_base) u8 *arena_base(void) { return arena; }
 
-static int same_bytes(const u8 *a, const u8 *b, u32 n) {
-  for (u32 i = 0; i < n; i++)
-    if (a[i] != b[i]) return 0;
-  return 1;
-}
-
-static u32 intern(const u8 *s, u32 n);
-
 static u32 load32(const u8 *p) {
   u32 v;
   __builtin_memcpy(&v, p, 4);
@@ -134,20 +126,11 @@ static int same_words(const u8 *a, const u8 *b, u32 n) {
   return 1;
 }
 
-/** intern() for field f (0 exchange, 1 base, 2 quote): the recent ones of the field are tried first. */
-static u32 intern_field(u32 f, const u8 *s, u32 n) {
-  u32 count = recent_string_count[f];
-  for (u32 j = 0; j < count; j++) {
-    u32 id = recent_string[f][j];
-    if (string_length[id] == n && same_words(arena + string_start[id], s, n)) return id;
-  }
-  u32 id = intern(s, n);
-  if (id != NONE) {
-    recent_string[f][recent_string_next[f]] = id;
-    recent_string_next[f] = (recent_string_next[f] + 1) % RECENT;
-    if (count < RECENT) recent_string_count[f] = count + 1;
-  }
-  return id;
+/** Makes string `id` the newest recent one of field f (0 exchange, 1 base, 2 quote); see match_recent. */
+static void remember_recent(u32 f, u32 id) {
+  recent_string[f][recent_string_next[f]] = id;
+  recent_string_next[f] = (recent_string_next[f] + 1) % RECENT;
+  if (recent_string_count[f] < RECENT) recent_string_count[f]++;
 }
 
 /** The id of the string on bytes s[0, n), added if new; NONE when the table is full. */
@@ -158,7 +141,7 @@ static u32 intern(const u8 *s, u32 n) {
     u32 entry = string_slot[slot];
     if (entry == 0) break;
     u32 id = entry - 1;
-    if (string_length[id] == n && same_bytes(arena + string_start[id], s, n)) return id;
+    if (string_length[id] == n && same_words(arena + string_start[id], s, n)) return id;
   }
   if (string_count == MAX_STRINGS || arena_used + n > ARENA_BYTES) return NONE;
   u32 id = string_count++;
@@ -235,7 +218,7 @@ static u32 plain_string_end(const u8 *b, u32 p, u32 end) {
 }
 
 static int is_key(const u8 *s, u32 n, const char *key, u32 key_length) {
-  return n == key_length && same_bytes(s, (const u8 *)key, n);
+  return n == key_length && same_words(s, (const u8 *)key, n);
 }
 
 /** The field bit of the key on bytes s[0, n), or 0 for a key not in the message. */
@@ -411,8 +394,10 @@ static int read_line(const u8 *b, u32 start, u32 end, double received_at) {
       if (close == NONE) {
         close = plain_string_end(b, p, end);
         if (close == NONE) return 0;
-        id = intern_field(f, b + p + 1, close - p - 1);
+        // Not a recent one (match_recent compared them all): by hash.
+        id = intern(b + p + 1, close - p - 1);
         if (id == NONE) return 0; // the table is full: the general path reads it
+        remember_recent(f, id);
       }
       if (bit == F_EXCHANGE) exchange = id;
       else if (bit == F_BASE) base = id;

@@ -11,7 +11,6 @@
 // read on this one: what would be ~0.5 s of scanning per million trades becomes building the objects.
 import { Worker } from 'node:worker_threads';
 import type { Clock } from '../core/clock.js';
-import { TradeScanner } from '../core/scan-trade.js';
 import { WasmTradeScanner } from '../core/wasm-scanner.js';
 import { KeyTable, TradeColumns } from '../core/trade-columns.js';
 import type { TradeKey } from '../sinks/contract.js';

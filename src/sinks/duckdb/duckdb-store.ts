@@ -381,7 +381,7 @@ async function refuseForeignTables(conn: DuckDBConnection, path: string): Promis
   const columns = (database: string) => `SELECT table_name, list(column_name || ' ' || data_type ORDER BY column_index) AS columns
     FROM duckdb_columns() WHERE database_name = ${database} AND schema_name = 'main' AND table_name IN (${list}) GROUP BY table_name`;
   const existing = (await conn.runAndReadAll(columns('current_database()'))).getRowObjectsJS();
-  if (existing.length === 0) return; // a new store
+  if (existing.length === 0) return; // none of our tables (open() asks holdsOurTables first)
   const [[current]] = (await conn.runAndReadAll('SELECT current_database()')).getRowsJS();
   await conn.run(`ATTACH ':memory:' AS coinstream_expected; USE coinstream_expected;`);
   try {
