@@ -82,6 +82,20 @@ describe('appendColumns', () => {
     expect(rows.filter((r) => r.ms === null).length).toBe(Math.ceil(2048 / 3));
   });
 
+  it('finds a lone NaN at either edge of a chunk and stores it as NULL, the rows around it as they are', async () => {
+    // Rows 0, 2047 (last of the first chunk), 2048 (first of the second) and the very last row.
+    const n = 2048 * 2 + 100;
+    const lone = new Set([0, 2047, 2048, n - 1]);
+    const d = Float64Array.from({ length: n }, (_, i) => (lone.has(i) ? NaN : i + 0.5));
+    const rows = await withDuckDB(join(dir, 'edges.duckdb'), async (conn) => {
+      await conn.run('CREATE TABLE t (i UINTEGER, d DOUBLE, ts TIMESTAMP)');
+      await appendColumns(conn, 't', [{ kind: 'uinteger', values: Uint32Array.from({ length: n }, (_, i) => i) }, { kind: 'double', values: d, nanIsNull: true }, { kind: 'timestamp', values: d.map((x) => (Number.isNaN(x) ? NaN : 1561939203172 + x - 0.5)), nanIsNull: true }], n);
+      return (await conn.runAndReadAll('SELECT i, d, epoch_ms(ts)::DOUBLE AS ms FROM t ORDER BY i')).getRowObjectsJS();
+    });
+    expect(rows.filter((r) => r.d === null).map((r) => r.i)).toEqual([...lone]);
+    expect(rows.filter((r) => r.ms === null).map((r) => r.i)).toEqual([...lone]);
+    expect(rows.filter((r, i) => r.d !== null && r.d !== i + 0.5)).toEqual([]);
+  });
   it('stores dictionary columns exactly: values around the 12 bytes DuckDB inlines, in UTF-8, NULLs, across chunks', async () => {
     // Every value fits inline (one copy per chunk), and one that does not (a call per row).
     const short = ['', 'a', 'up', 'bitcoin', 'abcdefghijk', 'abcdefghijkl', 'é'.repeat(6), '€'.repeat(4), 'a\u0000b'];
