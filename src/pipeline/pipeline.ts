@@ -101,8 +101,10 @@ export class Pipeline {
   private readonly pendingTrades = new TradeBatchBuilder(MAX_BATCH_TRADES);
   private pendingRejected: RejectedTrade[] = [];
   private pendingPrices = new Map<string, PriceQuote>();
-  /** Batches cut so far (the next batch's id). */
+  /** The next batch's id: batch ids go on from the stored job's (see resume). */
   private batchesCut = 0;
+  /** Batches cut by this run (what --batches counts: a resumed job writes N more). */
+  private batchesCutHere = 0;
   private batchesWritten = 0;
   /** The sinks' open, when it runs beside reading (storesStartEmpty). */
   private opening: Promise<void> | null = null;
@@ -163,7 +165,11 @@ export class Pipeline {
               // A size cut is a trigger too: the next timer trigger comes --trigger after it.
               this.armTimer();
               // Nothing was cut (the last of --batches is already on its way): its write stops the run.
-              if (this.pendingTrades.length >= MAX_BATCH_TRADES) await this.chain;
+              if (this.pendingTrades.length >= MAX_BATCH_TRADES) {
+                await this.chain;
+                // Else this loop would go round for ever in microtasks, deaf even to SIGINT and SIGTERM.
+                if (!this.failure && !this.stop.signal.aborted) throw new Error(`internal error: a full batch could not be cut, and the run was not stopping (batch ${this.batchesCut}, ${this.batchesWritten} written)`);
+              }
               if (this.failure || this.stop.signal.aborted) break;
             }
           }
@@ -446,7 +452,7 @@ export class Pipeline {
    */
   private trigger(final = false, finish = false): Promise<void> {
     const max = this.options.maxBatches;
-    if (this.failure || (max !== undefined && this.batchesCut >= max)) return this.chain;
+    if (this.failure || (max !== undefined && this.batchesCutHere >= max)) return this.chain;
     const batch = this.cut(final, finish);
     if (batch === null) return this.chain;
     const held = this.takeHeld();
@@ -513,6 +519,7 @@ export class Pipeline {
     // A finished job is marked in the stores even when its last batch changed nothing.
     const finished = finish;
     if (empty && !(finished && this.tracksProgress)) return null;
+    this.batchesCutHere++;
     const batch: OutputBatch = {
       batchId: this.batchesCut++,
       windows: out.windows,

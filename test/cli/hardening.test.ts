@@ -29,7 +29,8 @@ const store = (name: string) => join(dir, `${++seq}-${name}.duckdb`);
 
 function coinstream(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('node', ['bin/coinstream.js', ...args], { env: { ...process.env, COINSTREAM_LOG_FORMAT: 'json', ...env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    // A run that hangs is killed (and fails its test) rather than left spinning after the test.
+    execFile('node', ['bin/coinstream.js', ...args], { env: { ...process.env, COINSTREAM_LOG_FORMAT: 'json', ...env }, maxBuffer: 64 << 20, timeout: 50_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
@@ -370,5 +371,20 @@ describe('9. smaller ones', () => {
     expect(done).not.toBeNull();
     expect(Number(done![1])).toBeGreaterThan(0);
     expect(Number(done![1])).toBe(await trades(s));
+  });
+
+  it('--batches N on a resumed job writes N more batches (it counted the stored ones: no batch was ever cut)', async () => {
+    const s = store('batches-resumed');
+    const args = ['run', '--source', `replay:${KRAKEN}`, '--trigger', '100ms', '--speed', '1200', '--sink', `duckdb:${s}`, '--no-dashboard', '--batches'];
+    const first = await coinstream([...args, '3']);
+    expect(first.code).toBe(0);
+    const second = await coinstream([...args, '2']);
+    expect(second.code).toBe(0);
+    const summaries = [first, second].map((r) => JSON.parse(r.stderr.trim().split('\n').at(-1)!) as { reason: string; batches: number; accepted: number });
+    expect(summaries.map((d) => [d.reason, d.batches])).toEqual([['max-batches', 3], ['max-batches', 2]]);
+    expect(second.stderr).toMatch(/resuming job \\"run\\" after batch 2/);
+    expect(await count(s, "SELECT max(batch_id)::DOUBLE AS n FROM stream_progress WHERE job = 'run'")).toBe(4);
+    expect(summaries[1].accepted).toBeGreaterThan(0);
+    expect(await trades(s)).toBe(summaries[0].accepted + summaries[1].accepted);
   });
 });

@@ -5,7 +5,7 @@ import { silentLogger } from '../../src/core/logger.js';
 import type { Trade } from '../../src/core/trade.js';
 import { DEFAULT_ENGINE_CONFIG } from '../../src/engine/contract.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
-import type { OutputBatch, Sink } from '../../src/sinks/contract.js';
+import type { OutputBatch, Sink, StoredProgress } from '../../src/sinks/contract.js';
 import type { Source, SourceEvent } from '../../src/sources/contract.js';
 
 /** An unbounded source the test pushes events into. */
@@ -271,7 +271,38 @@ describe('Pipeline', () => {
     stop.abort();
     await run;
   });
+
+  it('on a resumed job, maxBatches counts the batches of this run (it counted the stored ones, and a full batch then spun for ever)', async () => {
+    const store = new ProgressSink();
+    const fullBatches = (from: number) => Array.from({ length: 4 }, (_, e) => Array.from({ length: 61_440 }, (_, i) => trade(from + (e * 61_440 + i) * 10, 100)));
+    const runWith = async (maxBatches: number, events: Trade[][]) => {
+      const source = new FedSource();
+      for (const trades of events) source.push({ kind: 'trades', source: 'fed', trades });
+      return new Pipeline({ sources: [source], sinks: [store], engine: DEFAULT_ENGINE_CONFIG, clock: new ManualClock(0), logger: silentLogger, maxBatches }).run();
+    };
+    // Two full batches stored by a first run; the second run resumes after batch 1 with a maximum of 1.
+    expect((await runWith(2, fullBatches(0))).reason).toBe('max-batches');
+    const second = await runWith(1, fullBatches(10_000_000));
+    expect(second).toMatchObject({ reason: 'max-batches', batches: 1, accepted: 122_880 });
+    expect(store.batches.map((b) => [b.batchId, b.size])).toEqual([[0, 122_880], [1, 122_880], [2, 122_880]]);
+  });
 });
+
+/** A store in memory that keeps the job's progress, so that a second run resumes from the first. */
+class ProgressSink implements Sink {
+  readonly name = 'progress';
+  batches: { batchId: number; size: number }[] = [];
+  private stored: StoredProgress | null = null;
+  async open(): Promise<void> {}
+  async readProgress(): Promise<StoredProgress | null> {
+    return this.stored;
+  }
+  async write(b: OutputBatch): Promise<void> {
+    this.batches.push({ batchId: b.batchId, size: b.trades.length });
+    this.stored = { ...b.progress!, batchId: b.batchId, updatedAt: 0 };
+  }
+  async close(): Promise<void> {}
+}
 
 /** Keeps copies of what it needs: a batch's trade columns are reused once write() has resolved. */
 class CopyingSink implements Sink {
