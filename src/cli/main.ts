@@ -81,7 +81,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--source <spec>', `where trades come from, repeatable: ${SOURCE_SPEC_HELP}`).argParser(collect).env('COINSTREAM_SOURCE'))
     .addOption(new Option('--sink <spec>', `where results go, repeatable: ${SINK_SPEC_HELP} (default: duckdb:./coinstream.duckdb and console)`).argParser(collect).env('COINSTREAM_SINK'))
     .addOption(new Option('--speed <max|N>', 'replay pace: max, or N times real time').default('1').env('COINSTREAM_SPEED'))
-    .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something)').env('COINSTREAM_BATCHES'))
+    .addOption(new Option('--batches <n>', 'stop after N batches (triggers that wrote something) of this run; a resumed job writes N more').env('COINSTREAM_BATCHES'))
 
     .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES'))
     .addOption(new Option('--delta-partition <how>', 'Delta tables partitioned by date: auto (the trades archive only), date (every table), none').default('auto').env('COINSTREAM_DELTA_PARTITION'))
