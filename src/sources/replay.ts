@@ -45,6 +45,11 @@ export class ReplaySource implements Source {
     }
   }
 
+  /** The file, as given. */
+  get path(): string {
+    return this.options.path;
+  }
+
   /** Parse threads for this file (see ReplayOptions.parseThreads). */
   private parseThreads(): number {
     return !this.threadsGiven || isGzipFile(this.options.path) ? 0 : this.threadsGiven;

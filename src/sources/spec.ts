@@ -1,4 +1,5 @@
 // SOURCE SPEC (DESIGN.md): replay:PATH | synthetic[:TRADES_PER_S] | <feed>[:SYMBOLS][@URL]
+import { resolve } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -27,7 +28,26 @@ export { SOURCE_SPEC_HELP };
  */
 export async function parseSourceSpecs(specs: string[], deps: SourceDeps): Promise<Source[]> {
   const feeds = specs.some((spec) => !isBuiltIn(spec)) ? await import('./feeds/registry.js') : null;
-  return specs.map((spec) => (isBuiltIn(spec) || feeds === null ? parseBuiltIn(spec, deps) : parseFeedSpec(spec, deps, feeds)));
+  const sources = specs.map((spec) => (isBuiltIn(spec) || feeds === null ? parseBuiltIn(spec, deps) : parseFeedSpec(spec, deps, feeds)));
+  refuseRepeats(sources);
+  return sources;
+}
+
+/**
+ * The same source twice would count its trades twice, and a job's progress keeps one position per
+ * source name, so a resumed job could not tell the two apart. A replay file is the same file however
+ * its path is spelled (./a.jsonl, a.jsonl, an absolute path).
+ */
+function refuseRepeats(sources: Source[]): void {
+  const seen = new Map<string, string>();
+  for (const source of sources) {
+    const key = source instanceof ReplaySource ? `replay:${resolve(source.path)}` : source.name;
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      throw new UsageError(`--source ${source.name} repeats --source ${earlier}: its trades would be counted twice; give each source once`);
+    }
+    seen.set(key, source.name);
+  }
 }
 
 const kindOf = (spec: string) => (spec.indexOf(':') === -1 ? spec : spec.slice(0, spec.indexOf(':')));

@@ -123,6 +123,8 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', `replay:${KRAKEN}`, '--batches', '0'], /--batches "0" must be a whole number >= 1/],
     [['run', '--source', `replay:${KRAKEN}`, '--speed', 'fast'], /--speed "fast" must be "max" or a number > 0/],
     [['run', '--source', `replay:${KRAKEN}`, '--slide', '2m'], /--slide .* must not be longer than --window/],
+    [['run', '--source', `replay:${KRAKEN}`, '--source', `replay:./${KRAKEN}`], /--source replay:\.\/data\/\S+ repeats --source replay:data\/\S+: its trades would be counted twice/],
+    [['run', '--source', 'synthetic:5', '--source', 'synthetic:5'], /--source synthetic:5 repeats --source synthetic:5/],
     [['query', '--store', 'duckdb:/no/such.duckdb'], /no store at \/no\/such.duckdb/],
     [['nonsense'], /unknown command 'nonsense'/],
   ])('%j', async (args, message) => {
