@@ -7,7 +7,7 @@ import { deadLetterTopic } from '../kafka/message.js';
 import { processTopics } from '../kafka/process.js';
 import { RetryingSink } from '../sinks/retrying-sink.js';
 import { withArchive } from '../sinks/archive.js';
-import { parseSinkSpec } from '../sinks/spec.js';
+import { parseSinkSpecs } from '../sinks/spec.js';
 import { archiveFromFlags, engineConfigFromFlags, type EngineFlags } from './run.js';
 import { shutdownSignal } from './signals.js';
 import { parsePort, startLiveDashboard, type DashboardFlags } from './dashboard.js';
@@ -45,7 +45,8 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
   const kafka = kafkaConfig(flags, logger, `coinstream-process-${flags.group}`);
   const { archive, deltaTrades } = archiveFromFlags(flags, logger);
   const delta = { trades: deltaTrades };
-  const stores = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_PROCESS_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta }));
+  const stores = parseSinkSpecs(flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_PROCESS_SINKS, logger, { delta });
+
   const sinks = withArchive(stores, archive).map((sink) => new RetryingSink(sink, { clock, logger }));
 
   parsePort(flags.port);

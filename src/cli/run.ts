@@ -9,7 +9,7 @@ import type { Logger } from '../core/logger.js';
 import type { EngineConfig } from '../engine/contract.js';
 import { validateEngineConfig } from '../engine/window-engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
-import { DEFAULT_SINKS, parseSinkSpec } from '../sinks/spec.js';
+import { DEFAULT_SINKS, parseSinkSpecs } from '../sinks/spec.js';
 import { DELTA_PARTITIONINGS, type DeltaPartitioning } from '../sinks/delta/delta-sink.js';
 import { DEFAULT_LIVE_SOURCES, parseSourceSpecs, parseSpeed } from '../sources/spec.js';
 import { shutdownSignal } from './signals.js';
@@ -90,7 +90,8 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   // Retries wrap every store (a store only says whether an error is worth retrying).
   const { archive, deltaTrades } = archiveFromFlags(flags, logger);
   const delta = { trades: deltaTrades, partition: parseDeltaPartition(flags.deltaPartition) };
-  const stores = (flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS).flatMap((spec) => parseSinkSpec(spec, logger, { delta }));
+  const stores = parseSinkSpecs(flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS, logger, { delta });
+
   const sinks = withArchive(stores, archive).map((sink) => new RetryingSink(sink, { clock, logger }));
   const dashboard = await startLiveDashboard(flags, { clock, logger });
 

@@ -1,5 +1,6 @@
 // SINK SPEC (DESIGN.md): console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:PATH
 // The SQL stores' modules import their drivers only when opened, so `--help` loads neither mysql2 nor pg.
+import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ConsoleSink } from './console.js';
@@ -7,9 +8,44 @@ import { SINK_SPEC_HELP, type Sink } from './contract.js';
 import { DuckDBSink } from './duckdb/duckdb-sink.js';
 import { createMysqlStore } from './mysql/mysql.js';
 import { createPostgresStore } from './postgres/postgres.js';
+import { parseSqlTarget } from './sql/target.js';
 import { createDeltaSinks, type DeltaSinkOptions } from './delta/delta-sink.js';
 
 export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
+
+/** The sinks of every --sink, in order; a store named twice is refused before any is made (see refuseRepeats). */
+export function parseSinkSpecs(specs: string[], logger: Logger, options: { delta?: DeltaSinkOptions } = {}): Sink[] {
+  refuseRepeats(specs);
+  return specs.flatMap((spec) => parseSinkSpec(spec, logger, options));
+}
+
+/**
+ * The same store twice would be written twice over: for a DuckDB file, by two DuckDB instances in one
+ * process, which its lock does not keep apart (the lock is per process) and which can corrupt it.
+ * Checked on the specs, before a DuckDBSink starts opening its file. Files are compared by resolved
+ * path, databases by address without the password.
+ */
+function refuseRepeats(specs: string[]): void {
+  const seen = new Map<string, string>();
+  for (const spec of specs) {
+    const { key, shown } = storeIdentity(spec);
+    const earlier = seen.get(key);
+    if (earlier !== undefined) throw new UsageError(`--sink ${shown} repeats --sink ${earlier}: it would be written twice over; give each sink once`);
+    seen.set(key, shown);
+  }
+}
+
+/** What a spec writes to, and the spec as it may be shown (a SQL store's password as ***). */
+function storeIdentity(spec: string): { key: string; shown: string } {
+  for (const kind of ['duckdb:', 'delta:']) {
+    if (spec.startsWith(kind) && spec.length > kind.length) return { key: `${kind}${resolve(spec.slice(kind.length))}`, shown: spec };
+  }
+  if (/^(mysql|postgres|postgresql):\/\//.test(spec)) {
+    const t = parseSqlTarget(spec);
+    return { key: `${t.scheme}://${t.user}@${t.host}:${t.port}/${t.database}`, shown: t.display };
+  }
+  return { key: spec, shown: spec }; // console, or a spec parseSinkSpec will refuse
+}
 
 /** The sinks a spec names: one, or for `delta:DIR` one per table (each Delta table commits on its own). */
 export function parseSinkSpec(spec: string, logger: Logger, options: { delta?: DeltaSinkOptions } = {}): Sink[] {

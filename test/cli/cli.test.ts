@@ -1,6 +1,6 @@
 // The command line as users and scripts see it: real processes, real files, exit codes.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -134,6 +134,17 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);
     expect(r.stdout).toBe('');
+  });
+
+  it('a store named twice, however spelled, exits 2 before either is made, and never shows a password', async () => {
+    const file = join(dir, 'twice.duckdb');
+    const duck = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', `duckdb:${file}`, '--sink', `duckdb:${dir}/./twice.duckdb`, '--no-dashboard']);
+    expect(duck.code).toBe(2);
+    expect(duck.stderr.trim()).toBe(`coinstream: --sink duckdb:${dir}/./twice.duckdb repeats --sink duckdb:${file}: it would be written twice over; give each sink once`);
+    expect(existsSync(file)).toBe(false);
+    const sql = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', 'mysql://root@127.0.0.1:1/test', '--sink', 'mysql://root:s3cret@127.0.0.1:1/test', '--no-dashboard']);
+    expect(sql.code).toBe(2);
+    expect(sql.stderr.trim()).toBe('coinstream: --sink mysql://root:***@127.0.0.1:1/test repeats --sink mysql://root@127.0.0.1:1/test: it would be written twice over; give each sink once');
   });
 
   it('--help explains and exits 0', async () => {
