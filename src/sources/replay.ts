@@ -4,6 +4,7 @@
 // its own (pace.ts), after the files of a run are merged into one stream by event time (merge.ts).
 
 import { existsSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
 import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
@@ -25,6 +26,31 @@ export interface ReplayOptions {
    * file is bound by inflating it.
    */
   parseThreads?: number;
+}
+
+const UTF8_BOM = [0xef, 0xbb, 0xbf];
+
+/**
+ * 3 when the file (gunzipped) starts with a UTF-8 byte order mark, which editors and tools on Windows
+ * write: its first line would otherwise be refused as malformed, as JSON.parse refuses it.
+ */
+async function byteOrderMarkLength(path: string): Promise<number> {
+  const startsWithBom = (head: Uint8Array) => UTF8_BOM.every((b, i) => head[i] === b);
+  try {
+    if (isGzipFile(path)) {
+      for await (const chunk of readFileChunks(path)) return startsWithBom(chunk) ? UTF8_BOM.length : 0;
+      return 0;
+    }
+    const file = await open(path, 'r');
+    try {
+      const { buffer } = await file.read(Buffer.alloc(UTF8_BOM.length), 0, UTF8_BOM.length, 0);
+      return startsWithBom(buffer) ? UTF8_BOM.length : 0;
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return 0; // unreadable, or damaged from its first bytes: the read itself reports it
+  }
 }
 
 export class ReplaySource implements Source {
@@ -63,8 +89,9 @@ export class ReplaySource implements Source {
    */
   async *events(signal: AbortSignal, from?: SourcePosition): AsyncGenerator<SourceEvent> {
     const maxLineBytes = this.options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-    // Where the current piece starts: its byte offset, and the lines before it.
-    let offset = from?.offset ?? 0;
+    // Where the current piece starts: its byte offset, and the lines before it. A file saved with a
+    // byte order mark starts after it (positions stay byte offsets into the file).
+    let offset = from?.offset ?? (await byteOrderMarkLength(this.options.path));
     let linesBefore = from?.line ?? 0;
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
     const pieces = readBytePieces(readFileChunks(this.options.path, offset, true), maxLineBytes);

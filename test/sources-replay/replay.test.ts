@@ -124,6 +124,28 @@ describe('ReplaySource', () => {
     }
   });
 
+  it('skips a UTF-8 byte order mark at the start of a file (plain and gzip), and positions stay byte offsets', async () => {
+    const lines = [t(1000, 100), t(2000, 101), t(3000, 102)];
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(lines.join('\n') + '\n')]);
+    for (const [name, bytes] of [['bom.jsonl', body], ['bom.jsonl.gz', gzipSync(body)]] as const) {
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      const events = await drain(new ReplaySource({ path }));
+      expect(events.every((e) => e.kind === 'trades')).toBe(true);
+      const trades = events.flatMap((e) => (e.kind === 'trades' ? [...e.trades] : []));
+      expect(trades.map((x) => x.price)).toEqual([100, 101, 102]);
+      const first = events[0] as Extract<SourceEvent, { kind: 'trades' }>;
+      // After the first line: the BOM's 3 bytes and the line's own.
+      expect(first.origins!.position!(0)).toEqual({ offset: 3 + lines[0].length + 1, line: 1 });
+      expect(first.end).toEqual({ offset: body.length, line: 3 });
+    }
+    // Only at the start: the same bytes before a later line are that line's, and it is refused.
+    const path = join(dir, 'bom-inside.jsonl');
+    writeFileSync(path, Buffer.concat([Buffer.from(lines[0] + '\n'), Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(lines[1] + '\n')]));
+    const events = await drain(new ReplaySource({ path }));
+    expect(events.map((e) => e.kind)).toEqual(['trades', 'rejected']);
+  });
+
   it('refuses a missing file with SOURCE_NOT_FOUND', () => {
     expect(() => new ReplaySource({ path: join(dir, 'nope.jsonl') })).toThrow(/replay file not found/);
   });
