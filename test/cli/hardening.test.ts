@@ -1,7 +1,7 @@
 // Issue 9, "hardening": one describe per numbered defect. Each test runs the real CLI on crafted input
 // and pins the behaviour that fixed the defect; the comment above each describe says what went wrong.
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -340,10 +340,19 @@ describe('9. smaller ones', () => {
     expect(columns.map((c) => `${c.column_name} ${c.column_type}`)).toEqual(['a INTEGER']);
   });
 
-  it('a text file given as the store: one line, no stack', async () => {
-    const s = file('not-a-store.duckdb', ['hello, I am text']);
-    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'warn' });
-    expect(expectOneLineFailure(r, [1, 2])).toMatch(/^coinstream: /);
+  it('a text file or a directory given as the store: exit 2, one line, the file untouched (a .jsonl was silently opened as an in-memory database)', async () => {
+    const text = file('not-a-store.duckdb', ['hello, I am text']);
+    const trades = file('trades.jsonl', K.slice(0, 3));
+    const folder = join(dir, 'a-folder');
+    mkdirSync(folder);
+    for (const [path, why] of [[text, 'it does not start like one'], [trades, 'it does not start like one'], [folder, 'a directory, not a file']]) {
+      const before = statSync(path).isFile() ? readFileSync(path) : null;
+      const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${path}`, '--no-dashboard'], { COINSTREAM_LOG_LEVEL: 'warn' });
+      expect(expectOneLineFailure(r, 2)).toBe(`coinstream: ${path} is not a DuckDB store (${why}); coinstream writes nothing into it: give --sink duckdb: a new file or a store it wrote`);
+      if (before) expect(readFileSync(path).equals(before)).toBe(true);
+      const q = await coinstream(['query', '--store', `duckdb:${path}`]);
+      expect(expectOneLineFailure(q, 2)).toBe(`coinstream: ${path} is not a DuckDB store (${why}); point --store at the file \`coinstream run --sink duckdb:PATH\` wrote`);
+    }
   });
 
   it('a run that fails before it opens its store (a taken --port) exits with one line and leaves the new store whole', async () => {

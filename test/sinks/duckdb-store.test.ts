@@ -236,7 +236,7 @@ describe('DuckDB store', () => {
     // A small file that is not the start of a DuckDB file is not ours to remove.
     const foreign = join(dir, 'notes.duckdb');
     writeFileSync(foreign, 'my notes, not a database\n');
-    await expect(new DuckDBStore(foreign, silentLogger).open()).rejects.toThrow(/not a valid DuckDB database file/);
+    await expect(new DuckDBStore(foreign, silentLogger).open()).rejects.toThrow(/notes.duckdb is not a DuckDB store \(it does not start like one\)/);
     expect(readFileSync(foreign, 'utf8')).toBe('my notes, not a database\n');
   });
 

@@ -9,7 +9,7 @@ import type { StoredProgress, StoreReader } from '../contract.js';
 import {
   countsFromRows, limitClause, progressFromRows, selectList, timeRange, trendFromRow, TREND_COLUMNS, WINDOW_COLUMNS, windowFromRow, windowsWithTrends, type ReadSyntax,
 } from '../sql/sql-reader.js';
-import { openDuckDB } from './open.js';
+import { openDuckDB, whyNotDuckDB } from './open.js';
 
 const SYNTAX: ReadSyntax = { id: (name) => `"${name}"`, epochMs: (column) => `epoch_ms(${column})` };
 
@@ -34,6 +34,10 @@ export class DuckDBReader implements StoreReader {
   /** Opens the file read-only; a missing file is a usage error (the one line `query` has always said). */
   static async open(path: string): Promise<DuckDBReader> {
     if (!existsSync(path)) throw new UsageError(`no store at ${path}; run \`coinstream run\` first, or point --store at one`);
+    // DuckDB's own words for another kind of file are no help ("Cannot launch in-memory database in
+    // read-only mode!" for a .jsonl, say).
+    const why = whyNotDuckDB(path, { emptyIsStore: false });
+    if (why !== null) throw new UsageError(`${path} is not a DuckDB store (${why}); point --store at the file \`coinstream run --sink duckdb:PATH\` wrote`);
     const { instance, conn } = await openDuckDB(path, { readOnly: true });
     return new DuckDBReader(path, instance, conn);
   }

@@ -11,7 +11,7 @@
 // DuckDB cost another 0.6 s per million.
 
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { closeSync, openSync, readSync, rmSync, statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import type { Logger } from '../../core/logger.js';
 import { crashIfAsked } from '../fault.js';
 import { CoinstreamError } from '../../core/errors.js';
@@ -22,7 +22,7 @@ import { tradeKeyText } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
 import { numbers, toStoreBatch, tradeLogColumns, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
-import { DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT, openDuckDB } from './open.js';
+import { DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT, openDuckDB, startsLikeDuckDB, whyNotDuckDB } from './open.js';
 import { progressFromRows } from '../sql/sql-reader.js';
 
 // Staging tables have the target's columns (no keys): rows that may replace stored ones go there
@@ -116,6 +116,7 @@ export class DuckDBStore implements Sink {
 
   /** Opens the store, creating the file if there is none. */
   async open(): Promise<void> {
+    refuseOtherFiles(this.path);
     clearHalfMadeStore(this.path, this.logger);
     // One DuckDB thread: the store writes while the pipeline parses on the other core, and appends
     // plus commits of row-group-sized batches do not gain from more (measured, 1M trades: 0.55 CPU-s
@@ -339,18 +340,24 @@ function clearHalfMadeStore(path: string, logger: Logger): void {
     return; // no file: DuckDB makes one
   }
   if (size >= DUCKDB_HEADERS_BYTES) return;
-  if (size > 0) {
-    const head = Buffer.alloc(12);
-    const fd = openSync(path, 'r');
-    try {
-      if (readSync(fd, head, 0, 12, 0) < 12 || head.toString('latin1', 8, 12) !== 'DUCK') return;
-    } finally {
-      closeSync(fd);
-    }
-  }
+  if (size > 0 && !startsLikeDuckDB(path)) return;
   logger.warn({ path, bytes: size }, `${path} is a store whose making was cut short (${size} bytes, DuckDB's headers not whole): removed, and made again`);
   rmSync(path, { force: true });
   rmSync(`${path}.wal`, { force: true });
+}
+
+/**
+ * A file that is there and is not a DuckDB database is refused: DuckDB opened such a file (a .jsonl
+ * with trades, say) as an in-memory database without a word, so a whole run's results went nowhere.
+ */
+function refuseOtherFiles(path: string): void {
+  let why: string | null;
+  try {
+    why = whyNotDuckDB(path, { emptyIsStore: true }); // clearHalfMadeStore removes an empty one
+  } catch {
+    return; // no file: DuckDB makes one
+  }
+  if (why !== null) throw new CoinstreamError('CONFIG', `${path} is not a DuckDB store (${why}); coinstream writes nothing into it: give --sink duckdb: a new file or a store it wrote`);
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { duckdbApi } from './duckdb-api.js';
 import { CoinstreamError } from '../../core/errors.js';
 
@@ -26,6 +27,28 @@ export const DUCKDB_MEMORY_LIMIT = (): string => process.env.COINSTREAM_DUCKDB_M
  * was open 0.75-0.84 s after start with a 16.6 MB WAL, 1.30-1.45 s with a 56 MB one.
  */
 export const DUCKDB_CHECKPOINT_THRESHOLD = '64MB';
+
+/**
+ * Why the file at `path` cannot be a DuckDB store, or null if it can: a directory, or a file that does
+ * not start as DuckDB's do. An empty file counts as a store when `emptyIsStore` (what a kill leaves
+ * while DuckDB makes a file; the writer makes it again). Throws ENOENT when there is nothing at `path`.
+ */
+export function whyNotDuckDB(path: string, { emptyIsStore }: { emptyIsStore: boolean }): string | null {
+  const stat = statSync(path);
+  if (!stat.isFile()) return 'a directory, not a file';
+  return (emptyIsStore && stat.size === 0) || startsLikeDuckDB(path) ? null : 'it does not start like one';
+}
+
+/** Whether the file starts as a DuckDB database does: the magic "DUCK" at byte 8 of its first header. */
+export function startsLikeDuckDB(path: string): boolean {
+  const head = Buffer.alloc(12);
+  const fd = openSync(path, 'r');
+  try {
+    return readSync(fd, head, 0, 12, 0) === 12 && head.toString('latin1', 8, 12) === 'DUCK';
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Opens (creating if needed) a DuckDB file, turning DuckDB's lock error into one that says what to do. */
 export async function openDuckDB(path: string, options: { readOnly?: boolean; threads?: number; memoryLimit?: string; checkpointThreshold?: string } = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
