@@ -32,7 +32,7 @@ export interface LoggerOptions {
   colour?: boolean;
 }
 
-/** A string is the level (the DuckDB worker passes its parent's level); the format then comes from the environment. */
+/** A string is the level; the format then comes from the environment. */
 export function createLogger(options: string | LoggerOptions = {}): Logger {
   const opts = typeof options === 'string' ? { level: options } : options;
   const env = opts.env ?? process.env;
@@ -52,21 +52,7 @@ export function createLogger(options: string | LoggerOptions = {}): Logger {
     ? prettyDestination({ colour, write: (line) => output.write(line) })
     : (fd2 ?? { write: (line: string) => output.write(line) });
   const logger = pino({ level, base: { app: 'coinstream' }, timestamp: pino.stdTimeFunctions.isoTime }, stream);
-  styles.set(logger, { format: pretty ? 'pretty' : 'json', colour });
   return logger;
-}
-
-export interface LogStyle {
-  format: 'json' | 'pretty';
-  colour: boolean;
-}
-
-/** The style each logger resolved to, so a worker thread can log the way its parent does. */
-const styles = new WeakMap<Logger, LogStyle>();
-
-/** How a logger made by createLogger writes: a worker thread's stderr is not the terminal, so it is told. */
-export function logStyleOf(logger: Logger): LogStyle {
-  return styles.get(logger) ?? { format: 'json', colour: false };
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/core/logger.js';
+import { createLogger, silentLogger } from '../../src/core/logger.js';
 import type { Trade } from '../../src/core/trade.js';
 import type { TrendResult, WindowResult } from '../../src/engine/contract.js';
 import type { OutputBatch } from '../../src/sinks/contract.js';
@@ -238,6 +238,25 @@ describe('DuckDB store', () => {
     writeFileSync(foreign, 'my notes, not a database\n');
     await expect(new DuckDBStore(foreign, silentLogger).open()).rejects.toThrow(/notes.duckdb is not a DuckDB store \(it does not start like one\)/);
     expect(readFileSync(foreign, 'utf8')).toBe('my notes, not a database\n');
+  });
+
+  it("the worker's log lines come out of the main thread's logger, at its level (the worker loads no pino)", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = (level: string) => createLogger({ level, format: 'json', output: { write: (line) => lines.push(JSON.parse(line)) } });
+    for (const level of ['info', 'error']) {
+      lines.length = 0;
+      const path = join(dir, `log-${level}.duckdb`);
+      writeFileSync(path, ''); // what a kill leaves while DuckDB makes the file: the worker warns, and makes it again
+      const sink = new DuckDBSink(path, logger(level));
+      await sink.open();
+      await sink.close();
+      const fromWorker = lines.filter((l) => l.path === path).map((l) => [l.level, l.msg]);
+      expect(fromWorker, level).toEqual(
+        level === 'info'
+          ? [[40, `${path} is a store whose making was cut short (0 bytes, DuckDB's headers not whole): removed, and made again`], [30, 'duckdb store open']]
+          : [],
+      );
+    }
   });
 
   it('refuses to write a store that another process made, with a job in it, after this one found no file', async () => {

@@ -3,10 +3,10 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import { logStyleOf, type Logger } from '../../core/logger.js';
+import type { Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { toStoreBatch, transferables } from './store-batch.js';
-import type { InitRequest, StoreConfig, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { InitRequest, StoreConfig, WorkerLog, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { takePrestartedWorker } from './prestart.js';
 import { earlyOpenStarted, earlyOpenTaken, type EarlyOpen } from './early-opens.js';
 
@@ -97,7 +97,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
 
   /** A worker (the prestarted one, else a new one), asked to open the store; resolves to whether it holds results (checked only for a file that was not there). */
   private startWorker(): Promise<boolean> {
-    const config: StoreConfig = { path: this.path, logLevel: this.logger.level, logStyle: logStyleOf(this.logger) };
+    const config: StoreConfig = { path: this.path, logLevel: this.logger.level };
     // The worker bin/coinstream.js started before the command was parsed, DuckDB loaded or loading.
     const prestarted = takePrestartedWorker();
     if (prestarted) {
@@ -106,7 +106,11 @@ export class DuckDBSink implements Sink, EarlyOpen {
     }
     const worker = prestarted ?? new Worker(WORKER_URL, { workerData: config });
     this.worker = worker;
-    worker.on('message', (reply: WorkerReply) => {
+    worker.on('message', (reply: WorkerReply | WorkerLog) => {
+      if ('op' in reply) {
+        this.logger[reply.level](reply.fields, reply.msg);
+        return;
+      }
       const p = this.pending.get(reply.id);
       if (!p) return;
       this.pending.delete(reply.id);

@@ -12,7 +12,7 @@
 
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { rmSync, statSync } from 'node:fs';
-import type { Logger } from '../../core/logger.js';
+import type { StoreLogger } from './worker-protocol.js';
 import { crashIfAsked } from '../fault.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { RejectedTrade } from '../../core/trade.js';
@@ -110,7 +110,7 @@ export class DuckDBStore implements Sink {
   /** A transaction is open for the next batch (see write). */
   private inTransaction = false;
 
-  constructor(readonly path: string, private readonly logger: Logger) {
+  constructor(readonly path: string, private readonly logger: StoreLogger) {
     this.name = `duckdb:${path}`;
   }
 
@@ -332,7 +332,7 @@ const DUCKDB_HEADERS_BYTES = 3 * 4096;
  * file"), so the next run could not start; nothing is lost by removing it, since a store holds nothing
  * before its headers are whole. Any other file is left for DuckDB to open or refuse.
  */
-function clearHalfMadeStore(path: string, logger: Logger): void {
+function clearHalfMadeStore(path: string, logger: StoreLogger): void {
   let size: number;
   try {
     size = statSync(path).size;

@@ -4,9 +4,8 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
-import { createLogger, type Logger } from '../../core/logger.js';
 import { DuckDBStore } from './duckdb-store.js';
-import type { InitRequest, StoreConfig, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { InitRequest, StoreConfig, StoreLogger, StoreLogLevel, WorkerLog, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 /**
  * The nice value of this thread. The pipeline's thread parses every trade and is the one the run waits
@@ -19,7 +18,7 @@ import type { InitRequest, StoreConfig, WorkerReply, WorkerRequest } from './wor
 const WORKER_NICE = 10;
 
 /** Lowers this thread's priority: Linux's nice is per thread, and a thread id goes where a pid would. */
-function yieldToPipeline(logger: Logger): void {
+function yieldToPipeline(logger: StoreLogger): void {
   try {
     const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
     setPriority(threadId, WORKER_NICE);
@@ -31,8 +30,22 @@ function yieldToPipeline(logger: Logger): void {
 const port = parentPort!;
 let store: DuckDBStore;
 
+/** pino's numbers for the levels; a level not listed (silent, fatal) lets nothing below it through. */
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/** Posts the lines at `least` and above to the main thread (WorkerLog); an Error is sent as its message and stack. */
+function forwardingLogger(least: string): StoreLogger {
+  const floor = LEVELS[least] ?? Infinity;
+  const at = (level: StoreLogLevel) => (fields: Record<string, unknown>, msg: string) => {
+    if (LEVELS[level] < floor) return;
+    const plain = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, v instanceof Error ? { type: v.name, message: v.message, stack: v.stack } : v]));
+    port.postMessage({ op: 'log', level, fields: plain, msg } satisfies WorkerLog);
+  };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
 function start(config: StoreConfig): void {
-  const logger = createLogger({ level: config.logLevel, ...config.logStyle });
+  const logger = forwardingLogger(config.logLevel);
   yieldToPipeline(logger);
   store = new DuckDBStore(config.path, logger);
   let queue: Promise<void> = Promise.resolve();
