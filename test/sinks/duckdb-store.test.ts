@@ -240,6 +240,21 @@ describe('DuckDB store', () => {
     expect(readFileSync(foreign, 'utf8')).toBe('my notes, not a database\n');
   });
 
+  it('looks into a store whose tables are only in its WAL (a file of bare headers), not only into bigger files', async () => {
+    // A crash before DuckDB's first checkpoint leaves a file of headers and a WAL that holds the tables.
+    // The writer skips the checks for a file DuckDB has just made; this one must not pass for one.
+    const live = join(dir, 'wal-only-live.duckdb');
+    const { instance, conn } = await openDuckDB(live, { checkpointThreshold: '1GB' });
+    await conn.run('CREATE TABLE trade_windows (a INTEGER); INSERT INTO trade_windows VALUES (1)');
+    const crashed = join(dir, 'wal-only.duckdb');
+    copyFileSync(live, crashed);
+    copyFileSync(`${live}.wal`, `${crashed}.wal`);
+    conn.closeSync();
+    instance.closeSync();
+    expect(readFileSync(crashed).length).toBe(3 * 4096);
+    await expect(new DuckDBStore(crashed, silentLogger).open()).rejects.toThrow(/is not a coinstream store: its table trade_windows has the columns \(a INTEGER\)/);
+  });
+
   it("the worker's log lines come out of the main thread's logger, at its level (the worker loads no pino)", async () => {
     const lines: Record<string, unknown>[] = [];
     const logger = (level: string) => createLogger({ level, format: 'json', output: { write: (line) => lines.push(JSON.parse(line)) } });

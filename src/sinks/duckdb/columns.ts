@@ -4,19 +4,19 @@
 // cell, converted one by one) cost ~110 ns per cell here; fixed-width columns are instead copied into
 // the chunk's vectors with one memcpy each, and only strings go cell by cell.
 
-import type { DuckDBConnection, DuckDBDataChunk, DuckDBType } from '@duckdb/node-api';
-import type { Vector } from '@duckdb/node-bindings';
-import { duckdbApi, duckdbBindings as duckdb } from './duckdb-api.js';
+import type { DataChunk, Vector } from '@duckdb/node-bindings';
+import { duckdbBindings as duckdb } from './duckdb-api.js';
+import type { AppendingConnection } from './lean.js';
 import { isTyped, NO_STRING, type Column } from './store-batch.js';
 
 export type { Column };
 
-const { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR } = duckdbApi;
+const { BIGINT, BOOLEAN, DOUBLE, INTEGER, TIMESTAMP, UINTEGER, VARCHAR } = duckdb.Type;
 
 /** DuckDB's standard vector size: a data chunk holds at most this many rows. */
 const CHUNK_ROWS = 2048;
 
-const TYPES: Record<Column['kind'], DuckDBType> = { double: DOUBLE, timestamp: TIMESTAMP, bigint: BIGINT, integer: INTEGER, uinteger: UINTEGER, boolean: BOOLEAN, varchar: VARCHAR, dictionary: VARCHAR };
+const TYPES: Record<Column['kind'], number> = { double: DOUBLE, timestamp: TIMESTAMP, bigint: BIGINT, integer: INTEGER, uinteger: UINTEGER, boolean: BOOLEAN, varchar: VARCHAR, dictionary: VARCHAR };
 
 /** Reused per chunk: int64 values (as two 32-bit halves) and validity bits. */
 const int64Scratch = new ArrayBuffer(CHUNK_ROWS * 8);
@@ -33,20 +33,20 @@ const validityBytes = new Uint8Array(validityScratch);
  * V8 collects its handle, so a fresh chunk per 2048 rows meant fresh pages for every one of them
  * (a quarter of all page faults while writing trades).
  */
-const chunks = new Map<string, DuckDBDataChunk>();
+const chunks = new Map<string, { chunk: DataChunk }>();
 
-function reusableChunk(columns: readonly Column[]): DuckDBDataChunk {
+function reusableChunk(columns: readonly Column[]): { chunk: DataChunk } {
   const layout = columns.map((c) => c.kind).join(',');
   let chunk = chunks.get(layout);
   if (!chunk) {
-    chunk = duckdbApi.DuckDBDataChunk.create(columns.map((c) => TYPES[c.kind]), CHUNK_ROWS);
+    chunk = { chunk: duckdb.create_data_chunk(columns.map((c) => duckdb.create_logical_type(TYPES[c.kind]))) };
     chunks.set(layout, chunk);
   }
   return chunk;
 }
 
 /** Appends rows [0, length) of the columns (in the table's column order) within the caller's transaction. */
-export async function appendColumns(conn: DuckDBConnection, table: string, columns: readonly Column[], length: number): Promise<void> {
+export async function appendColumns(conn: AppendingConnection, table: string, columns: readonly Column[], length: number): Promise<void> {
   if (length === 0) return;
   const chunk = reusableChunk(columns);
   // A dictionary's values in DuckDB's string_t form, made once per append rather than per chunk.

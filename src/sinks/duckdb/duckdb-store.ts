@@ -10,8 +10,7 @@
 // 4 integer columns 155 ms per million rows), and an INSERT ... SELECT that turns ids into names in
 // DuckDB cost another 0.6 s per million.
 
-import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import type { StoreLogger } from './worker-protocol.js';
 import { crashIfAsked } from '../fault.js';
 import { CoinstreamError } from '../../core/errors.js';
@@ -22,7 +21,8 @@ import { tradeKeyText } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
 import { numbers, toStoreBatch, tradeLogColumns, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
-import { DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT, openDuckDB, startsLikeDuckDB, whyNotDuckDB } from './open.js';
+import { DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT, openLeanDuckDB, startsLikeDuckDB, whyNotDuckDB } from './open.js';
+import type { LeanConnection, LeanDuckDB } from './lean.js';
 import { progressFromRows } from '../sql/sql-reader.js';
 
 // Staging tables have the target's columns (no keys): rows that may replace stored ones go there
@@ -101,12 +101,14 @@ interface SplitRows {
 /** Writes batches to a DuckDB file from the calling thread. DuckDBSink runs one in a worker. */
 export class DuckDBStore implements Sink {
   readonly name: string;
-  private instance: DuckDBInstance | null = null;
-  private conn: DuckDBConnection | null = null;
+  private db: LeanDuckDB | null = null;
+  private conn: LeanConnection | null = null;
   /** trade_keys as committed: key text -> id. */
   private readonly keyIds = new Map<string, number>();
   private windows = new KeyedRows(new Map());
   private trends = new KeyedRows(new Map());
+  /** The file was made by this open (see isJustMade): it holds nothing, and nothing needs reading. */
+  private madeNow = false;
   /** A transaction is open for the next batch (see write). */
   private inTransaction = false;
 
@@ -123,8 +125,9 @@ export class DuckDBStore implements Sink {
     // with one thread, 0.9 CPU-s with two, same wall time).
     // A bounded buffer pool (DUCKDB_MEMORY_LIMIT): RSS stays flat over a long run. Checkpoints at a
     // larger WAL than DuckDB's default (DUCKDB_CHECKPOINT_THRESHOLD): fewer rewrites of row groups.
-    const { instance, conn } = await openDuckDB(this.path, { threads: 1, memoryLimit: DUCKDB_MEMORY_LIMIT(), checkpointThreshold: DUCKDB_CHECKPOINT_THRESHOLD });
-    this.instance = instance;
+    const db = await openLeanDuckDB(this.path, { threads: 1, memoryLimit: DUCKDB_MEMORY_LIMIT(), checkpointThreshold: DUCKDB_CHECKPOINT_THRESHOLD });
+    const conn = db.conn;
+    this.db = db;
     this.conn = conn;
     // A new file holds DuckDB's headers now, and none of our tables yet.
     crashIfAsked('kill-creating-store', 0);
@@ -132,7 +135,8 @@ export class DuckDBStore implements Sink {
     // reads below: one look at the catalog instead of five queries, ~13 ms off every new store's start.
     let holdsTables = false;
     try {
-      holdsTables = await holdsOurTables(conn);
+      this.madeNow = isJustMade(this.path);
+      holdsTables = !this.madeNow && (await holdsOurTables(conn));
       if (holdsTables) {
         const [[oldLayout]] = (await conn.runAndReadAll(OLD_LOG_LAYOUT_CHECK)).getRowsJS();
         if (Number(oldLayout) > 0) {
@@ -164,6 +168,7 @@ export class DuckDBStore implements Sink {
   async holdsResults(): Promise<boolean> {
     const conn = this.conn;
     if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: read before open`);
+    if (this.madeNow) return false;
     const [[held]] = (await conn.runAndReadAll('SELECT (SELECT count(*) FROM stream_progress) + (SELECT count(*) FROM trade_windows) + (SELECT count(*) FROM trade_log)')).getRowsJS();
     return Number(held) > 0;
   }
@@ -207,14 +212,13 @@ export class DuckDBStore implements Sink {
     // The transaction opened for the next batch holds nothing yet.
     if (this.inTransaction) await this.conn?.run('COMMIT');
     this.inTransaction = false;
-    this.conn?.closeSync();
-    this.instance?.closeSync();
+    this.db?.closeSync();
     this.conn = null;
-    this.instance = null;
+    this.db = null;
   }
 
   /** Stages the batch's progress rows; returns the SQL that moves them into stream_progress. */
-  private async stageProgress(conn: DuckDBConnection, batchId: number, p: BatchProgress): Promise<string> {
+  private async stageProgress(conn: LeanConnection, batchId: number, p: BatchProgress): Promise<string> {
     const sources = Object.keys(p.positions);
     const rows = [JOB_ROW, ...sources];
     const n = rows.length;
@@ -278,7 +282,7 @@ export class DuckDBStore implements Sink {
   }
 
   /** Appends the fresh rows and stages the others; returns the SQL that moves staged rows in. */
-  private async writeKeyed(conn: DuckDBConnection, table: string, staging: string, rows: SplitRows): Promise<string> {
+  private async writeKeyed(conn: LeanConnection, table: string, staging: string, rows: SplitRows): Promise<string> {
     await appendColumns(conn, table, rows.fresh, rows.freshCount);
     if (rows.existingCount === 0) return '';
     await appendColumns(conn, staging, rows.existing, rows.existingCount);
@@ -292,7 +296,7 @@ export class DuckDBStore implements Sink {
    * Appends the batch's trades to trade_log. The batch's key ids are its own; they are mapped to the
    * store's ids here, and keys new to the store are added in the same transaction.
    */
-  private async archiveTrades(conn: DuckDBConnection, batch: StoreBatch): Promise<TradeKey[]> {
+  private async archiveTrades(conn: LeanConnection, batch: StoreBatch): Promise<TradeKey[]> {
     const t = batch.trades;
     if (t.length === 0) return [];
     const added: TradeKey[] = [];
@@ -325,6 +329,15 @@ export class DuckDBStore implements Sink {
 
 /** A DuckDB file starts with three 4 KiB headers; the first holds the magic "DUCK" at byte 8. */
 const DUCKDB_HEADERS_BYTES = 3 * 4096;
+
+/**
+ * Whether the open file is one DuckDB has just made: its headers and nothing else, and no WAL (a store
+ * whose tables were never checkpointed has one). Then it holds none of our tables, and the checks and
+ * reads of an existing store, which would load node-api (~100-150 ms) to read their results, are skipped.
+ */
+function isJustMade(path: string): boolean {
+  return statSync(path).size <= DUCKDB_HEADERS_BYTES && !existsSync(`${path}.wal`);
+}
 
 /**
  * Removes what a process killed while DuckDB was creating `path` leaves: an empty file, or fewer bytes
@@ -372,7 +385,7 @@ function isTransient(message: string): boolean {
 const OUR_TABLES_SQL = ['trade_windows', 'price_trends', 'rejected_trades', 'trade_keys', 'trade_log', 'stream_progress'].map((t) => `'${t}'`).join(', ');
 
 /** Whether the store holds any of our tables (duckdb_tables() answers in ~1.5 ms where a first duckdb_columns() takes ~7). */
-async function holdsOurTables(conn: DuckDBConnection): Promise<boolean> {
+async function holdsOurTables(conn: LeanConnection): Promise<boolean> {
   const [[n]] = (await conn.runAndReadAll(`SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' AND table_name IN (${OUR_TABLES_SQL})`)).getRowsJS();
   return Number(n) > 0;
 }
@@ -383,7 +396,7 @@ async function holdsOurTables(conn: DuckDBConnection): Promise<boolean> {
  * refused when it is opened: the tables we find must have exactly the columns our schema creates,
  * which is checked against the schema itself, created in a scratch in-memory database.
  */
-async function refuseForeignTables(conn: DuckDBConnection, path: string): Promise<void> {
+async function refuseForeignTables(conn: LeanConnection, path: string): Promise<void> {
   const list = OUR_TABLES_SQL;
   const columns = (database: string) => `SELECT table_name, list(column_name || ' ' || data_type ORDER BY column_index) AS columns
     FROM duckdb_columns() WHERE database_name = ${database} AND schema_name = 'main' AND table_name IN (${list}) GROUP BY table_name`;

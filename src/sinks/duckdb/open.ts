@@ -1,6 +1,7 @@
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { duckdbApi } from './duckdb-api.js';
+import { nodeApi } from './duckdb-api.js';
+import { LeanDuckDB } from './lean.js';
 import { CoinstreamError } from '../../core/errors.js';
 
 /**
@@ -50,16 +51,37 @@ export function startsLikeDuckDB(path: string): boolean {
   }
 }
 
-/** Opens (creating if needed) a DuckDB file, turning DuckDB's lock error into one that says what to do. */
-export async function openDuckDB(path: string, options: { readOnly?: boolean; threads?: number; memoryLimit?: string; checkpointThreshold?: string } = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
-  let instance: DuckDBInstance;
+export interface OpenOptions {
+  readOnly?: boolean;
+  threads?: number;
+  memoryLimit?: string;
+  checkpointThreshold?: string;
+}
+
+/** Opens (creating if needed) a DuckDB file with node-api (readers, tests, scripts). */
+export async function openDuckDB(path: string, options: OpenOptions = {}): Promise<{ instance: DuckDBInstance; conn: DuckDBConnection }> {
+  const instance = await opening(path, () => nodeApi().DuckDBInstance.create(path, configOf(options)));
+  return { instance, conn: await instance.connect() };
+}
+
+/** Opens (creating if needed) a DuckDB file with the bindings alone: the store's writer (lean.ts). */
+export function openLeanDuckDB(path: string, options: OpenOptions = {}): Promise<LeanDuckDB> {
+  return opening(path, () => LeanDuckDB.open(path, configOf(options)));
+}
+
+function configOf(options: OpenOptions): Record<string, string> {
+  const config: Record<string, string> = {};
+  if (options.readOnly) config.access_mode = 'READ_ONLY';
+  if (options.threads !== undefined) config.threads = String(options.threads);
+  if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
+  if (options.checkpointThreshold !== undefined) config.checkpoint_threshold = options.checkpointThreshold;
+  return config;
+}
+
+/** Runs an open, turning DuckDB's lock error into one that says what to do. */
+async function opening<T>(path: string, open: () => Promise<T>): Promise<T> {
   try {
-    const config: Record<string, string> = {};
-    if (options.readOnly) config.access_mode = 'READ_ONLY';
-    if (options.threads !== undefined) config.threads = String(options.threads);
-    if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
-    if (options.checkpointThreshold !== undefined) config.checkpoint_threshold = options.checkpointThreshold;
-    instance = await duckdbApi.DuckDBInstance.create(path, config);
+    return await open();
   } catch (err) {
     const message = (err as Error).message;
     if (/lock/i.test(message)) {
@@ -67,7 +89,6 @@ export async function openDuckDB(path: string, options: { readOnly?: boolean; th
     }
     throw new CoinstreamError('SINK_FAILED', `cannot open DuckDB store ${path}: ${message}`, false, { cause: err });
   }
-  return { instance, conn: await instance.connect() };
 }
 
 /** Opens a DuckDB file, runs `work` on a connection, and closes both whatever happens. */
