@@ -30,13 +30,14 @@ export const DUCKDB_MEMORY_LIMIT = (): string => process.env.COINSTREAM_DUCKDB_M
 export const DUCKDB_CHECKPOINT_THRESHOLD = '64MB';
 
 /**
- * Why the file at `path` cannot be a DuckDB store, or null if it can: a directory, or a file that does
- * not start as DuckDB's do. An empty file counts as a store when `emptyIsStore` (what a kill leaves
+ * Why the file at `path` cannot be a DuckDB store, or null if it can: a directory, a device, or a file
+ * that does not start as DuckDB's do. An empty file counts as a store when `emptyIsStore` (what a kill leaves
  * while DuckDB makes a file; the writer makes it again). Throws ENOENT when there is nothing at `path`.
  */
 export function whyNotDuckDB(path: string, { emptyIsStore }: { emptyIsStore: boolean }): string | null {
   const stat = statSync(path);
-  if (!stat.isFile()) return 'a directory, not a file';
+  if (stat.isDirectory()) return 'a directory, not a file';
+  if (!stat.isFile()) return 'not a regular file';
   return (emptyIsStore && stat.size === 0) || startsLikeDuckDB(path) ? null : 'it does not start like one';
 }
 
