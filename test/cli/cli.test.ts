@@ -120,6 +120,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', 'replay:/no/such/file.jsonl'], /replay file not found: \/no\/such\/file.jsonl/],
     [['run', '--source', 'bogus:x'], /unknown source "bogus:x"; a source is one of/],
     [['run', '--source', `replay:${KRAKEN}`, '--sink', 'parquet:x'], /unknown sink "parquet:x"/],
+    [['run', '--source', `replay:${KRAKEN}`, '--sink', `delta:${KRAKEN}`], /--sink delta:\S+: \S+ is a file; give a directory/],
     [['run', '--source', `replay:${KRAKEN}`, '--batches', '0'], /--batches "0" must be a whole number >= 1/],
     [['run', '--source', `replay:${KRAKEN}`, '--speed', 'fast'], /--speed "fast" must be "max" or a number > 0/],
     [['run', '--source', `replay:${KRAKEN}`, '--slide', '2m'], /--slide .* must not be longer than --window/],

@@ -7,6 +7,7 @@
 // hold (DESIGN.md, Recovery: "with several sinks, each keeps its own progress"). Windows and trends
 // need no positions for that: a window becomes final once the watermark passes its end, so a table
 // whose last batch had watermark W holds every final window ending at or before W.
+import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
@@ -59,6 +60,8 @@ export function isPartitioned(table: DeltaTableName, partition: DeltaPartitionin
 export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSinkOptions = {}): Sink[] {
   const dir = spec.slice('delta:'.length);
   if (!dir) throw new UsageError('--sink delta needs a directory: --sink delta:./coinstream-delta');
+  // A file there would fail every table's first listing of its log (ENOTDIR), at exit 1.
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--sink delta:${dir}: ${dir} is a file; give a directory (made if missing), e.g. --sink delta:./coinstream-delta`);
   const partition = options.partition ?? 'auto';
   const shared = new SharedWriter();
   return WRITE_ORDER.filter((t) => t !== 'trades' || options.trades).map((t) => new DeltaTableSink(dir, DELTA_TABLES[t], isPartitioned(t, partition), shared, logger));
