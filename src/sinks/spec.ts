@@ -2,6 +2,7 @@
 // The SQL stores' modules import their drivers only when opened, so `--help` loads neither mysql2 nor pg.
 import { resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
+import { firstRepeat } from '../core/repeats.js';
 import type { Logger } from '../core/logger.js';
 import { ConsoleSink } from './console.js';
 import { SINK_SPEC_HELP, type Sink } from './contract.js';
@@ -26,13 +27,8 @@ export function parseSinkSpecs(specs: string[], logger: Logger, options: { delta
  * path, databases by address without the password.
  */
 function refuseRepeats(specs: string[]): void {
-  const seen = new Map<string, string>();
-  for (const spec of specs) {
-    const { key, shown } = storeIdentity(spec);
-    const earlier = seen.get(key);
-    if (earlier !== undefined) throw new UsageError(`--sink ${shown} repeats --sink ${earlier}: it would be written twice over; give each sink once`);
-    seen.set(key, shown);
-  }
+  const found = firstRepeat(specs.map(storeIdentity), (identity) => identity.key);
+  if (found) throw new UsageError(`--sink ${found.repeat.shown} repeats --sink ${found.earlier.shown}: it would be written twice over; give each sink once`);
 }
 
 /** What a spec writes to, and the spec as it may be shown (a SQL store's password as ***). */

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { UsageError } from '../core/errors.js';
+import { firstRepeat } from '../core/repeats.js';
 import type { Logger } from '../core/logger.js';
 import { SOURCE_SPEC_HELP, type Source } from './contract.js';
 import { ReplaySource } from './replay.js';
@@ -39,15 +40,8 @@ export async function parseSourceSpecs(specs: string[], deps: SourceDeps): Promi
  * its path is spelled (./a.jsonl, a.jsonl, an absolute path).
  */
 function refuseRepeats(sources: Source[]): void {
-  const seen = new Map<string, string>();
-  for (const source of sources) {
-    const key = source instanceof ReplaySource ? `replay:${resolve(source.path)}` : source.name;
-    const earlier = seen.get(key);
-    if (earlier !== undefined) {
-      throw new UsageError(`--source ${source.name} repeats --source ${earlier}: its trades would be counted twice; give each source once`);
-    }
-    seen.set(key, source.name);
-  }
+  const found = firstRepeat(sources, (source) => (source instanceof ReplaySource ? `replay:${resolve(source.path)}` : source.name));
+  if (found) throw new UsageError(`--source ${found.repeat.name} repeats --source ${found.earlier.name}: its trades would be counted twice; give each source once`);
 }
 
 const kindOf = (spec: string) => (spec.indexOf(':') === -1 ? spec : spec.slice(0, spec.indexOf(':')));

@@ -21,7 +21,7 @@ import { tradeKeyText } from '../trade-batch.js';
 import { appendColumns, pickRows } from './columns.js';
 import { numbers, toStoreBatch, tradeLogColumns, type Column, type KeyedColumns, type StoreBatch } from './store-batch.js';
 import { DUCKDB_SCHEMA, OLD_LOG_LAYOUT_CHECK } from './schema.js';
-import { DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT, openLeanDuckDB, startsLikeDuckDB, whyNotDuckDB } from './open.js';
+import { DUCKDB_CHECKPOINT_THRESHOLD, DUCKDB_MEMORY_LIMIT, openLeanDuckDB, whyNotDuckDB } from './open.js';
 import type { LeanConnection, LeanDuckDB } from './lean.js';
 import { progressFromRows } from '../sql/sql-reader.js';
 
@@ -341,9 +341,9 @@ function isJustMade(path: string): boolean {
 
 /**
  * Removes what a process killed while DuckDB was creating `path` leaves: an empty file, or fewer bytes
- * than DuckDB's headers, starting like one. DuckDB refuses such a file ("not a valid DuckDB database
- * file"), so the next run could not start; nothing is lost by removing it, since a store holds nothing
- * before its headers are whole. Any other file is left for DuckDB to open or refuse.
+ * than DuckDB's headers, starting like one (refuseOtherFiles, called first, has refused any other).
+ * DuckDB refuses such a file ("not a valid DuckDB database file"), so the next run could not start;
+ * nothing is lost by removing it, since a store holds nothing before its headers are whole.
  */
 function clearHalfMadeStore(path: string, logger: StoreLogger): void {
   let size: number;
@@ -353,7 +353,6 @@ function clearHalfMadeStore(path: string, logger: StoreLogger): void {
     return; // no file: DuckDB makes one
   }
   if (size >= DUCKDB_HEADERS_BYTES) return;
-  if (size > 0 && !startsLikeDuckDB(path)) return;
   logger.warn({ path, bytes: size }, `${path} is a store whose making was cut short (${size} bytes, DuckDB's headers not whole): removed, and made again`);
   rmSync(path, { force: true });
   rmSync(`${path}.wal`, { force: true });

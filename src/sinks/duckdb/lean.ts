@@ -5,11 +5,9 @@
 // its value conversion: statements run without reading their results, rows go in through an appender
 // fed with data chunks (columns.ts). Only reading results (a store that already holds a job) loads
 // node-api, when it is first needed, over this same connection.
+import type { DuckDBConnection, DuckDBResultReader } from '@duckdb/node-api';
 import type { Appender, Connection, Database, DataChunk } from '@duckdb/node-bindings';
 import { duckdbBindings as duckdb, nodeApi } from './duckdb-api.js';
-
-/** What reading a result gives (node-api's materialized result, which only readers load). */
-export type ReadResult = Awaited<ReturnType<InstanceType<ReturnType<typeof nodeApi>['DuckDBConnection']>['runAndReadAll']>>;
 
 /** An appender over a data chunk's rows: the subset of node-api's DuckDBAppender that columns.ts uses. */
 export interface ChunkAppender {
@@ -24,7 +22,7 @@ export interface AppendingConnection {
 }
 
 export class LeanConnection implements AppendingConnection {
-  private reader: InstanceType<ReturnType<typeof nodeApi>['DuckDBConnection']> | null = null;
+  private reader: DuckDBConnection | null = null;
 
   constructor(private readonly connection: Connection) {}
 
@@ -34,7 +32,7 @@ export class LeanConnection implements AppendingConnection {
   }
 
   /** Runs a statement and reads its whole result (loads node-api the first time). */
-  runAndReadAll(sql: string, values?: Record<string, string>): Promise<ReadResult> {
+  runAndReadAll(sql: string, values?: Record<string, string>): Promise<DuckDBResultReader> {
     this.reader ??= new (nodeApi().DuckDBConnection)(this.connection);
     return this.reader.runAndReadAll(sql, values);
   }
