@@ -77,38 +77,30 @@ export async function appendColumns(conn: AppendingConnection, table: string, co
 /** `inline`: a dictionary column's values as inlineForms gives them. */
 function fillVector(vector: Vector, column: Column, from: number, n: number, inline: Uint32Array | null): void {
   switch (column.kind) {
-    case 'double':
-      copyFixed(vector, column.values, from, n);
-      if (column.nanIsNull) setNaNAsNull(vector, column.values, from, n);
+    case 'double': {
+      const { values, nanIsNull } = column;
+      copyFixed(vector, values, from, n);
+      if (nanIsNull) setNaNAsNull(vector, values, from, n);
       return;
+    }
     case 'uinteger':
     case 'boolean':
       copyFixed(vector, column.values, from, n);
       return;
     case 'timestamp':
     case 'bigint': {
-      const values = column.values;
-      const scale = column.kind === 'timestamp' ? 1000 : 1; // DuckDB timestamps are microseconds
-      for (let i = 0; i < n; i++) {
-        const v = values[from + i] * scale;
-        if (Number.isSafeInteger(v)) {
-          // The two halves of the 64-bit two's complement, little-endian: no BigInt per value.
-          const high = Math.floor(v / 4294967296);
-          int64Low[2 * i] = v - high * 4294967296;
-          int64High[2 * i + 1] = high;
-        } else {
-          // Beyond 2^53 (a timestamp after the year 2255) or NaN (NULL): exact, slower.
-          int64View.setBigInt64(8 * i, Number.isNaN(v) ? 0n : BigInt(values[from + i]) * BigInt(scale), true);
-        }
-      }
+      const { kind, values } = column;
+      const nanIsNull = kind === 'timestamp' && column.nanIsNull === true;
+      toInt64Scratch(values, kind === 'timestamp' ? 1000 : 1, from, n); // DuckDB timestamps are microseconds
       duckdb.copy_data_to_vector(vector, 0, int64Scratch, 0, n * 8);
-      if (column.kind === 'timestamp' && column.nanIsNull) setNaNAsNull(vector, values, from, n);
+      if (nanIsNull) setNaNAsNull(vector, values, from, n);
       return;
     }
-    case 'integer':
-      for (let i = 0; i < n; i++) int32Values[i] = column.values[from + i];
+    case 'integer': {
+      toInt32Scratch(column.values, from, n);
       duckdb.copy_data_to_vector(vector, 0, int64Scratch, 0, n * 4);
       return;
+    }
     case 'varchar': {
       const values = column.values;
       if (values === null) {
@@ -128,6 +120,33 @@ function fillVector(vector: Vector, column: Column, from: number, n: number, inl
       fillDictionary(vector, column.ids, column.values, inline, from, n);
       return;
   }
+}
+
+/**
+ * Rows [from, from + n) of whole numbers times `scale` into int64Scratch as int64 values (NaN as 0).
+ * Only the loop: V8 compiles a hot loop on its own (on-stack replacement) and enters that code again
+ * on later calls, and a call or property read after the loop that the loop's code had never seen sent
+ * it back to the interpreter every time, with the rest of the chunk (seen: ~140 deopts of the writer's
+ * fillVector per million trades). So callers copy and mark NULLs themselves.
+ */
+function toInt64Scratch(values: Float64Array, scale: number, from: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const v = values[from + i] * scale;
+    if (Number.isSafeInteger(v)) {
+      // The two halves of the 64-bit two's complement, little-endian: no BigInt per value.
+      const high = Math.floor(v / 4294967296);
+      int64Low[2 * i] = v - high * 4294967296;
+      int64High[2 * i + 1] = high;
+    } else {
+      // Beyond 2^53 (a timestamp after the year 2255) or NaN (NULL): exact, slower.
+      int64View.setBigInt64(8 * i, Number.isNaN(v) ? 0n : BigInt(values[from + i]) * BigInt(scale), true);
+    }
+  }
+}
+
+/** Rows [from, from + n) as int32 values into int64Scratch (see toInt64Scratch). */
+function toInt32Scratch(values: Float64Array, from: number, n: number): void {
+  for (let i = 0; i < n; i++) int32Values[i] = values[from + i];
 }
 
 /**
@@ -193,14 +212,7 @@ function fillDictionary(vector: Vector, ids: Uint32Array, values: readonly strin
  * replayed trades, most of it before the code was optimised (it runs a few times per batch).
  */
 export function pickRows(columns: readonly Column[], rows: readonly number[]): Column[] {
-  // Runs [from, to) of consecutive rows.
-  const runs: number[] = [];
-  for (let i = 0; i < rows.length; ) {
-    let j = i + 1;
-    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
-    runs.push(rows[i], rows[j - 1] + 1);
-    i = j;
-  }
+  const runs = runsOf(rows);
   const pick = <T extends Float64Array | Uint32Array | Uint8Array>(values: T): T => {
     const picked = new (values.constructor as new (n: number) => T)(rows.length);
     for (let r = 0, at = 0; r < runs.length; r += 2) {
@@ -216,6 +228,18 @@ export function pickRows(columns: readonly Column[], rows: readonly number[]): C
     if (!isTyped(values)) return { ...column, values: rows.map((i) => values[i]) } as Column;
     return { ...column, values: pick(values) } as Column;
   });
+}
+
+/** Runs [from, to) of consecutive rows, as pairs (from, to); a loop alone (see toInt64Scratch). */
+function runsOf(rows: readonly number[]): number[] {
+  const runs: number[] = [];
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+    runs.push(rows[i], rows[j - 1] + 1);
+    i = j;
+  }
+  return runs;
 }
 
 /** Copies rows [from, from + n) of a typed array into a vector. */

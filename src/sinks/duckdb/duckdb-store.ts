@@ -50,32 +50,18 @@ class KeyedRows {
 
   /** Splits rows into those to append and those to upsert. */
   split(rows: KeyedColumns): SplitRows {
-    const latest = this.latestOf(rows);
-    const ids = rows.asset.ids;
-    let existing: number[] | null = null;
-    let earliestEnd = Infinity;
-    for (let i = 0; i < rows.length; i++) {
-      const end = rows.windowEnd[i];
-      if (end <= latest[ids[i]]) {
-        (existing ??= []).push(i);
-        if (end < earliestEnd) earliestEnd = end;
-      }
-    }
+    const existing = rowsMaybeStored(rows.windowEnd, rows.asset.ids, this.latestOf(rows), rows.length);
     // At replay speed nearly every row is new: no list of row numbers is built for them.
-    if (existing === null) return { fresh: rows.columns, freshCount: rows.length, existing: [], existingCount: 0, earliestEnd };
-    const fresh: number[] = [];
-    for (let i = 0, e = 0; i < rows.length; i++) {
-      if (e < existing.length && existing[e] === i) e++;
-      else fresh.push(i);
-    }
+    if (existing === null) return { fresh: rows.columns, freshCount: rows.length, existing: [], existingCount: 0, earliestEnd: Infinity };
+    const earliestEnd = existing.reduce((min, i) => Math.min(min, rows.windowEnd[i]), Infinity);
+    const fresh = otherRows(existing, rows.length);
     return { fresh: pickRows(rows.columns, fresh), freshCount: fresh.length, existing: pickRows(rows.columns, existing), existingCount: existing.length, earliestEnd };
   }
 
   /** After a commit: these rows are stored. */
   committed(rows: KeyedColumns): void {
     const latest = this.latestOf(rows);
-    const ids = rows.asset.ids;
-    for (let i = 0; i < rows.length; i++) if (rows.windowEnd[i] > latest[ids[i]]) latest[ids[i]] = rows.windowEnd[i];
+    raiseLatest(rows.windowEnd, rows.asset.ids, latest, rows.length);
     rows.asset.values.forEach((asset, id) => {
       if (latest[id] > -Infinity) this.latestEnd.set(asset, latest[id]);
     });
@@ -85,6 +71,33 @@ class KeyedRows {
   private latestOf(rows: KeyedColumns): Float64Array {
     return Float64Array.from(rows.asset.values, (asset) => this.latestEnd.get(asset) ?? -Infinity);
   }
+}
+
+// The loops over every row are functions of their own that do nothing after the loop. V8 compiles a
+// hot loop while it runs (on-stack replacement) and enters that code again on later calls; work after
+// the loop that the code had not seen (a call, a property of another shape) sent it back to the
+// interpreter on every call (seen: split, committed and pickRows, dozens of times per million trades).
+
+/** The rows whose window ends no later than their asset's latest stored end (a stored row may have their key); null for none. */
+function rowsMaybeStored(windowEnd: Float64Array, ids: Uint32Array, latest: Float64Array, n: number): number[] | null {
+  let rows: number[] | null = null;
+  for (let i = 0; i < n; i++) if (windowEnd[i] <= latest[ids[i]]) (rows ??= []).push(i);
+  return rows;
+}
+
+/** Rows [0, n) not in `rows` (ascending). */
+function otherRows(rows: readonly number[], n: number): number[] {
+  const others: number[] = [];
+  for (let i = 0, r = 0; i < n; i++) {
+    if (r < rows.length && rows[r] === i) r++;
+    else others.push(i);
+  }
+  return others;
+}
+
+/** latest[asset id] becomes the latest window end of that asset's rows, if later. */
+function raiseLatest(windowEnd: Float64Array, ids: Uint32Array, latest: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++) if (windowEnd[i] > latest[ids[i]]) latest[ids[i]] = windowEnd[i];
 }
 
 interface SplitRows {
