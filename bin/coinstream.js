@@ -8,6 +8,9 @@ if (!existsSync(entry)) {
   process.stderr.write('coinstream: not built yet: run `npm run build` (npm install does it)\n');
   process.exit(1);
 }
+// First, before V8 compiles anything: see src/core/detach-early.ts.
+const { detachOneBufferEarly } = await import(new URL('../dist/core/detach-early.js', import.meta.url).href);
+detachOneBufferEarly();
 // `run` writes to DuckDB unless its sinks say otherwise: its worker starts loading DuckDB now, while the
 // command line is parsed (src/sinks/duckdb/prestart.ts). A wrong guess costs a little CPU, nothing else.
 const args = process.argv.slice(2);

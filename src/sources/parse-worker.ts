@@ -3,10 +3,13 @@
 // scanner leaves (rejections, blank lines, unusual spellings) go back unread, and the main thread gives
 // them parseTrade's verdict, so every verdict is the one an in-thread replay gives.
 import { parentPort } from 'node:worker_threads';
+import { detachOneBufferEarly } from '../core/detach-early.js';
 import { TradeScanner } from '../core/scan-trade.js';
 import { KeyTable, TradeColumns } from '../core/trade-columns.js';
 import type { ParseJob, ParseResult } from './parse-protocol.js';
 
+// This thread moves its results to the main thread (detaching their buffers): see detach-early.ts.
+detachOneBufferEarly();
 const scanner = new TradeScanner();
 /** The thread's keys; the main thread keeps the same table from each result's `newKeys`. */
 const keys = new KeyTable();

@@ -155,3 +155,26 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     expect(r.stdout).toMatch(/--watermark <duration>/);
   });
 });
+
+describe('the entry point', () => {
+  it('lets V8 drop its "no buffer is ever detached" assumption before it compiles anything (src/core/detach-early.ts)', async () => {
+    // V8 prints both to stdout: the protector's end, and each function it has optimised. A run that
+    // transfers batches to the DuckDB worker ends the assumption anyway; it must end before the first
+    // function is optimised, or that code (and every function compiled after it) is thrown away.
+    const store = join(dir, 'detach.duckdb');
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(
+        'node',
+        ['--trace-protector-invalidation', '--trace-opt', 'bin/coinstream.js', 'run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'],
+        { maxBuffer: 64 << 20 },
+        (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      );
+    });
+    const lines = out.split('\n');
+    const ended = lines.filter((l) => l.includes('Invalidating protector cell ArrayBufferDetaching'));
+    const firstOptimised = lines.findIndex((l) => l.startsWith('[completed optimizing'));
+    expect(ended).toHaveLength(1); // the main thread's; the DuckDB worker detaches nothing
+    expect(firstOptimised).toBeGreaterThan(-1);
+    expect(lines.indexOf(ended[0])).toBeLessThan(firstOptimised);
+  });
+});
