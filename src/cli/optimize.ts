@@ -3,6 +3,7 @@
 // table on the log.
 import { parseDuration } from '../core/duration.js';
 import { UsageError } from '../core/errors.js';
+import { userPath } from '../core/paths.js';
 import type { Logger } from '../core/logger.js';
 import { parseByteSize } from '../core/size.js';
 
@@ -30,7 +31,7 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(2)}s`;
 export async function optimizeCommand(spec: string, flags: OptimizeFlags, deps: { logger: Logger }): Promise<void> {
   const { logger } = deps;
   if (!spec.startsWith('delta:') || spec.length === 'delta:'.length) throw new UsageError(`optimize needs a Delta store: delta:DIR (got "${spec}")`);
-  const dir = spec.slice('delta:'.length);
+  const dir = userPath(spec.slice('delta:'.length));
   const targetSize = parseByteSize(flags.targetSize, '--target-size');
   const retentionMs = parseDuration(flags.retention, '--retention');
   const { DEFAULT_RETENTION_MS, findDeltaTables, optimizeTable, vacuumTable } = await import('../sinks/delta/optimize.js');

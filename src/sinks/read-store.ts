@@ -2,6 +2,7 @@
 // syntax of the stores: duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:DIR.
 // Each reader's module (and its driver) is loaded only for its kind.
 import { UsageError } from '../core/errors.js';
+import { userPath } from '../core/paths.js';
 import type { StoreReader } from './contract.js';
 
 export const STORE_SPEC_HELP = 'duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:DIR';
@@ -12,7 +13,7 @@ export const STORE_SPEC_HELP = 'duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB |
  */
 export async function openStoreReader(spec: string): Promise<StoreReader> {
   if (spec.startsWith('duckdb:')) {
-    const path = spec.slice('duckdb:'.length);
+    const path = userPath(spec.slice('duckdb:'.length));
     if (!path) throw new UsageError('--store duckdb needs a file: --store duckdb:./coinstream.duckdb');
     const { DuckDBReader } = await import('./duckdb/duckdb-reader.js');
     return DuckDBReader.open(path);
@@ -25,7 +26,7 @@ export async function openStoreReader(spec: string): Promise<StoreReader> {
     return SqlReader.open(asStoreFlag(() => access(spec)));
   }
   if (spec.startsWith('delta:')) {
-    const dir = spec.slice('delta:'.length);
+    const dir = userPath(spec.slice('delta:'.length));
     if (!dir) throw new UsageError('--store delta needs a directory: --store delta:./coinstream-delta');
     const { DeltaReader } = await import('./delta/delta-reader-store.js');
     return DeltaReader.open(dir);

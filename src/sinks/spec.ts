@@ -1,7 +1,9 @@
 // SINK SPEC (DESIGN.md): console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:PATH
 // The SQL stores' modules import their drivers only when opened, so `--help` loads neither mysql2 nor pg.
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
+import { userPath } from '../core/paths.js';
 import { firstRepeat } from '../core/repeats.js';
 import type { Logger } from '../core/logger.js';
 import { ConsoleSink } from './console.js';
@@ -34,7 +36,7 @@ function refuseRepeats(specs: string[]): void {
 /** What a spec writes to, and the spec as it may be shown (a SQL store's password as ***). */
 function storeIdentity(spec: string): { key: string; shown: string } {
   for (const kind of ['duckdb:', 'delta:']) {
-    if (spec.startsWith(kind) && spec.length > kind.length) return { key: `${kind}${resolve(spec.slice(kind.length))}`, shown: spec };
+    if (spec.startsWith(kind) && spec.length > kind.length) return { key: `${kind}${resolve(userPath(spec.slice(kind.length)))}`, shown: spec };
   }
   if (/^(mysql|postgres|postgresql):\/\//.test(spec)) {
     const t = parseSqlTarget(spec);
@@ -52,8 +54,11 @@ export function parseSinkSpec(spec: string, logger: Logger, options: { delta?: D
 function parseSingleSinkSpec(spec: string, logger: Logger): Sink {
   if (spec === 'console') return new ConsoleSink(process.stdout, logger);
   if (spec.startsWith('duckdb:')) {
-    const path = spec.slice('duckdb:'.length);
+    const path = userPath(spec.slice('duckdb:'.length));
     if (!path) throw new UsageError('--sink duckdb needs a file: --sink duckdb:./coinstream.duckdb');
+    // DuckDB makes the file, not its directory: a missing one failed the run after it had started (exit 1).
+    const dir = dirname(resolve(path));
+    if (!existsSync(dir)) throw new UsageError(`${spec}: the directory ${dir} does not exist; make it first (mkdir -p ${dir}) or give another path`);
     return new DuckDBSink(path, logger);
   }
   if (spec.startsWith('mysql://')) return createMysqlStore(spec, logger);

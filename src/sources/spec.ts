@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { UsageError } from '../core/errors.js';
+import { userPath } from '../core/paths.js';
 import { firstRepeat } from '../core/repeats.js';
 import type { Logger } from '../core/logger.js';
 import { SOURCE_SPEC_HELP, type Source } from './contract.js';
@@ -54,7 +55,7 @@ function parseBuiltIn(spec: string, deps: SourceDeps): Source {
   switch (kind) {
     case 'replay':
       if (!rest) throw new UsageError(`--source replay needs a file: --source replay:PATH.jsonl[.gz]`);
-      return new ReplaySource({ path: rest, clock: deps.clock, maxLineBytes: deps.maxLineBytes });
+      return new ReplaySource({ path: userPath(rest), clock: deps.clock, maxLineBytes: deps.maxLineBytes });
     case 'synthetic': {
       const rate = rest === '' ? 10 : Number(rest);
       if (!(rate > 0) || !Number.isFinite(rate)) throw new UsageError(`--source synthetic:${rest}: the rate must be trades per second > 0, e.g. synthetic:50`);

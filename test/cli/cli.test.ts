@@ -1,6 +1,6 @@
 // The command line as users and scripts see it: real processes, real files, exit codes.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -127,6 +127,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', `replay:${KRAKEN}`, '--source', `replay:./${KRAKEN}`], /--source replay:\.\/data\/\S+ repeats --source replay:data\/\S+: its trades would be counted twice/],
     [['run', '--source', 'synthetic:5', '--source', 'synthetic:5'], /--source synthetic:5 repeats --source synthetic:5/],
     [['query', '--store', 'duckdb:/no/such.duckdb'], /no store at \/no\/such.duckdb/],
+    [['run', '--source', `replay:${KRAKEN}`, '--sink', 'duckdb:/no/such/dir/s.duckdb'], /^coinstream: duckdb:\/no\/such\/dir\/s.duckdb: the directory \/no\/such\/dir does not exist; make it first/],
     [['nonsense'], /unknown command 'nonsense'/],
   ])('%j', async (args, message) => {
     const r = await coinstream(args as string[]);
@@ -146,6 +147,19 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     const sql = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', 'mysql://root@127.0.0.1:1/test', '--sink', 'mysql://root:s3cret@127.0.0.1:1/test', '--no-dashboard']);
     expect(sql.code).toBe(2);
     expect(sql.stderr.trim()).toBe('coinstream: --sink mysql://root:***@127.0.0.1:1/test repeats --sink mysql://root@127.0.0.1:1/test: it would be written twice over; give each sink once');
+  });
+
+  it('a ~ at the start of a path in a spec is the home directory (the shell leaves it after "replay:")', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'coinstream-home-'));
+    copyFileSync(KRAKEN, join(home, 'kraken.jsonl'));
+    const run = await coinstream(['run', '--source', 'replay:~/kraken.jsonl', '--speed', 'max', '--sink', 'duckdb:~/store.duckdb', '--no-dashboard'], { HOME: home });
+    expect(run.stderr).toMatch(/done: 2672 trades aggregated/);
+    expect(run.code).toBe(0);
+    expect(existsSync(join(home, 'store.duckdb'))).toBe(true);
+    expect(existsSync('~')).toBe(false);
+    const q = await coinstream(['query', '--store', 'duckdb:~/store.duckdb', '--asset', 'bitcoin', '--last', '1m'], { HOME: home });
+    expect(q.code).toBe(0);
+    expect(q.stdout).toMatch(/\| bitcoin \| 2019-07-01 00:59:00.000 \|/);
   });
 
   it('--help explains and exits 0', async () => {

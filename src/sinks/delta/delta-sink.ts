@@ -11,6 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
+import { userPath } from '../../core/paths.js';
 import type { Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
 import { crashIfAsked } from '../fault.js';
@@ -58,7 +59,7 @@ export function isPartitioned(table: DeltaTableName, partition: DeltaPartitionin
 
 /** The sinks of `delta:DIR`, one per table, in write order. */
 export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSinkOptions = {}): Sink[] {
-  const dir = spec.slice('delta:'.length);
+  const dir = userPath(spec.slice('delta:'.length));
   if (!dir) throw new UsageError('--sink delta needs a directory: --sink delta:./coinstream-delta');
   // A file there would fail every table's first listing of its log (ENOTDIR), at exit 1.
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--sink delta:${dir}: ${dir} is a file; give a directory (made if missing), e.g. --sink delta:./coinstream-delta`);
