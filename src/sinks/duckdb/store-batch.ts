@@ -145,17 +145,19 @@ export function numbers<T>(rows: T[], field: (row: T) => number | null): Float64
 export function windowColumns(rows: WindowResult[]): KeyedColumns {
   const n = rows.length;
   const asset = new Dictionary(n);
-  const keys = { windowStart: new Float64Array(n), windowEnd: new Float64Array(n), isFinal: new Uint8Array(n) };
+  const windowStart = new Float64Array(n);
+  const windowEnd = new Float64Array(n);
+  const isFinal = new Uint8Array(n);
   const trades = new Float64Array(n);
   const updatedAt = new Float64Array(n);
   // total_volume .. sell_volume, column after column in one buffer (one allocation, one transfer)
   const doubles = new Float64Array(n * 10);
-  copyWindowFields(rows, asset, keys, trades, updatedAt, doubles);
-  return { length: n, asset: asset.plain(), ...keys, columns: [
-    ...keyColumns(asset, keys.windowStart, keys.windowEnd),
+  copyWindowFields(rows, asset, windowStart, windowEnd, isFinal, trades, updatedAt, doubles);
+  return { length: n, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
+    ...keyColumns(asset, windowStart, windowEnd),
     { kind: 'bigint', values: trades },
     ...slices(doubles, n, 10).map(double),
-    { kind: 'boolean', values: keys.isFinal },
+    { kind: 'boolean', values: isFinal },
     { kind: 'timestamp', values: updatedAt },
   ] };
 }
@@ -165,27 +167,22 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
   const n = rows.length;
   const asset = new Dictionary(n);
   const trend = new Dictionary(n);
-  const keys = { windowStart: new Float64Array(n), windowEnd: new Float64Array(n), isFinal: new Uint8Array(n) };
+  const windowStart = new Float64Array(n);
+  const windowEnd = new Float64Array(n);
+  const isFinal = new Uint8Array(n);
   const windows6m = new Float64Array(n);
   // vwap, prev_vwap, avg_price_6m, change_6m_pct
   const doubles = new Float64Array(n * 4);
-  copyTrendFields(rows, asset, trend, keys, windows6m, doubles);
+  copyTrendFields(rows, asset, trend, windowStart, windowEnd, isFinal, windows6m, doubles);
   const [vwap, prevVwap, avgPrice6m, change6mPct] = slices(doubles, n, 4);
-  return { length: n, asset: asset.plain(), ...keys, columns: [
-    ...keyColumns(asset, keys.windowStart, keys.windowEnd),
+  return { length: n, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
+    ...keyColumns(asset, windowStart, windowEnd),
     double(vwap), double(prevVwap),
     trend.column(),
     double(avgPrice6m), double(change6mPct),
     { kind: 'integer', values: windows6m },
-    { kind: 'boolean', values: keys.isFinal },
+    { kind: 'boolean', values: isFinal },
   ] };
-}
-
-/** A keyed table's key columns and is_final, filled by the copy loops below. */
-interface KeyArrays {
-  windowStart: Float64Array;
-  windowEnd: Float64Array;
-  isFinal: Uint8Array;
 }
 
 // The copy loops are functions of their own that do nothing after the loop: V8 compiles a hot loop
@@ -194,9 +191,10 @@ interface KeyArrays {
 // windowColumns compiled 7 times and trendColumns 5 times in a run of a million trades).
 
 /** Row i's fields into the arrays; doubles holds total_volume .. sell_volume, n rows each. */
-function copyWindowFields(rows: WindowResult[], asset: Dictionary, keys: KeyArrays, trades: Float64Array, updatedAt: Float64Array, doubles: Float64Array): void {
+function copyWindowFields(
+  rows: WindowResult[], asset: Dictionary, windowStart: Float64Array, windowEnd: Float64Array, isFinal: Uint8Array, trades: Float64Array, updatedAt: Float64Array, doubles: Float64Array,
+): void {
   const n = rows.length;
-  const { windowStart, windowEnd, isFinal } = keys;
   for (let i = 0; i < n; i++) {
     const w = rows[i];
     asset.set(i, w.asset);
@@ -219,9 +217,10 @@ function copyWindowFields(rows: WindowResult[], asset: Dictionary, keys: KeyArra
 }
 
 /** Row i's fields into the arrays; doubles holds vwap, prev_vwap, avg_price_6m, change_6m_pct, n rows each. */
-function copyTrendFields(rows: TrendResult[], asset: Dictionary, trend: Dictionary, keys: KeyArrays, windows6m: Float64Array, doubles: Float64Array): void {
+function copyTrendFields(
+  rows: TrendResult[], asset: Dictionary, trend: Dictionary, windowStart: Float64Array, windowEnd: Float64Array, isFinal: Uint8Array, windows6m: Float64Array, doubles: Float64Array,
+): void {
   const n = rows.length;
-  const { windowStart, windowEnd, isFinal } = keys;
   for (let i = 0; i < n; i++) {
     const t = rows[i];
     asset.set(i, t.asset);
