@@ -1,5 +1,6 @@
 // `coinstream query`: the latest windows and trends in a store (DuckDB, MySQL or PostgreSQL), as a table.
 import { parseDuration } from '../core/duration.js';
+import { UsageError } from '../core/errors.js';
 import { WINDOW_COLUMNS, type WindowRow } from '../sinks/console.js';
 import { formatPrice, renderTable } from '../sinks/format.js';
 import { openStoreReader } from '../sinks/read-store.js';
@@ -12,6 +13,8 @@ export interface QueryFlags {
 
 export async function queryCommand(flags: QueryFlags, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   const lastMs = parseDuration(flags.last, '--last');
+  // 0 covers no window: "no windows in STORE" would then be said of a store that holds many.
+  if (lastMs <= 0) throw new UsageError('--last must be longer than 0, e.g. --last 6m');
   const reader = await openStoreReader(flags.store);
   try {
     const rows: WindowRow[] = (await reader.latestWindows({ asset: flags.asset, lastMs })).map((r) => ({ window: r.window, trend: r.trend }));

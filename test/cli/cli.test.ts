@@ -127,6 +127,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', `replay:${KRAKEN}`, '--source', `replay:./${KRAKEN}`], /--source replay:\.\/data\/\S+ repeats --source replay:data\/\S+: its trades would be counted twice/],
     [['run', '--source', 'synthetic:5', '--source', 'synthetic:5'], /--source synthetic:5 repeats --source synthetic:5/],
     [['query', '--store', 'duckdb:/no/such.duckdb'], /no store at \/no\/such.duckdb/],
+    [['query', '--store', 'duckdb:/no/such.duckdb', '--last', '0s'], /^coinstream: --last must be longer than 0, e.g. --last 6m$/],
     [['run', '--source', `replay:${KRAKEN}`, '--sink', 'duckdb:/no/such/dir/s.duckdb'], /^coinstream: duckdb:\/no\/such\/dir\/s.duckdb: the directory \/no\/such\/dir does not exist; make it first/],
     [['nonsense'], /unknown command 'nonsense'/],
   ])('%j', async (args, message) => {
