@@ -66,8 +66,13 @@ export class ReplaySource implements Source {
     if (!existsSync(options.path)) {
       throw new CoinstreamError('SOURCE_NOT_FOUND', `replay file not found: ${options.path} (give a JSONL or JSONL.gz file of trade messages)`);
     }
-    if (!statSync(options.path).isFile()) {
-      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay source is not a file: ${options.path}`);
+    const stat = statSync(options.path);
+    if (stat.isDirectory()) {
+      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay source is not a file: ${options.path} is a directory (give a JSONL or JSONL.gz file of trade messages)`);
+    }
+    if (!stat.isFile()) {
+      // A replay resumes from a byte offset after a crash (DESIGN.md, Recovery), which a pipe cannot give.
+      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay source is not a file: ${options.path} is a pipe or device, and a replay resumes from a byte offset in its file; write the trades to a file first (e.g. zcat x.gz > x.jsonl, or replay the .gz itself)`);
     }
   }
 

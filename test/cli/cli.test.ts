@@ -118,6 +118,8 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['run', '--source', `replay:${KRAKEN}`, '--window', '5x'], /--window: "5x" is not a duration; write it like/],
     [['run', '--source', `replay:${KRAKEN}`, '--window', '60'], /--window: "60" is not a duration/],
     [['run', '--source', 'replay:/no/such/file.jsonl'], /replay file not found: \/no\/such\/file.jsonl/],
+    [['run', '--source', 'replay:/tmp'], /replay source is not a file: \/tmp is a directory/],
+    [['run', '--source', 'replay:/dev/null'], /replay source is not a file: \/dev\/null is a pipe or device, and a replay resumes from a byte offset/],
     [['run', '--source', 'bogus:x'], /unknown source "bogus:x"; a source is one of/],
     [['run', '--source', `replay:${KRAKEN}`, '--sink', 'parquet:x'], /unknown sink "parquet:x"/],
     [['run', '--source', `replay:${KRAKEN}`, '--sink', `delta:${KRAKEN}`], /--sink delta:\S+: \S+ is a file; give a directory/],
