@@ -6,7 +6,7 @@
 // a fraction of a second into the run. Detaching one empty buffer at the start, before anything is
 // compiled, makes every function compile once, with the check.
 
-/** Detaches an empty ArrayBuffer in this thread (call first thing in every thread that runs the pipeline). */
+/** Detaches an empty ArrayBuffer in this thread: call it first thing in a thread that will transfer buffers to another. */
 export function detachOneBufferEarly(): void {
   const empty = new ArrayBuffer(0);
   structuredClone(empty, { transfer: [empty] });
