@@ -398,7 +398,7 @@ export class WindowEngine {
       const pane = state.panes.get(p);
       if (pane) addPane(agg, pane);
     }
-    return {
+    const result: WindowResult = {
       asset: state.asset,
       windowStart: start,
       windowEnd: start + this.windowMs,
@@ -414,8 +414,14 @@ export class WindowEngine {
       buyVolume: agg.buyVolume,
       sellVolume: agg.sellVolume,
       isFinal,
-      updatedAt: now,
+      updatedAt: NaN,
     };
+    // Stored after the literal, not in it: collect() stores updatedAt again in final rows, and V8
+    // treats a field as constant until its first store after creation, then throws away the code
+    // compiled on that (finalizeUpTo, computeWindow: seen with --trace-generalization, ~60-90 ms of
+    // compiler time). Stored here, the field is variable from the first window, before any compile.
+    result.updatedAt = now;
+    return result;
   }
 
   /** The trend row of window w, which must be in state.windows. */
