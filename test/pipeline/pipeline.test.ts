@@ -220,25 +220,28 @@ describe('Pipeline', () => {
     expect(sink.batches.map((b) => b.batchId)).toEqual([0, 1]);
   });
 
-  it('cuts full batches at exactly one row group (122,880 trades), also in the middle of an event, and stops at --batches', async () => {
+  it('cuts full batches at exactly one row group (122,880 trades), then two, also in the middle of an event, and stops at --batches', async () => {
     const clock = new ManualClock(0);
     const source = new FedSource();
     const sink = new CopyingSink();
-    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, maxBatches: 2 }).run();
-    // 420,000 trades in events of 60,000: row-group cuts fall inside events. No trigger ever fires
-    // (virtual time stands still), so every cut is a full batch. The sink is slow: when a third batch is
-    // full, the second is still being written, and the run must wait for it rather than spin.
-    for (let e = 0; e < 7; e++) {
+    const run = new Pipeline({ sources: [source], sinks: [sink], engine: DEFAULT_ENGINE_CONFIG, clock, logger: silentLogger, maxBatches: 3 }).run();
+    // 540,000 trades in events of 60,000: row-group cuts fall inside events. No trigger ever fires
+    // (virtual time stands still), so every cut is a full batch. The sink is slow: when a batch is
+    // full, the one before is still being written, and the run must wait for it rather than spin.
+    for (let e = 0; e < 9; e++) {
       const trades = Array.from({ length: 60_000 }, (_, i) => trade((e * 60_000 + i) * 10, 100 + (i % 7)));
       source.push({ kind: 'trades', source: 'fed', trades, receivedAt: 42 });
     }
     const summary = await run;
     expect(summary.reason).toBe('max-batches');
-    expect(sink.sizes).toEqual([122_880, 122_880]);
-    // The second batch starts where the first ended (no trade lost or repeated at the cut), though the
-    // first batch's memory has been reused by then: the sink kept copies.
+    // The first two batches are one row group each (the store starts writing early), later ones two.
+    expect(sink.sizes).toEqual([122_880, 122_880, 245_760]);
+    // Each batch starts where the one before ended (no trade lost or repeated at a cut), though the
+    // batches' memory has been reused by then: the sink kept copies.
     expect(sink.timestamps[0][122_879] - T0).toBe(122_879 * 10);
     expect(sink.timestamps[1][0] - T0).toBe(122_880 * 10);
+    expect(sink.timestamps[2][0] - T0).toBe(245_760 * 10);
+    expect(sink.timestamps[2][245_759] - T0).toBe((491_520 - 1) * 10);
     expect(sink.receivedAt.every((r) => r === 42)).toBe(true);
   });
 
