@@ -3,6 +3,7 @@
 // Input never throws out of here, and nothing here recurses over the input's structure (a line of
 // 5,000 nested brackets is just malformed input, not a stack overflow).
 
+import { isUtf8 } from 'node:buffer';
 import type { RejectReason, Trade } from './trade.js';
 
 export type ParseResult =
@@ -42,9 +43,16 @@ function describe(value: unknown): string {
 
 /** Parses a JSON text into a Trade. `receivedAt` (epoch ms, our clock) bounds the event time from above. */
 export function parseTrade(text: string | Buffer, receivedAt = Date.now()): ParseResult {
+  const decoded = typeof text === 'string' ? text : text.toString('utf8');
+  // Decoding turns bytes that are not UTF-8 into U+FFFD without a word, and the trade then went on as,
+  // say, asset "bit\uFFFDcoin", with windows of its own. JSON text is UTF-8 (RFC 8259): such bytes make
+  // the message malformed. Checked only when a U+FFFD is there (a real one, bytes EF BF BD, is UTF-8).
+  if (typeof text !== 'string' && decoded.includes('\uFFFD') && !isUtf8(text)) {
+    return { ok: false, reason: 'malformed', detail: 'not UTF-8: the message has bytes that are not UTF-8 (JSON text must be)' };
+  }
   let value: unknown;
   try {
-    value = JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
+    value = JSON.parse(decoded);
   } catch (err) {
     return { ok: false, reason: 'malformed', detail: `not JSON: ${(err as Error).message}` };
   }

@@ -225,7 +225,7 @@ export class KafkaPartitionSource implements Source {
       const parsed =
         scanned !== null ? ({ ok: true, trade: scanned } as const)
         : value === null ? ({ ok: false, reason: 'malformed', detail: 'empty record (no value)' } as const)
-        : parseTrade(value.toString('utf8'), receivedAt);
+        : parseTrade(value, receivedAt); // the bytes: see parseTrade on what is not UTF-8
       if (!parsed.ok) {
         const pending = flush();
         if (pending) yield pending;

@@ -175,7 +175,7 @@ function pieceOf(r: ParseResult, keys: TradeKey[], ownKeys: KeyTable, receivedAt
   const judged = new TradeColumns(ownKeys.keys, 16);
   const judgedLines: number[] = [];
   for (let i = 0; i < r.lines; i++) {
-    if (fast[i] === 0 && judgeLine(i, lineText(data, lineEnds, i), receivedAt, judged, ownKeys, rejections)) {
+    if (fast[i] === 0 && judgeLine(i, data, lineEnds, receivedAt, judged, ownKeys, rejections)) {
       isTrade[i] = 1;
       judgedLines.push(i);
     }

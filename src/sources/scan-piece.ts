@@ -52,7 +52,7 @@ export function scanPiece(data: Buffer, receivedAt: number, scanner: TradeScanne
       if (nl === -1) nl = data.length; // the file's last line, without a newline
     }
     ends.push(Math.min(nl + 1, data.length));
-    isTrade.push(scanned || judgeLine(i, line(i), receivedAt, trades, keys, rejections) ? 1 : 0);
+    isTrade.push(scanned || judgeLine(i, data, ends, receivedAt, trades, keys, rejections) ? 1 : 0);
     start = nl + 1;
   }
   return { lines: ends.length, trades, isTrade: Uint8Array.from(isTrade), rejections, line, lineEnd: (i) => ends[i] };
@@ -91,7 +91,7 @@ function scanPieceInModule(data: Buffer, receivedAt: number, scanner: WasmTradeS
       scanner.appendTrades(trades, copied, t, data);
       copied = t;
       const i = lines + j;
-      if (judgeLine(i, lineText(data, ends, i), receivedAt, trades, keys, rejections)) isTrade[i] = 1;
+      if (judgeLine(i, data, ends, receivedAt, trades, keys, rejections)) isTrade[i] = 1;
     }
     scanner.appendTrades(trades, copied, t, data);
     lines += n;
@@ -111,9 +111,11 @@ function grown<T extends Uint32Array | Uint8Array>(a: T, capacity: number): T {
  * The general path for a line the scanner left: parseTrade's verdict, or nothing for a blank line. An
  * accepted trade is appended to `trades` (true); a rejection goes to `rejections`.
  */
-export function judgeLine(i: number, text: string, receivedAt: number, trades: TradeColumns, keys: KeyTable, rejections: Map<number, Rejection>): boolean {
+export function judgeLine(i: number, data: Buffer, ends: ArrayLike<number>, receivedAt: number, trades: TradeColumns, keys: KeyTable, rejections: Map<number, Rejection>): boolean {
+  const text = lineText(data, ends, i);
   if (isBlank(text)) return false;
-  const parsed = parseTrade(text, receivedAt);
+  // The line's bytes when its text holds a U+FFFD: parseTrade then tells bytes that are not UTF-8 apart.
+  const parsed = parseTrade(text.includes('\uFFFD') ? lineBytes(data, ends, i) : text, receivedAt);
   if (parsed.ok) {
     trades.appendTrade(parsed.trade, keys);
     return true;
@@ -124,11 +126,22 @@ export function judgeLine(i: number, text: string, receivedAt: number, trades: T
 
 /** Line i's text in a piece whose lines end at ends[0..]: without its LF or CRLF. */
 export function lineText(data: Buffer, ends: ArrayLike<number>, i: number): string {
+  const [start, end] = lineBounds(data, ends, i);
+  return data.toString('utf8', start, end);
+}
+
+/** Line i's bytes (a view, not a copy), as lineText's text. */
+function lineBytes(data: Buffer, ends: ArrayLike<number>, i: number): Buffer {
+  const [start, end] = lineBounds(data, ends, i);
+  return data.subarray(start, end);
+}
+
+function lineBounds(data: Buffer, ends: ArrayLike<number>, i: number): [number, number] {
   const start = i === 0 ? 0 : ends[i - 1];
   let end = ends[i];
   if (end > start && data[end - 1] === 10) end--;
   if (end > start && data[end - 1] === 13) end--;
-  return data.toString('utf8', start, end);
+  return [start, end];
 }
 
 function isBlank(line: string): boolean {

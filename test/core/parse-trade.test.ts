@@ -15,6 +15,18 @@ describe('parseTrade', () => {
     expect(parseTrade(Buffer.from(line({}))).ok).toBe(true);
   });
 
+  it('rejects bytes that are not UTF-8 as malformed, where decoding would have made them U+FFFD, and keeps a real U+FFFD', () => {
+    const [before, after] = line({ base: 'bitXcoin' }).split('X');
+    const broken = Buffer.concat([Buffer.from(before), Buffer.from([0xff]), Buffer.from(after)]);
+    expect(parseTrade(broken)).toEqual({ ok: false, reason: 'malformed', detail: expect.stringMatching(/^not UTF-8/) });
+    // A truncated sequence (the first two bytes of a three-byte character) too.
+    const truncated = Buffer.concat([Buffer.from(before), Buffer.from([0xe2, 0x82]), Buffer.from(after)]);
+    expect(parseTrade(truncated)).toMatchObject({ ok: false, reason: 'malformed' });
+    // U+FFFD itself is UTF-8 (EF BF BD), and so is any other character: the bytes are the text.
+    expect(parseTrade(Buffer.from(line({ base: 'bit\uFFFDcoin' })))).toMatchObject({ ok: true, trade: { base: 'bit\uFFFDcoin' } });
+    expect(parseTrade(Buffer.from(line({ base: 'bitcoin €' })))).toMatchObject({ ok: true, trade: { base: 'bitcoin €' } });
+  });
+
   it.each([
     ['{"exchange":"binance",', 'malformed', /not JSON/],
     ['[1,2,3]', 'malformed', /not a JSON object/],

@@ -143,6 +143,17 @@ describe.each(SCANNERS)('scanPiece with %s: one verdict per line', (_name, make)
     expect(acceptedLines).toBe(lines.filter((l) => KRAKEN.includes(l)).length);
   });
 
+  it('rejects a line with bytes that are not UTF-8 as malformed, and reads the lines around it', () => {
+    const [before, after] = KRAKEN[1].split('bitcoin');
+    const bytes = Buffer.concat([Buffer.from(`${KRAKEN[0]}\n${before}bit`), Buffer.from([0xff]), Buffer.from(`coin${after}\n${KRAKEN[2]}\n`)]);
+    const { keys, scanner } = make();
+    const piece = scanPiece(bytes, RECEIVED_AT, scanner, keys);
+    expect(piece.lines).toBe(3);
+    expect([...piece.isTrade]).toEqual([1, 0, 1]);
+    expect(piece.rejections.get(1)).toMatchObject({ reason: 'malformed', detail: expect.stringMatching(/^not UTF-8/) });
+    expect(piece.trades.length).toBe(2);
+  });
+
   it('reads real data without JSON.parse, and a last line without a newline too', () => {
     const parse = vi.spyOn(JSON, 'parse');
     const text = KRAKEN.slice(0, 400).join('\n');
