@@ -3,7 +3,7 @@ import kafkajs from 'kafkajs';
 import { UsageError } from '../core/errors.js';
 import { parseDuration } from '../core/duration.js';
 import type { Logger } from '../core/logger.js';
-import { kafkaConfig, type KafkaFlags } from '../kafka/client.js';
+import { kafkaConfig, rootMessage, type KafkaFlags } from '../kafka/client.js';
 import { deadLetterTopic } from '../kafka/message.js';
 import { checkTopicName, createTopics, describeTopics, formatDescription } from '../kafka/topics.js';
 import { CoinstreamError } from '../core/errors.js';
@@ -66,8 +66,3 @@ export async function topicsCommand(action: string, flags: TopicsFlags, deps: { 
   }
 }
 
-function rootMessage(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  for (let i = 0; i < 10 && e?.cause; i++) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}

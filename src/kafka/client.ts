@@ -111,6 +111,13 @@ export function kafkaConfig(flags: KafkaFlags, logger: Logger, clientId: string,
   return config;
 }
 
+/** The innermost cause's message: kafkajs wraps the socket's error ("connect ECONNREFUSED ...") in its own. */
+export function rootMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  for (let i = 0; i < 10 && e?.cause; i++) e = e.cause as typeof e;
+  return e?.message ?? String(err);
+}
+
 /** Where the brokers are and how we talk to them, for log lines: never the credentials. */
 export function describeConnection(config: KafkaConfig): string {
   const brokers = Array.isArray(config.brokers) ? config.brokers.join(',') : '(dynamic)';

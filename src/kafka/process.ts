@@ -12,6 +12,7 @@ import type { EngineConfig } from '../engine/contract.js';
 import { Pipeline, type PipelineObserver, type PipelineSummary } from '../pipeline/pipeline.js';
 import type { OutputBatch, Sink } from '../sinks/contract.js';
 import { SharedSink } from '../sinks/shared-sink.js';
+import { describeConnection, rootMessage } from './client.js';
 import { KafkaPartitionSource } from './partition-source.js';
 
 export interface ProcessOptions {
@@ -71,7 +72,7 @@ const MAX_REJOINS = 5;
 export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> {
   const { logger } = o;
   const kafka = new Kafka(o.kafka);
-  const offsets = await topicOffsets(kafka, [o.topic, ...(o.deadLetterTopic ? [o.deadLetterTopic] : [])], o.deadLetterTopic, logger);
+  const offsets = await topicOffsets(kafka, o.kafka, [o.topic, ...(o.deadLetterTopic ? [o.deadLetterTopic] : [])], o.deadLetterTopic, logger);
   const topics = [...offsets.keys()];
   const jobName = (topic: string, partition: number) => `${o.group}/${topic}/${partition}`;
   // Stores are shared by every partition's pipeline: opened once, one write at a time.
@@ -345,9 +346,14 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
 }
 
 /** Low and high watermarks of every partition of the topics; a missing topic is a usage error. */
-async function topicOffsets(kafka: Kafka, topics: string[], optional: string | null, logger: Logger): Promise<Map<string, Map<number, Offsets>>> {
+async function topicOffsets(kafka: Kafka, config: KafkaConfig, topics: string[], optional: string | null, logger: Logger): Promise<Map<string, Map<number, Offsets>>> {
   const admin = kafka.admin();
-  await admin.connect();
+  try {
+    await admin.connect();
+  } catch (err) {
+    // As topics and ingest say it: which brokers, and the socket's own error (not kafkajs' wrapper alone).
+    throw new CoinstreamError('SOURCE_UNREADABLE', `cannot reach Kafka at ${describeConnection(config)}: ${rootMessage(err)}`, true, { cause: err });
+  }
   try {
     const out = new Map<string, Map<number, Offsets>>();
     for (const topic of topics) {

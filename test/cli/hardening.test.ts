@@ -319,6 +319,13 @@ describe('9. smaller ones', () => {
     expect(expectOneLineFailure(r, 2)).toMatch(/is not a file/);
   });
 
+  it('process and topics with no Kafka at --brokers: exit 1, one line naming the brokers and the socket error', async () => {
+    for (const args of [['process', '--brokers', '127.0.0.1:1', '--sink', 'console', '--no-dashboard'], ['topics', 'create', '--brokers', '127.0.0.1:1']]) {
+      const r = await coinstream(args);
+      expect(expectOneLineFailure(r, 1), args[0]).toMatch(/cannot reach Kafka at 127\.0\.0\.1:1: .*ECONNREFUSED/);
+    }
+  });
+
   it('record --out into a missing directory: exit 2, one line', async () => {
     const r = await coinstream(['record', '--out', '/nonexistent/dir/x.jsonl', '--source', 'coincap@ws://127.0.0.1:1']);
     expect(expectOneLineFailure(r, 2)).toMatch(/the directory .* does not exist/);
