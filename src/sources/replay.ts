@@ -4,7 +4,6 @@
 // its own (pace.ts), after the files of a run are merged into one stream by event time (merge.ts).
 
 import { existsSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
 import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
@@ -31,25 +30,22 @@ export interface ReplayOptions {
 const UTF8_BOM = [0xef, 0xbb, 0xbf];
 
 /**
- * 3 when the file (gunzipped) starts with a UTF-8 byte order mark, which editors and tools on Windows
- * write: its first line would otherwise be refused as malformed, as JSON.parse refuses it.
+ * The file's chunks read from its start, without a leading UTF-8 byte order mark (which editors and
+ * tools on Windows write: the first line would otherwise be refused as malformed, as JSON.parse
+ * refuses it). `skipped` hears how many bytes were dropped, before the first chunk is handed on, so
+ * that positions stay byte offsets into the file. Decided on the first chunk as it is read: no read
+ * of its own (for a .gz, no second gunzip of the start).
  */
-async function byteOrderMarkLength(path: string): Promise<number> {
-  const startsWithBom = (head: Uint8Array) => UTF8_BOM.every((b, i) => head[i] === b);
-  try {
-    if (isGzipFile(path)) {
-      for await (const chunk of readFileChunks(path)) return startsWithBom(chunk) ? UTF8_BOM.length : 0;
-      return 0;
+async function* withoutByteOrderMark(chunks: AsyncIterable<Buffer>, skipped: (bytes: number) => void): AsyncGenerator<Buffer> {
+  let first = true;
+  for await (const chunk of chunks) {
+    if (first && UTF8_BOM.every((b, i) => chunk[i] === b)) {
+      skipped(UTF8_BOM.length);
+      yield chunk.subarray(UTF8_BOM.length);
+    } else {
+      yield chunk;
     }
-    const file = await open(path, 'r');
-    try {
-      const { buffer } = await file.read(Buffer.alloc(UTF8_BOM.length), 0, UTF8_BOM.length, 0);
-      return startsWithBom(buffer) ? UTF8_BOM.length : 0;
-    } finally {
-      await file.close();
-    }
-  } catch {
-    return 0; // unreadable, or damaged from its first bytes: the read itself reports it
+    first = false;
   }
 }
 
@@ -94,12 +90,13 @@ export class ReplaySource implements Source {
    */
   async *events(signal: AbortSignal, from?: SourcePosition): AsyncGenerator<SourceEvent> {
     const maxLineBytes = this.options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-    // Where the current piece starts: its byte offset, and the lines before it. A file saved with a
-    // byte order mark starts after it (positions stay byte offsets into the file).
-    let offset = from?.offset ?? (await byteOrderMarkLength(this.options.path));
+    // Where the current piece starts: its byte offset, and the lines before it.
+    let offset = from?.offset ?? 0;
     let linesBefore = from?.line ?? 0;
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
-    const pieces = readBytePieces(readFileChunks(this.options.path, offset, true), maxLineBytes);
+    // Read from the start, a file saved with a byte order mark starts after it.
+    const chunks = readFileChunks(this.options.path, offset, true);
+    const pieces = readBytePieces(offset === 0 ? withoutByteOrderMark(chunks, (bytes) => (offset += bytes)) : chunks, maxLineBytes);
     const threads = this.parseThreads();
     const items = threads > 0 ? scanInThreads(pieces, this.clock, threads) : scanHere(pieces, this.clock);
     for (;;) {

@@ -144,45 +144,75 @@ export function numbers<T>(rows: T[], field: (row: T) => number | null): Float64
  */
 export function windowColumns(rows: WindowResult[]): KeyedColumns {
   const n = rows.length;
-  const asset = new Dictionary(n);
-  const windowStart = new Float64Array(n);
-  const windowEnd = new Float64Array(n);
-  const isFinal = new Uint8Array(n);
+  const keys = new KeyRows(n);
   const trades = new Float64Array(n);
   const updatedAt = new Float64Array(n);
   // total_volume .. sell_volume, column after column in one buffer (one allocation, one transfer)
   const doubles = new Float64Array(n * 10);
-  copyWindowFields(rows, asset, windowStart, windowEnd, isFinal, trades, updatedAt, doubles);
-  return { length: n, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
-    ...keyColumns(asset, windowStart, windowEnd),
+  copyWindowFields(rows, keys, trades, updatedAt, doubles);
+  return keys.keyed([
     { kind: 'bigint', values: trades },
     ...slices(doubles, n, 10).map(double),
-    { kind: 'boolean', values: isFinal },
+    { kind: 'boolean', values: keys.isFinal },
     { kind: 'timestamp', values: updatedAt },
-  ] };
+  ]);
 }
 
 /** Trend rows as columns, in one pass (see windowColumns). A null prev_vwap becomes NaN, stored as NULL. */
 export function trendColumns(rows: TrendResult[]): KeyedColumns {
   const n = rows.length;
-  const asset = new Dictionary(n);
+  const keys = new KeyRows(n);
   const trend = new Dictionary(n);
-  const windowStart = new Float64Array(n);
-  const windowEnd = new Float64Array(n);
-  const isFinal = new Uint8Array(n);
   const windows6m = new Float64Array(n);
   // vwap, prev_vwap, avg_price_6m, change_6m_pct
   const doubles = new Float64Array(n * 4);
-  copyTrendFields(rows, asset, trend, windowStart, windowEnd, isFinal, windows6m, doubles);
+  copyTrendFields(rows, keys, trend, windows6m, doubles);
   const [vwap, prevVwap, avgPrice6m, change6mPct] = slices(doubles, n, 4);
-  return { length: n, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
-    ...keyColumns(asset, windowStart, windowEnd),
+  return keys.keyed([
     double(vwap), double(prevVwap),
     trend.column(),
     double(avgPrice6m), double(change6mPct),
     { kind: 'integer', values: windows6m },
-    { kind: 'boolean', values: isFinal },
-  ] };
+    { kind: 'boolean', values: keys.isFinal },
+  ]);
+}
+
+/**
+ * The key of window or trend rows (asset, window_start, window_end) and is_final, filled row by row.
+ * A class, not an object literal: literals whose first properties match share V8's hidden classes,
+ * and one holding typed arrays where others hold numbers had them generalised during a run.
+ */
+class KeyRows {
+  readonly asset: Dictionary;
+  readonly windowStart: Float64Array;
+  readonly windowEnd: Float64Array;
+  readonly isFinal: Uint8Array;
+
+  constructor(readonly length: number) {
+    this.asset = new Dictionary(length);
+    this.windowStart = new Float64Array(length);
+    this.windowEnd = new Float64Array(length);
+    this.isFinal = new Uint8Array(length);
+  }
+
+  /** Row i's key and finality; values, not the row, so that each copy loop reads rows of one shape. */
+  set(i: number, asset: string, windowStart: number | null, windowEnd: number | null, isFinal: boolean): void {
+    this.asset.set(i, asset);
+    this.windowStart[i] = orNaN(windowStart);
+    this.windowEnd[i] = orNaN(windowEnd);
+    this.isFinal[i] = isFinal ? 1 : 0;
+  }
+
+  /** The rows as the store writes them: the key columns first, then `rest` in the table's order. */
+  keyed(rest: Column[]): KeyedColumns {
+    const { length, asset, windowStart, windowEnd, isFinal } = this;
+    return { length, asset: asset.plain(), windowStart, windowEnd, isFinal, columns: [
+      asset.column(),
+      { kind: 'timestamp', values: windowStart },
+      { kind: 'timestamp', values: windowEnd },
+      ...rest,
+    ] };
+  }
 }
 
 // The copy loops are functions of their own that do nothing after the loop: V8 compiles a hot loop
@@ -191,16 +221,11 @@ export function trendColumns(rows: TrendResult[]): KeyedColumns {
 // windowColumns compiled 7 times and trendColumns 5 times in a run of a million trades).
 
 /** Row i's fields into the arrays; doubles holds total_volume .. sell_volume, n rows each. */
-function copyWindowFields(
-  rows: WindowResult[], asset: Dictionary, windowStart: Float64Array, windowEnd: Float64Array, isFinal: Uint8Array, trades: Float64Array, updatedAt: Float64Array, doubles: Float64Array,
-): void {
+function copyWindowFields(rows: WindowResult[], keys: KeyRows, trades: Float64Array, updatedAt: Float64Array, doubles: Float64Array): void {
   const n = rows.length;
   for (let i = 0; i < n; i++) {
     const w = rows[i];
-    asset.set(i, w.asset);
-    windowStart[i] = orNaN(w.windowStart);
-    windowEnd[i] = orNaN(w.windowEnd);
-    isFinal[i] = w.isFinal ? 1 : 0;
+    keys.set(i, w.asset, w.windowStart, w.windowEnd, w.isFinal);
     trades[i] = orNaN(w.trades);
     doubles[i] = orNaN(w.totalVolume);
     doubles[n + i] = orNaN(w.totalAmount);
@@ -217,32 +242,18 @@ function copyWindowFields(
 }
 
 /** Row i's fields into the arrays; doubles holds vwap, prev_vwap, avg_price_6m, change_6m_pct, n rows each. */
-function copyTrendFields(
-  rows: TrendResult[], asset: Dictionary, trend: Dictionary, windowStart: Float64Array, windowEnd: Float64Array, isFinal: Uint8Array, windows6m: Float64Array, doubles: Float64Array,
-): void {
+function copyTrendFields(rows: TrendResult[], keys: KeyRows, trend: Dictionary, windows6m: Float64Array, doubles: Float64Array): void {
   const n = rows.length;
   for (let i = 0; i < n; i++) {
     const t = rows[i];
-    asset.set(i, t.asset);
+    keys.set(i, t.asset, t.windowStart, t.windowEnd, t.isFinal);
     trend.set(i, t.trend);
-    windowStart[i] = orNaN(t.windowStart);
-    windowEnd[i] = orNaN(t.windowEnd);
-    isFinal[i] = t.isFinal ? 1 : 0;
     doubles[i] = orNaN(t.vwap);
     doubles[n + i] = orNaN(t.prevVwap);
     doubles[2 * n + i] = orNaN(t.avgPrice6m);
     doubles[3 * n + i] = orNaN(t.change6mPct);
     windows6m[i] = orNaN(t.windows6m);
   }
-}
-
-/** The first columns of trade_windows and price_trends: their key. */
-function keyColumns(asset: Dictionary, windowStart: Float64Array, windowEnd: Float64Array): Column[] {
-  return [
-    asset.column(),
-    { kind: 'timestamp', values: windowStart },
-    { kind: 'timestamp', values: windowEnd },
-  ];
 }
 
 /** The k columns of n rows each that `doubles` holds, column after column. */
