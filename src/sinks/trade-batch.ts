@@ -17,9 +17,14 @@ export { tradeKeyText };
 
 export class TradeBatchBuilder {
   private batch: TradeBatch;
-  /** The batch's keys (batch.keys is its list): a few recent ones compared before any key text is made. */
-  private keys = new KeyTable();
-  /** Per producer's key table, this batch's id for each of its key ids (see pushColumns). */
+  /**
+   * The keys of every batch this builder makes: a key keeps its id from batch to batch, so a store
+   * that numbers keys in the order it first stores them (DuckDB's trade_keys) gets ids equal to its
+   * own in a job it started, and need not map a batch's ids to its own trade by trade. Each batch
+   * gets the list as it was when the batch was taken (a few recent keys are compared first).
+   */
+  private readonly keys = new KeyTable();
+  /** Per producer's key table, our id for each of its key ids (see pushColumns); ids stay valid from batch to batch. */
   private readonly remaps: { keys: readonly TradeKey[]; ids: (number | undefined)[] }[] = [];
   /** Released batches of `capacity` rows, ready for reuse. */
   private readonly pool: TradeBatch[] = [];
@@ -27,7 +32,6 @@ export class TradeBatchBuilder {
   /** `capacity` rows per batch; more fit too (the batch grows, and that grown batch is not reused). */
   constructor(private readonly capacity = 4096) {
     this.batch = allocate(capacity, 0);
-    this.batch.keys = this.keys.keys;
   }
 
   get length(): number {
@@ -91,8 +95,8 @@ export class TradeBatchBuilder {
   }
 
   /**
-   * This batch's key id per key id of a producer's table: its ids are stable (KeyTable), so the map
-   * holds until the batch is taken. Kept for the last tables seen (a replay has one; parse threads one each).
+   * Our key id per key id of a producer's table: both tables' ids are stable (KeyTable), so the map
+   * holds for the whole run. Kept for the last tables seen (a replay has one; parse threads one each).
    */
   private remapFor(keys: readonly TradeKey[]): (number | undefined)[] {
     for (const r of this.remaps) if (r.keys === keys) return r.ids;
@@ -108,11 +112,10 @@ export class TradeBatchBuilder {
    */
   take(): TradeBatch {
     const out = this.batch;
+    // The keys its trades use are among those seen so far; later keys must not show up in it.
+    out.keys = this.keys.keys.slice();
     const reused = this.pool.pop();
     this.batch = reused ? emptied(reused) : allocate(this.capacity, 0);
-    this.keys = new KeyTable();
-    this.batch.keys = this.keys.keys;
-    this.remaps.length = 0;
     return out;
   }
 

@@ -67,7 +67,7 @@ describe('TradeColumns', () => {
           const cut = Math.floor(trades.length / 2);
           byColumns.pushColumns(c, 0, cut, receivedAt);
           byColumns.pushColumns(c, cut, trades.length, receivedAt);
-          // A batch is taken after every other event: key ids start again in the next one.
+          // A batch is taken after every other event: the next one goes on with the same key ids.
           if (e % 2 === 1) {
             wanted.push(view(byObjects.take()));
             got.push(view(byColumns.take()));
@@ -78,5 +78,22 @@ describe('TradeColumns', () => {
         expect(got).toEqual(wanted);
       }),
     );
+  });
+
+  it('keeps a key\'s id from batch to batch, and a batch lists only the keys seen before it was taken', () => {
+    const builder = new TradeBatchBuilder(8);
+    const keys = new KeyTable();
+    const of = (base: string, direction: 'buy' | 'sell'): Trade => ({ exchange: 'kraken', base, quote: 'usd', direction, price: 1, volume: 1, timestamp: 1_600_000_000_000, priceUsd: 1 });
+    builder.pushColumns(columnsOf([of('bitcoin', 'buy'), of('ethereum', 'sell')], keys), 0, 2);
+    const first = builder.take();
+    // The second batch meets ethereum first: its id is still the one the first batch gave it.
+    builder.pushColumns(columnsOf([of('ethereum', 'sell'), of('solana', 'buy'), of('bitcoin', 'buy')], keys), 0, 3);
+    const second = builder.take();
+    builder.push(of('cardano', 'sell'));
+    expect([...first.key.subarray(0, first.length)]).toEqual([0, 1]);
+    expect([...second.key.subarray(0, second.length)]).toEqual([1, 2, 0]);
+    expect(first.keys.map((k) => k.base)).toEqual(['bitcoin', 'ethereum']);
+    expect(second.keys.map((k) => k.base)).toEqual(['bitcoin', 'ethereum', 'solana']);
+    expect(builder.take().keys.map((k) => k.base)).toEqual(['bitcoin', 'ethereum', 'solana', 'cardano']);
   });
 });
