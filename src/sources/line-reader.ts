@@ -67,6 +67,26 @@ export class DamagedFileError extends Error {
 }
 
 /**
+ * Reading was to start at a byte offset (where a resumed job left the file) that is no place a line
+ * starts in the file as it is now: past its end (`fileBytes`: its size), or in the middle of a line
+ * (`fileBytes` null). The file was truncated, replaced or edited since that position was stored.
+ */
+export class ResumePointError extends Error {
+  constructor(readonly path: string, readonly offset: number, readonly fileBytes: number | null) {
+    super(fileBytes === null ? `byte ${offset} of ${path} is in the middle of a line` : `${path} has ${fileBytes} bytes, fewer than ${offset}`);
+    this.name = 'ResumePointError';
+  }
+}
+
+/**
+ * Whether reading may start at byte `offset` given the bytes around it: the one before ends a line,
+ * or (a last line written without a newline, then more lines appended) the one at it does.
+ */
+function startsLine(before: number, at: number | undefined): boolean {
+  return before === NEWLINE[0] || at === NEWLINE[0];
+}
+
+/**
  * A file's bytes, chunk by chunk, gunzipped when it is gzip (by content, not by name). A gzip file that
  * is truncated or corrupt yields what decompresses, then throws DamagedFileError.
  *
@@ -79,11 +99,23 @@ export class DamagedFileError extends Error {
 export async function* readFileChunks(path: string, startOffset = 0, fresh = false): AsyncGenerator<Buffer> {
   if (isGzipFile(path)) {
     // zlib hands out a new buffer per chunk: fresh either way.
-    yield* skipBytes(gunzipChunks(path), startOffset);
+    yield* skipBytes(gunzipChunks(path), startOffset, path);
     return;
   }
   const file = await open(path, 'r');
   try {
+    // A resumed job's position must still be where a line starts: else its lines would be read from
+    // the middle of one (a replaced file), or not at all (a truncated one), and the job would go on
+    // as if nothing were amiss. Throws ResumePointError.
+    if (startOffset > 0) {
+      const { size } = await file.stat();
+      if (startOffset > size) throw new ResumePointError(path, startOffset, size);
+      if (startOffset < size) {
+        const around = Buffer.alloc(2);
+        await file.read(around, 0, 2, startOffset - 1);
+        if (!startsLine(around[0], around[1])) throw new ResumePointError(path, startOffset, null);
+      }
+    }
     const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)];
     let turn = 0;
     let at = startOffset;
@@ -102,17 +134,28 @@ export async function* readFileChunks(path: string, startOffset = 0, fresh = fal
   }
 }
 
-/** A compressed stream cannot be seeked: its first `count` decompressed bytes are read and dropped. */
-async function* skipBytes(chunks: AsyncIterable<Buffer>, count: number): AsyncGenerator<Buffer> {
+/**
+ * A compressed stream cannot be seeked: its first `count` decompressed bytes are read and dropped. As
+ * for a plain file, they must end where a line ends, and the stream must hold that many (ResumePointError).
+ */
+async function* skipBytes(chunks: AsyncIterable<Buffer>, count: number, path: string): AsyncGenerator<Buffer> {
   let left = count;
+  let lastSkipped = NEWLINE[0];
+  let checked = count === 0;
   for await (const chunk of chunks) {
     if (left >= chunk.length) {
       left -= chunk.length;
+      if (chunk.length > 0) lastSkipped = chunk[chunk.length - 1];
       continue;
+    }
+    if (!checked) {
+      if (!startsLine(left > 0 ? chunk[left - 1] : lastSkipped, chunk[left])) throw new ResumePointError(path, count, null);
+      checked = true;
     }
     yield left > 0 ? chunk.subarray(left) : chunk;
     left = 0;
   }
+  if (left > 0) throw new ResumePointError(path, count, count - left);
 }
 
 async function* gunzipChunks(path: string): AsyncGenerator<Buffer> {

@@ -10,7 +10,7 @@ import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
 import type { ScannedPiece } from './scan-piece.js';
 import { capRaw } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
-import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, isGzipFile, readBytePieces, readFileChunks } from './line-reader.js';
+import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, isGzipFile, readBytePieces, readFileChunks, ResumePointError } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -77,6 +77,16 @@ export class ReplaySource implements Source {
     return this.options.path;
   }
 
+  /**
+   * Whether a finished job has more to read here: the plain file is no longer the size it was where
+   * the job left it. Grown (a recording still being written), the job goes on with the new lines;
+   * shorter, reading from that position says why it cannot (a replay never reads a changed file as if
+   * it were the old one). A .gz is not looked into: that would mean decompressing it up to there.
+   */
+  moreAfter(position: SourcePosition): boolean {
+    return !isGzipFile(this.options.path) && statSync(this.options.path).size !== position.offset;
+  }
+
   /** Parse threads for this file (see ReplayOptions.parseThreads). */
   private parseThreads(): number {
     return !this.threadsGiven || isGzipFile(this.options.path) ? 0 : this.threadsGiven;
@@ -93,6 +103,7 @@ export class ReplaySource implements Source {
     // Where the current piece starts: its byte offset, and the lines before it.
     let offset = from?.offset ?? 0;
     let linesBefore = from?.line ?? 0;
+    const resumedFrom = { offset, line: linesBefore };
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
     // Read from the start, a file saved with a byte order mark starts after it.
     const chunks = readFileChunks(this.options.path, offset, true);
@@ -104,6 +115,7 @@ export class ReplaySource implements Source {
       try {
         next = await items.next();
       } catch (err) {
+        if (err instanceof ResumePointError) throw resumeMismatch(this.name, resumedFrom, err);
         if (err instanceof DamagedFileError) {
           yield { kind: 'damaged', source: this.name, detail: `${err.message} (after line ${linesBefore})`, at: this.clock.now() };
           return;
@@ -172,6 +184,16 @@ export class ReplaySource implements Source {
 function lineOrigins(piece: ScannedPiece, lineOf: number[] | number, firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
   const lineAt = typeof lineOf === 'number' ? (i: number) => lineOf + i : (i: number) => lineOf[i];
   return { raw: (i) => piece.line(lineAt(i)), where: (i) => `line ${firstLine + lineAt(i)}`, position: (i) => after(lineAt(i)) };
+}
+
+/** The stored position does not fit the file as it is now: say so, and what to do (exit 2). */
+function resumeMismatch(source: string, from: SourcePosition, err: ResumePointError): CoinstreamError {
+  const where = `byte ${from.offset.toLocaleString('en-US')} (after line ${from.line.toLocaleString('en-US')})`;
+  const what = err.fileBytes === null ? 'that byte is in the middle of a line of the file as it is now: it was replaced or edited' : `the file now holds ${err.fileBytes.toLocaleString('en-US')} bytes: it was truncated or replaced`;
+  return new CoinstreamError(
+    'CONFIG',
+    `${source}: the job stopped at ${where} of this file, but ${what} since. Nothing was read or written; start the job over with --fresh, or give new trades as a file of their own`,
+  );
 }
 
 /** COINSTREAM_PARSE_THREADS: a whole number of parse threads (0: none), or undefined when unset. */

@@ -8,9 +8,12 @@
 //      interleaved, equal the SQL oracle on the single file in merge order, with nothing rejected.
 //   4. Different result-changing settings on a stored job are refused (exit 2, one line); --trigger is
 //      not one; --fresh clears the job and starts over.
+//   5. A replay file that changed after a finished run: grown, the same command goes on with the new
+//      lines (and equals one run over the whole); truncated or replaced, it is refused (exit 2, one
+//      line) and the store is left as it was.
 // No fixed sleeps: every wait is for a log line, an exit or a port.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -285,4 +288,45 @@ describe('4. refusals and --fresh on a finished job', () => {
     expect(await contents(store)).toEqual(await contents(fresh));
     expect(await expectOracle(store, KRAKEN_FILE, { ...DEFAULT_ORACLE, windowMs: 300_000, slideMs: 300_000, trendSpanMs: 600_000 })).toBe(12);
   });
+});
+
+describe('5. a replay file that changed after the job finished', () => {
+  const once = (file: string, store: string, env: Record<string, string> = {}) =>
+    run(['run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'], env);
+
+  it('grown (a recording still being written): the same command reads the new lines, and the store equals one run over the whole', async () => {
+    const file = join(dir, 'growing.jsonl');
+    const store = join(dir, 'growing.duckdb');
+    writeFileSync(file, readFileSync(HALF1));
+    expect((await once(file, store)).code).toBe(0);
+    expect(await windowAt(store, SPAN_START)).toMatchObject({ trades: 126, is_final: true });
+    appendFileSync(file, readFileSync(HALF2));
+    const again = await once(file, store);
+    expect(again.code, again.stderr).toBe(0);
+    expect(messages(again.stderr)).toMatch(/resuming job "run" after batch \d+ \([^)]+\): reading replay:\S+growing.jsonl from line 1337/);
+    expect(await windowAt(store, SPAN_START)).toMatchObject({ trades: 180, is_final: true });
+    expect(await contents(store)).toEqual(await contents(WHOLE));
+    // Run once more: nothing new, nothing to do.
+    expect(messages((await once(file, store)).stderr)).toMatch(/job "run" already finished at batch \d+/);
+  }, 60_000);
+
+  it.each([
+    ['truncated', () => readFileSync(HALF1), /stopped at byte [\d,]+ \(after line 2,672\) of this file, but the file now holds [\d,]+ bytes: it was truncated or replaced since/],
+    // Two spaces before the same lines: the stored offset falls inside a line.
+    ['replaced', () => Buffer.concat([Buffer.from('  '), readFileSync(KRAKEN_FILE), readFileSync(HALF2)]), /that byte is in the middle of a line of the file as it is now: it was replaced or edited since/],
+  ])('%s: exit 2, one line saying so and what to do, the store left as it was', async (name, content, message) => {
+    const file = join(dir, `${name}.jsonl`);
+    const store = join(dir, `${name}.duckdb`);
+    writeFileSync(file, readFileSync(KRAKEN_FILE));
+    expect((await once(file, store)).code).toBe(0);
+    const before = { ...(await contents(store)), progress: await rows(store, 'SELECT * FROM stream_progress ORDER BY source') };
+    writeFileSync(file, content());
+    const r = await once(file, store, { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(r.code, r.stderr).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+    expect(lines[0]).toMatch(/start the job over with --fresh/);
+    expect({ ...(await contents(store)), progress: await rows(store, 'SELECT * FROM stream_progress ORDER BY source') }).toEqual(before);
+  }, 60_000);
 });

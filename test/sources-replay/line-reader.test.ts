@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/core/random.js';
-import { DamagedFileError, readFileChunks, readLineChunks, readTextPieces, type LongLine, type TextPiece } from '../../src/sources/line-reader.js';
+import { DamagedFileError, readFileChunks, readLineChunks, readTextPieces, ResumePointError, type LongLine, type TextPiece } from '../../src/sources/line-reader.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'coinstream-lines-'));
 
@@ -68,6 +68,30 @@ describe('readFileChunks', () => {
     const expected = body.toString().split('\n').slice(0, -1);
     expect(await collect(readFileChunks(join(dir, 'x.jsonl')))).toEqual(expected);
     expect(await collect(readFileChunks(join(dir, 'x.jsonl.gz')))).toEqual(expected);
+  });
+
+  it('starts at a resumed position only where a line starts and within the file, plain or gzip', async () => {
+    // Long enough that the gzip stream comes in several chunks: the start falls inside a later one.
+    const lines = Array.from({ length: 40_000 }, (_, i) => `{"n":${i}}`);
+    const body = Buffer.from(lines.join('\n') + '\n');
+    const plain = join(dir, 'resume.jsonl');
+    const gz = join(dir, 'resume.jsonl.gz');
+    writeFileSync(plain, body);
+    writeFileSync(gz, gzipSync(body));
+    const after = (n: number) => Buffer.byteLength(lines.slice(0, n).join('\n') + '\n'); // the offset after line n
+    for (const file of [plain, gz]) {
+      expect(await collect(readFileChunks(file, after(30_000)))).toEqual(lines.slice(30_000));
+      expect(await collect(readFileChunks(file, body.length))).toEqual([]); // the end: nothing more, no error
+      const midLine = readFileChunks(file, after(30_000) + 3);
+      await expect(collect(midLine)).rejects.toThrow(ResumePointError);
+      await expect(collect(readFileChunks(file, after(30_000) + 3))).rejects.toMatchObject({ fileBytes: null, offset: after(30_000) + 3 });
+      await expect(collect(readFileChunks(file, body.length + 10))).rejects.toMatchObject({ fileBytes: body.length, offset: body.length + 10 });
+    }
+    // A last line written without its newline, then more lines appended starting with one: the
+    // stored offset (the end of that line) is still a place to go on from.
+    const grown = join(dir, 'grown.jsonl');
+    writeFileSync(grown, '{"n":1}\n{"n":2}' + '\n{"n":3}\n');
+    expect(await collect(readFileChunks(grown, Buffer.byteLength('{"n":1}\n{"n":2}')))).toEqual(['', '{"n":3}']);
   });
 });
 
