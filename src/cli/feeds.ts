@@ -3,6 +3,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
+import { userPath } from '../core/paths.js';
 import { parseByteSize } from '../core/size.js';
 import type { Logger } from '../core/logger.js';
 import { recordSources } from '../sources/feeds/recorder.js';
@@ -39,14 +40,16 @@ export async function recordCommand(flags: { source?: string[]; out: string; rot
   const rotateMb = Number(flags.rotateMb);
   if (!(rotateMb > 0)) throw new UsageError(`--rotate-mb "${flags.rotateMb}" must be a number of megabytes > 0`);
   if (!/\.jsonl(\.gz)?$/.test(flags.out)) throw new UsageError(`--out ${flags.out}: name the file *.jsonl or *.jsonl.gz`);
-  const dir = dirname(resolve(flags.out));
+  // `--out=~/rec.jsonl` (one word, so the shell leaves the ~) means the home directory, as in specs.
+  const out = userPath(flags.out);
+  const dir = dirname(resolve(out));
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${flags.out}: the directory ${dir} does not exist; create it first`);
   const maxLineBytes = parseByteSize(flags.maxLine, '--max-line');
   const specs = flags.source && flags.source.length > 0 ? flags.source : DEFAULT_LIVE_SOURCES;
   const sources = await parseSourceSpecs(specs, { clock: deps.clock, logger: deps.logger, maxLineBytes });
   const shutdown = shutdownSignal(deps.logger, 'closing the recording');
   try {
-    await recordSources(sources, { out: flags.out, rotateBytes: rotateMb * 2 ** 20, signal: shutdown.signal, logger: deps.logger });
+    await recordSources(sources, { out, rotateBytes: rotateMb * 2 ** 20, signal: shutdown.signal, logger: deps.logger });
   } finally {
     shutdown.dispose();
   }

@@ -1,6 +1,6 @@
 // The command line as users and scripts see it: real processes, real files, exit codes.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -163,6 +163,10 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     const q = await coinstream(['query', '--store', 'duckdb:~/store.duckdb', '--asset', 'bitcoin', '--last', '1m'], { HOME: home });
     expect(q.code).toBe(0);
     expect(q.stdout).toMatch(/\| bitcoin \| 2019-07-01 00:59:00.000 \|/);
+    // `--out=~/...` is one word: the shell leaves its ~ too.
+    const rec = await coinstream(['record', '--source', 'replay:~/kraken.jsonl', '--out=~/rec.jsonl'], { HOME: home });
+    expect(rec.code, rec.stderr).toBe(0);
+    expect(readFileSync(join(home, 'rec.jsonl'), 'utf8').split('\n').filter(Boolean)).toHaveLength(2672);
   });
 
   it('--help explains and exits 0', async () => {
