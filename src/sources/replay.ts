@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { systemClock, type Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
+import { joinedSpecsHint } from '../core/joined-specs.js';
 import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
 import type { ScannedPiece } from './scan-piece.js';
 import { capRaw } from '../core/trade.js';
@@ -60,7 +61,7 @@ export class ReplaySource implements Source {
     this.clock = options.clock ?? systemClock;
     this.threadsGiven = options.parseThreads ?? parseThreadsFromEnv();
     if (!existsSync(options.path)) {
-      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay file not found: ${options.path} (give a JSONL or JSONL.gz file of trade messages)`);
+      throw new CoinstreamError('SOURCE_NOT_FOUND', `replay file not found: ${options.path} (give a JSONL or JSONL.gz file of trade messages)${joinedSpecsHint(`replay:${options.path}`, 'source')}`);
     }
     const stat = statSync(options.path);
     if (stat.isDirectory()) {

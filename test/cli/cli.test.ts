@@ -152,6 +152,23 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     expect(sql.stderr.trim()).toBe('coinstream: --sink mysql://root:***@127.0.0.1:1/test repeats --sink mysql://root@127.0.0.1:1/test: it would be written twice over; give each sink once');
   });
 
+  it('two specs joined by a comma are named as such, and no store is made under the joined name', async () => {
+    const joinedSink = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', `duckdb:${dir}/j.duckdb,console`, '--no-dashboard']);
+    expect(joinedSink.code).toBe(2);
+    expect(joinedSink.stderr.trim()).toBe(
+      `coinstream: --sink duckdb:${dir}/j.duckdb,console: no such store; it looks like several sinks in one: give each its own --sink (in COINSTREAM_SINK, separate them with spaces, not commas)`,
+    );
+    expect(existsSync(`${dir}/j.duckdb,console`)).toBe(false);
+    const joinedSources = await coinstream(['run', '--sink', 'console', '--no-dashboard'], { COINSTREAM_SOURCE: `replay:${KRAKEN},replay:${KRAKEN}` });
+    expect(joinedSources.code).toBe(2);
+    expect(joinedSources.stderr.trim()).toMatch(/^coinstream: replay file not found: .*; it looks like several sources in one: give each its own --source \(in COINSTREAM_SOURCE, separate them with spaces, not commas\)$/);
+    // A feed's own list is not two specs.
+    const { joinedSpecsHint } = await import('../../src/core/joined-specs.js');
+    expect(joinedSpecsHint('coincap:bitcoin,ethereum,binance-coin', 'source')).toBe('');
+    expect(joinedSpecsHint('kraken:XBT/USD,ETH/USD', 'source')).toBe('');
+    expect(joinedSpecsHint('duckdb:a.duckdb', 'sink')).toBe('');
+  });
+
   it('a ~ at the start of a path in a spec is the home directory (the shell leaves it after "replay:")', async () => {
     const home = mkdtempSync(join(tmpdir(), 'coinstream-home-'));
     copyFileSync(KRAKEN, join(home, 'kraken.jsonl'));
