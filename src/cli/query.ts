@@ -3,6 +3,7 @@ import { parseDuration } from '../core/duration.js';
 import { UsageError } from '../core/errors.js';
 import { WINDOW_COLUMNS, type WindowRow } from '../sinks/console.js';
 import { formatPrice, renderTable } from '../sinks/format.js';
+import type { StoreReader } from '../sinks/contract.js';
 import { openStoreReader } from '../sinks/read-store.js';
 
 export interface QueryFlags {
@@ -19,7 +20,7 @@ export async function queryCommand(flags: QueryFlags, out: NodeJS.WritableStream
   try {
     const rows: WindowRow[] = (await reader.latestWindows({ asset: flags.asset, lastMs })).map((r) => ({ window: r.window, trend: r.trend }));
     if (rows.length === 0) {
-      out.write(`no windows${flags.asset ? ` for asset "${flags.asset}"` : ''} in ${reader.name}\n`);
+      out.write(`no windows${flags.asset ? ` for asset "${flags.asset}"` : ''} in ${reader.name}${flags.asset ? await assetsHeld(reader, lastMs) : ''}\n`);
       return;
     }
     const columns = [...WINDOW_COLUMNS.slice(0, -1), { header: 'avg_6m', value: (r: WindowRow) => formatPrice(r.trend?.avgPrice6m), right: true }, WINDOW_COLUMNS[WINDOW_COLUMNS.length - 1]];
@@ -29,4 +30,10 @@ export async function queryCommand(flags: QueryFlags, out: NodeJS.WritableStream
   } finally {
     await reader.close();
   }
+}
+
+/** For an --asset with no windows (a typo, a symbol where the id goes): the assets the store does hold lately. */
+async function assetsHeld(reader: StoreReader, lastMs: number): Promise<string> {
+  const assets = [...new Set((await reader.latestWindows({ lastMs })).map((r) => r.window.asset))].sort();
+  return assets.length === 0 ? '' : `; it holds ${assets.join(', ')} (--asset takes the asset's CoinCap id, e.g. bitcoin)`;
 }

@@ -40,7 +40,7 @@ describe('coinstream run', () => {
     expect(rows.map((l) => l.split('|')[2].trim())).toEqual(['2019-07-01 00:57:00.000', '2019-07-01 00:58:00.000', '2019-07-01 00:59:00.000']);
     expect(q.stdout).toMatch(/3 window\(s\)/);
     const none = await coinstream(['query', '--store', `duckdb:${store}`, '--asset', 'dogecoin']);
-    expect(none.stdout).toMatch(/no windows for asset "dogecoin"/);
+    expect(none.stdout.trim()).toBe(`no windows for asset "dogecoin" in ${store}; it holds bitcoin (--asset takes the asset\x27s CoinCap id, e.g. bitcoin)`);
   });
 
   it('starts the DuckDB worker before the command is parsed when run writes to DuckDB, and not otherwise', async () => {
