@@ -215,7 +215,12 @@ export class DuckDBStore implements Sink {
       this.trends.committed(batch.trends);
     } catch (err) {
       this.inTransaction = false;
-      await conn.run('ROLLBACK').catch((rollbackErr: unknown) => this.logger.warn({ err: rollbackErr }, 'duckdb rollback after a failed batch failed'));
+      await conn.run('ROLLBACK').catch((rollbackErr: unknown) => {
+        // A COMMIT that fails (a full disk) has rolled the transaction back itself: nothing is left to
+        // roll back, and a warning that the rollback failed would only mislead whoever reads the log.
+        if (/no transaction is active/i.test((rollbackErr as Error).message)) return;
+        this.logger.warn({ err: rollbackErr }, 'duckdb rollback after a failed batch failed');
+      });
       const message = (err as Error).message;
       throw new CoinstreamError('SINK_FAILED', `${this.name}: writing batch ${batch.batchId} failed: ${message}`, isTransient(message), { cause: err });
     }
