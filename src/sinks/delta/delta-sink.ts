@@ -101,7 +101,21 @@ export class DeltaTableSink implements Sink {
     await this.log.open({ schemaString: schemaString(this.def, this.partitioned), partitionColumns: this.partitioned ? ['date'] : [] });
   }
 
+  /**
+   * Appends the batch in one commit. A failure that is not already ours (a full disk while DuckDB
+   * writes a Parquet file, a log that cannot be written) says which table and batch it was, as the
+   * other stores do, so that the one line a failed run ends with names the store to look at.
+   */
   async write(batch: OutputBatch): Promise<void> {
+    try {
+      await this.append(batch);
+    } catch (err) {
+      if (err instanceof CoinstreamError) throw err;
+      throw new CoinstreamError('SINK_FAILED', `${this.name}: writing batch ${batch.batchId} failed: ${(err as Error).message}`, false, { cause: err });
+    }
+  }
+
+  private async append(batch: OutputBatch): Promise<void> {
     const p = batch.progress;
     if (p && this.log.txnVersion(p.job) >= batch.batchId) {
       this.logger.info({ sink: this.name, batchId: batch.batchId }, `${this.name}: batch ${batch.batchId} is already in the table; not appending it again`);
