@@ -153,7 +153,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
   });
 
   it('two specs joined by a comma are named as such, and no store is made under the joined name', async () => {
-    const joinedSink = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', `duckdb:${dir}/j.duckdb,console`, '--no-dashboard']);
+    const joinedSink = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${dir}/j.duckdb,console`, '--no-dashboard']);
     expect(joinedSink.code).toBe(2);
     expect(joinedSink.stderr.trim()).toBe(
       `coinstream: --sink duckdb:${dir}/j.duckdb,console: no such store; it looks like several sinks in one: give each its own --sink (in COINSTREAM_SINK, separate them with spaces, not commas)`,
