@@ -145,6 +145,19 @@ for (const peer of PEERS) {
       await expectEqualToDuckDB(peer, db, REF, 'after the outages');
     }, 180_000);
 
+    it('refuses a database whose table of our name is another\'s: exit 2, one line, no table made', async () => {
+      const db = await fresh();
+      await peer.rows(db, 'CREATE TABLE trade_windows (id INT PRIMARY KEY, foo TEXT)');
+      const r = spawnCoinstream(['run', ...MAX, '--sink', peer.url(db)], { COINSTREAM_LOG_LEVEL: 'warn' });
+      expect((await r.exit).code, r.stderr()).toBe(2);
+      expect(r.stderr().trim().split('\n')).toEqual([
+        `coinstream: ${peer.url(db)} is not a coinstream store: its table trade_windows has the columns (id, foo), not coinstream's; give another database in --sink`,
+      ]);
+      const schema = peer.kind === 'mysql' ? 'DATABASE()' : 'current_schema()';
+      const tables = await peer.rows(db, `SELECT table_name AS t FROM information_schema.tables WHERE table_schema = ${schema}`);
+      expect(tables.map((t) => String(t.t))).toEqual(['trade_windows']);
+    }, 60_000);
+
     it('never prints the password (URL or environment); a failure names the store with ***', async () => {
       const db = await fresh();
       const password = `s3cret-${Math.random().toString(36).slice(2, 10)}`;

@@ -106,6 +106,7 @@ const NEEDS_ESCAPE = /[\0\b\t\n\r\x1a"'\\]/g;
 export const mysqlDialect = (options: PoolOptions): SqlDialect => ({
   scheme: 'mysql',
   schema: SCHEMA,
+  currentSchema: 'DATABASE()',
   begin: 'START TRANSACTION',
   forUpdate: "SELECT batch_id FROM stream_progress WHERE job = $JOB AND `source` = '*' FOR UPDATE",
   async openDriver(_target: SqlTarget, logger: Logger): Promise<SqlDriver> {

@@ -93,6 +93,7 @@ const LOST = /Connection terminated|terminating connection|connection timeout|Cl
 const SYNTAX: Omit<SqlDialect, 'openDriver'> = {
   scheme: 'postgres',
   schema: SCHEMA,
+  currentSchema: 'current_schema()',
   begin: 'BEGIN',
   forUpdate: `SELECT batch_id FROM stream_progress WHERE job = $JOB AND "source" = '*' FOR UPDATE`,
   async maxStatementChars(): Promise<number> {

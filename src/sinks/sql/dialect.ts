@@ -31,6 +31,8 @@ export interface SqlDialect {
   openDriver(target: SqlTarget, logger: Logger): Promise<SqlDriver>;
   /** CREATE TABLE IF NOT EXISTS ..., one statement each. */
   readonly schema: readonly string[];
+  /** A SQL expression: the schema (MySQL: the database) that unqualified table names are in. */
+  readonly currentSchema: string;
   /** The longest statement to send, in characters (MySQL: well under max_allowed_packet). */
   maxStatementChars(session: SqlSession): Promise<number>;
   readonly begin: string;
@@ -92,3 +94,19 @@ export interface DriverError {
 
 /** Node's socket errors: the server is not there (yet), or went away. */
 export const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED', 'ENOTCONN']);
+
+/**
+ * Each table's column names, from the CREATE TABLE statements of a dialect's schema (the one place
+ * they are written): a column line starts with its name; key and constraint lines are not columns.
+ */
+export function schemaColumns(schema: readonly string[]): Map<string, string[]> {
+  const tables = new Map<string, string[]>();
+  for (const ddl of schema) {
+    const m = /CREATE TABLE IF NOT EXISTS (\w+) \(([\s\S]*)\)/.exec(ddl);
+    if (!m) continue;
+    const lines = m[2].split('\n').map((l) => l.trim());
+    const columns = lines.filter((l) => l !== '' && !/^(PRIMARY KEY|UNIQUE|CONSTRAINT|KEY|INDEX|\))/i.test(l)).map((l) => l.split(/\s+/)[0].replace(/[`"]/g, ''));
+    tables.set(m[1], columns);
+  }
+  return tables;
+}

@@ -23,7 +23,7 @@ import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
 import type { TradeBatch } from '../contract.js';
-import { watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
+import { schemaColumns, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
 import { progressFromRows } from './sql-reader.js';
 
@@ -63,14 +63,41 @@ export class SqlStore implements Sink {
     try {
       const session = await this.driver.connect();
       this.session = session;
+      await this.refuseForeignTables(session);
       for (const ddl of this.dialect.schema) await session.query(ddl);
       this.maxChars = await this.dialect.maxStatementChars(session);
     } catch (err) {
       await this.close().catch((closeErr: unknown) => this.logger.debug({ err: this.describe(closeErr) }, `${this.name}: closing after a failed open failed`));
+      if (err instanceof CoinstreamError && err.code === 'CONFIG') throw err;
       const retriable = this.dialect.isRetriable(err);
       throw new CoinstreamError('SINK_FAILED', `${this.name}: ${retriable ? 'cannot reach the server' : 'cannot open the store'}: ${this.describe(err)}`, retriable, { cause: err });
     }
     this.logger.info({ sink: this.name, maxStatementChars: this.maxChars }, `${this.name}: store open`);
+  }
+
+  /**
+   * A table of ours that is there with other columns belongs to something else (another application's
+   * trade_windows, say): refused before any table is made, rather than failing at the first batch
+   * with "Unknown column" after making the others beside it. Columns are compared by name.
+   */
+  private async refuseForeignTables(session: SqlSession): Promise<void> {
+    const ours = schemaColumns(this.dialect.schema);
+    const names = [...ours.keys()].map((t) => this.dialect.str(t)).join(', ');
+    const rows = await session.query(
+      `SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = ${this.dialect.currentSchema} AND table_name IN (${names}) ORDER BY table_name, ordinal_position`,
+    );
+    const found = new Map<string, string[]>();
+    for (const r of rows) {
+      const table = String(r.t).toLowerCase();
+      found.set(table, [...(found.get(table) ?? []), String(r.c).toLowerCase()]);
+    }
+    for (const [table, columns] of found) {
+      const expected = ours.get(table) ?? [];
+      const same = columns.length === expected.length && expected.every((c) => columns.includes(c));
+      if (!same) {
+        throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: its table ${table} has the columns (${columns.join(', ')}), not coinstream's; give another database in --sink`);
+      }
+    }
   }
 
   async write(batch: OutputBatch): Promise<void> {
