@@ -325,4 +325,17 @@ describe('delta table log', () => {
     await expect(new DeltaTableLog(table, silentLogger).open(other)).rejects.toThrow(/exists with other columns or partitioning \(columns x;/);
     expect(existsSync(join(table, '_delta_log', '00000000000000000001.json'))).toBe(false);
   });
+
+  it('refuses a store directory holding another table of one of our names before making any of ours', async () => {
+    const store = join(dir, 'foreign-store');
+    const other = { schemaString: JSON.stringify({ type: 'struct', fields: [{ name: 'y', type: 'string', nullable: true, metadata: {} }] }), partitionColumns: [] };
+    // The last table opened: before the check, the three before it were made first.
+    await new DeltaTableLog(join(store, 'trade_windows'), silentLogger).open(other);
+    const run = spawnCoinstream(['run', '--source', `replay:${KRAKEN_FILE}`, '--speed', 'max', '--no-dashboard', '--sink', `delta:${store}`, '--delta-trades'], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect((await run.exit).code, run.stderr()).toBe(2);
+    const lines = run.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^coinstream: Delta table \S+foreign-store\/trade_windows: exists with other columns or partitioning \(columns y;/);
+    expect(readdirSync(store)).toEqual(['trade_windows']);
+  });
 });

@@ -68,7 +68,22 @@ export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSin
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--sink delta:${dir}: ${dir} is a file; give a directory (made if missing), e.g. --sink delta:./coinstream-delta`);
   const partition = options.partition ?? 'auto';
   const shared = new SharedWriter();
-  return WRITE_ORDER.filter((t) => t !== 'trades' || options.trades).map((t) => new DeltaTableSink(dir, DELTA_TABLES[t], isPartitioned(t, partition), shared, logger));
+  const tables = WRITE_ORDER.filter((t) => t !== 'trades' || options.trades).map((t) => ({ def: DELTA_TABLES[t], partitioned: isPartitioned(t, partition) }));
+  // Every table of the store is checked before the first one is made: a directory that holds another
+  // application's table of one of these names is refused with nothing added to it (the tables open
+  // one after another, and the ones before the foreign one were made, empty, before it was found).
+  let checked: Promise<void> | null = null;
+  const checkAll = () =>
+    (checked ??= (async () => {
+      const { DeltaTableLog } = await import('./table-log.js');
+      for (const t of tables) await new DeltaTableLog(resolve(dir, t.def.name), logger).check(tableSchema(t.def, t.partitioned));
+    })());
+  return tables.map((t) => new DeltaTableSink(dir, t.def, t.partitioned, shared, logger, checkAll));
+}
+
+/** The columns and partitioning coinstream writes a table with. */
+function tableSchema(def: DeltaTableDef, partitioned: boolean): { schemaString: string; partitionColumns: string[] } {
+  return { schemaString: schemaString(def, partitioned), partitionColumns: partitioned ? ['date'] : [] };
 }
 
 export class DeltaTableSink implements Sink {
@@ -88,6 +103,8 @@ export class DeltaTableSink implements Sink {
     private readonly partitioned: boolean,
     private readonly shared: SharedWriter,
     private readonly logger: Logger,
+    /** Checks every table of the store (once for all of them), before this one is made. */
+    private readonly checkAll: () => Promise<void> = async () => undefined,
   ) {
     this.name = `delta:${join(dir, def.name)}`;
     this.tableDir = resolve(dir, def.name);
@@ -97,8 +114,9 @@ export class DeltaTableSink implements Sink {
     // Loaded only now: the log's reader brings DuckDB, which a run without a Delta sink never loads here.
     const { DeltaTableLog } = await import('./table-log.js');
     this.log = new DeltaTableLog(this.tableDir, this.logger);
+    await this.checkAll();
     this.files = await this.shared.acquire();
-    await this.log.open({ schemaString: schemaString(this.def, this.partitioned), partitionColumns: this.partitioned ? ['date'] : [] });
+    await this.log.open(tableSchema(this.def, this.partitioned));
   }
 
   /**

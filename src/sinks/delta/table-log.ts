@@ -75,6 +75,18 @@ export class DeltaTableLog {
         this.logger.info({ table: this.tableDir, partitionBy: schema.partitionColumns }, `created Delta table ${this.tableDir}`);
       }
     }
+    const snapshot = await this.matching(schema);
+    this.nextVersion = snapshot.version + 1;
+    for (const [app, v] of snapshot.txns) this.txns.set(app, v);
+  }
+
+  /** Throws (CONFIG) if the table is there with other columns or partitioning than `schema`; makes nothing. */
+  async check(schema: TableSchema): Promise<void> {
+    if (await this.exists()) await this.matching(schema);
+  }
+
+  /** The table's snapshot, if it has `schema`'s columns and partitioning; else throws (CONFIG). */
+  private async matching(schema: TableSchema): Promise<Awaited<ReturnType<typeof readDeltaLog>>> {
     const snapshot = await readDeltaLog(this.tableDir);
     const same = (a: string, b: string) => JSON.stringify(fieldsOf(a)) === JSON.stringify(fieldsOf(b));
     if (!same(snapshot.metaData.schemaString, schema.schemaString) || snapshot.metaData.partitionColumns.join(',') !== schema.partitionColumns.join(',')) {
@@ -84,8 +96,7 @@ export class DeltaTableLog {
         `exists with other columns or partitioning (columns ${had.join(', ')}; partitioned by ${snapshot.metaData.partitionColumns.join(', ') || 'nothing'}) than coinstream writes (partitioned by ${schema.partitionColumns.join(', ') || 'nothing'}); write to another directory, or use the --delta-partition it was created with`,
       );
     }
-    this.nextVersion = snapshot.version + 1;
-    for (const [app, v] of snapshot.txns) this.txns.set(app, v);
+    return snapshot;
   }
 
   /** The latest txn version of `appId`, or -Infinity. */
