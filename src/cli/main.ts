@@ -244,7 +244,9 @@ export async function main(argv: string[]): Promise<number> {
 function reportFailure(err: unknown, argv: string[], usageLine: string): number {
   if (err instanceof CommanderError) {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-    const line = (usageLine || err.message).replace(/^error: /, '');
+    // commander's own messages may end with a full stop ("Allowed choices are create, describe."):
+    // one stop before the hint, not two.
+    const line = (usageLine || err.message).replace(/^error: /, '').replace(/\.$/, '');
     process.stderr.write(`coinstream: ${line}. Run \`coinstream ${guessCommand(argv)}--help\` to see the options.\n`);
     return 2;
   }

@@ -132,6 +132,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['query', '--store', 'duckdb:/no/such.duckdb', '--last', '0s'], /^coinstream: --last must be longer than 0, e.g. --last 6m$/],
     [['run', '--source', `replay:${KRAKEN}`, '--sink', 'duckdb:/no/such/dir/s.duckdb'], /^coinstream: duckdb:\/no\/such\/dir\/s.duckdb: the directory \/no\/such\/dir does not exist; make it first/],
     [['nonsense'], /unknown command 'nonsense'/],
+    [['topics', 'list', '--brokers', '127.0.0.1:1'], /^coinstream: command-argument value 'list' is invalid for argument 'action'\. Allowed choices are create, describe\. Run `coinstream topics --help` to see the options\.$/],
   ])('%j', async (args, message) => {
     const r = await coinstream(args as string[]);
     expect(r.code).toBe(2);
