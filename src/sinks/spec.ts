@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
-import { joinedSpecsHint } from '../core/joined-specs.js';
+import { joinedSpecsHint, refuseJoinedSinks } from '../core/joined-specs.js';
 import { userPath } from '../core/paths.js';
 import { firstRepeat } from '../core/repeats.js';
 import type { Logger } from '../core/logger.js';
@@ -57,9 +57,7 @@ function parseSingleSinkSpec(spec: string, logger: Logger): Sink {
   if (spec.startsWith('duckdb:')) {
     const path = userPath(spec.slice('duckdb:'.length));
     if (!path) throw new UsageError('--sink duckdb needs a file: --sink duckdb:./coinstream.duckdb');
-    // A store that is there is opened whatever its name; a new one is not made under a name like this.
-    const joined = joinedSpecsHint(spec, 'sink');
-    if (joined && !existsSync(path)) throw new UsageError(`--sink ${spec}: no such store${joined}`);
+    refuseJoinedSinks(spec, path, 'store');
     // DuckDB makes the file, not its directory: a missing one failed the run after it had started (exit 1).
     const dir = dirname(resolve(path));
     if (!existsSync(dir)) throw new UsageError(`${spec}: the directory ${dir} does not exist; make it first (mkdir -p ${dir}) or give another path`);

@@ -127,7 +127,6 @@ export class TradeBatchBuilder {
   private grow(): void {
     const old = this.batch;
     const next = allocate(old.price.length * 2, old.length);
-    next.keys = old.keys;
     copyColumns(old, next);
     this.batch = next;
   }

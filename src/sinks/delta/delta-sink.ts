@@ -11,7 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
-import { joinedSpecsHint } from '../../core/joined-specs.js';
+import { refuseJoinedSinks } from '../../core/joined-specs.js';
 import { userPath } from '../../core/paths.js';
 import type { Logger } from '../../core/logger.js';
 import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
@@ -62,8 +62,7 @@ export function isPartitioned(table: DeltaTableName, partition: DeltaPartitionin
 export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSinkOptions = {}): Sink[] {
   const dir = userPath(spec.slice('delta:'.length));
   if (!dir) throw new UsageError('--sink delta needs a directory: --sink delta:./coinstream-delta');
-  const joined = joinedSpecsHint(spec, 'sink');
-  if (joined && !existsSync(dir)) throw new UsageError(`--sink ${spec}: no such directory${joined}`);
+  refuseJoinedSinks(spec, dir, 'directory');
   // A file there would fail every table's first listing of its log (ENOTDIR), at exit 1.
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--sink delta:${dir}: ${dir} is a file; give a directory (made if missing), e.g. --sink delta:./coinstream-delta`);
   const partition = options.partition ?? 'auto';
