@@ -579,9 +579,14 @@ export class Pipeline {
     let last = 0;
     const handle = setInterval(() => {
       const s = this.engine.stats();
+      const perSecond = Math.round(((s.accepted - last) * 1000) / every);
+      const rejected = Object.values(this.counts.rejected).reduce((a, b) => a + b, 0);
+      // Before the first trade the engine's watermark is -Infinity, after the end of input +Infinity:
+      // said in words, as the console sink does, not as a number nobody can read at 3 a.m.
+      const watermark = Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString() : s.watermark > 0 ? 'end of input' : 'none yet';
       this.options.logger.info(
-        { accepted: s.accepted, perSecond: Math.round(((s.accepted - last) * 1000) / every), rejected: this.counts.rejected, damaged: this.counts.damaged, batches: this.batchesWritten, watermark: Number.isFinite(s.watermark) ? new Date(s.watermark).toISOString() : String(s.watermark), openWindows: s.windows },
-        'progress',
+        { accepted: s.accepted, perSecond, rejected: this.counts.rejected, damaged: this.counts.damaged, batches: this.batchesWritten, watermark, openWindows: s.windows },
+        `progress: ${s.accepted.toLocaleString('en-US')} trades (${perSecond.toLocaleString('en-US')}/s), ${rejected} rejected, ${this.batchesWritten} batch${this.batchesWritten === 1 ? '' : 'es'} written, watermark ${watermark}`,
       );
       last = s.accepted;
     }, every);

@@ -1,7 +1,7 @@
 // The pipeline in virtual time: a ManualClock drives the trigger, a hand-fed source drives the input.
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/core/clock.js';
-import { silentLogger } from '../../src/core/logger.js';
+import { createLogger, silentLogger } from '../../src/core/logger.js';
 import type { Trade } from '../../src/core/trade.js';
 import { DEFAULT_ENGINE_CONFIG } from '../../src/engine/contract.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
@@ -201,6 +201,39 @@ describe('Pipeline', () => {
     expect(late).toHaveLength(1);
     expect(late[0]).toMatchObject({ reason: 'late', source: 'fed' });
     expect(JSON.parse(late[0].raw)).toMatchObject({ timestamp: T0 + 1000, priceUsd: 99 });
+  });
+
+  it('logs progress in words a person can read: no watermark yet before the first trade, then its time', async () => {
+    const lines: { msg: string; watermark: string }[] = [];
+    let seen: (() => void) | null = null;
+    const logger = createLogger({ level: 'info', format: 'json', output: { write: (line) => (lines.push(JSON.parse(line)), seen?.()) } });
+    /** Resolves at the next progress line that matches. */
+    const progressLine = (match: RegExp) =>
+      new Promise<string>((resolve) => {
+        seen = () => {
+          const hit = lines.find((l) => match.test(l.msg));
+          if (hit) resolve(hit.msg);
+        };
+        seen();
+      });
+    const clock = new ManualClock(1_000_000);
+    const source = new FedSource();
+    const stop = new AbortController();
+    const run = new Pipeline({ sources: [source], sinks: [new MemorySink()], engine: DEFAULT_ENGINE_CONFIG, clock, logger, signal: stop.signal, progressEveryMs: 5 }).run();
+
+    const before = await progressLine(/^progress: 0 trades/);
+    expect(before).toBe('progress: 0 trades (0/s), 0 rejected, 0 batches written, watermark none yet');
+    source.push({ kind: 'trades', source: 'fed', trades: [trade(400_000, 100), trade(400_500, 101)] });
+    source.push({ kind: 'rejected', rejected: { receivedAt: 1, source: 'fed', reason: 'malformed', detail: 'x', raw: '{' } });
+    await source.drained();
+    // Rejections count once written (with their batch); the watermark trails the newest event time by
+    // the 5-minute default: T0 + 400.5 s - 300 s.
+    clock.advance(1000);
+    const after = await progressLine(/^progress: 2 trades .*, 1 batch written/);
+    expect(after).toMatch(/^progress: 2 trades \(\d+\/s\), 1 rejected, 1 batch written, watermark 2019-07-01T00:01:40\.500Z$/);
+    expect(lines.find((l) => l.msg === after)!.watermark).toBe('2019-07-01T00:01:40.500Z');
+    stop.abort();
+    await run;
   });
 
   it('stops after maxBatches written batches', async () => {
