@@ -40,9 +40,11 @@ export interface PipelineOptions {
   /** Clear the job's rows and progress in every store first, and start over (--fresh). */
   fresh?: boolean;
   /**
-   * Other processes may write this job (`process`: a partition changes owner in a rebalance): each
-   * batch tells each store which batch it must hold first (BatchProgress.expectBatchId), and a store
-   * that holds another refuses it (FENCED).
+   * Other processes share the stores by design (`process`: a partition changes owner in a rebalance),
+   * so no store can be taken as empty without asking it. Every job's batches are fenced either way:
+   * each tells each store which batch it must hold first (BatchProgress.expectBatchId), and a store
+   * that holds another refuses it (FENCED), so that two `run`s started on one SQL store by mistake
+   * cannot both write it.
    */
   fenced?: boolean;
   /** Watchers of the run (metrics, the dashboard): told of source events and of written batches. */
@@ -502,9 +504,13 @@ export class Pipeline {
     return write;
   }
 
-  /** With `fenced`: the batch as `sink` gets it, saying which batch the store must hold first. */
+  /**
+   * The batch as `sink` gets it, saying which batch the store must hold first. Also for `run`: a SQL
+   * database or a Delta directory has no lock that keeps a second `run` out (a DuckDB file has), and
+   * two runs resumed from the same batch wrote every later trade twice, both exiting 0.
+   */
   private fence(sink: Sink, batch: OutputBatch): OutputBatch {
-    if (!this.options.fenced || !batch.progress || !sink.readProgress) return batch;
+    if (!batch.progress || !sink.readProgress) return batch;
     const expectBatchId = this.storedBatch.get(sink) ?? -1;
     this.storedBatch.set(sink, batch.batchId);
     return { ...batch, progress: { ...batch.progress, expectBatchId } };

@@ -1,5 +1,6 @@
 // Every sink implements this one interface; batching, retries and metrics wrap a sink instead of
 // living inside each one.
+import { CoinstreamError } from '../core/errors.js';
 import type { Direction, RejectedTrade } from '../core/trade.js';
 import type { SourcePosition } from '../sources/contract.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
@@ -71,12 +72,21 @@ export interface BatchProgress {
   /** Every source was read to the end and every window written final: the job is done. */
   finished: boolean;
   /**
-   * Set where other processes may write the same job (`process`, after a rebalance): the batch id the
-   * store must hold for the job before this batch (-1: none). A store that holds another refuses the
-   * batch with a FENCED error, in the same transaction, so that two owners of a partition never both
-   * write it (optimistic concurrency; the loser resumes from what the winner stored).
+   * The batch id the store must hold for the job before this batch (-1: none). A store that holds
+   * another refuses the batch with a FENCED error (fencedError), in the same transaction, so that two
+   * writers of a job never both write it: two owners of a partition after a rebalance (the loser
+   * resumes from what the winner stored), or two `run`s started on one shared store by mistake.
    */
   expectBatchId?: number;
+}
+
+
+/** A store's refusal of a batch whose job another process moved on since this one read it. */
+export function fencedError(store: string, job: string, stored: number, expected: number): CoinstreamError {
+  return new CoinstreamError(
+    'FENCED',
+    `${store}: job "${job}" is at batch ${stored}, not ${expected} as when this process read it: another process wrote it meanwhile; this one stops here and the store keeps what the other wrote (one process per job: to run two jobs, give each its own store)`,
+  );
 }
 
 /** Progress as a store read it back. */

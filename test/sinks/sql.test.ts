@@ -145,6 +145,21 @@ for (const peer of PEERS) {
       await expectEqualToDuckDB(peer, db, REF, 'after the outages');
     }, 180_000);
 
+    it('two runs of one job started on the same database at once: one is fenced off, and the store stays exact', async () => {
+      const db = await fresh();
+      await finished(spawnCoinstream(['run', ...PACED, '--batches', '1', '--sink', peer.url(db)]));
+      // Both read the job at batch 0; whichever commits first moves it on, and the other's next batch
+      // is refused. (Before, both wrote every trade from batch 1 on, and both exited 0.)
+      const both = [0, 1].map(() => spawnCoinstream(['run', ...PACED, '--sink', peer.url(db)]));
+      const exits = await Promise.all(both.map((r) => r.exit));
+      const outcome = both.map((r, i) => ({ code: exits[i].code, stderr: r.stderr() }));
+      const fenced = outcome.filter((o) => o.code === 1 && /is at batch \d+, not \d+ as when this process read it: another process wrote it meanwhile.*\[FENCED\]/.test(o.stderr));
+      const stoodAside = outcome.filter((o) => o.code === 0 && /job \\"run\\" already finished/.test(o.stderr));
+      expect(outcome.filter((o) => o.code === 0).length, outcome.map((o) => o.stderr.slice(-1500)).join('\n---\n')).toBe(1);
+      expect(fenced.length + stoodAside.length, 'the other run must be fenced off (or find the job finished)').toBe(1);
+      await expectEqualToDuckDB(peer, db, REF, 'after two runs at once');
+    }, 120_000);
+
     it('refuses a database whose table of our name is another\'s: exit 2, one line, no table made', async () => {
       const db = await fresh();
       await peer.rows(db, 'CREATE TABLE trade_windows (id INT PRIMARY KEY, foo TEXT)');
@@ -156,6 +171,12 @@ for (const peer of PEERS) {
       const schema = peer.kind === 'mysql' ? 'DATABASE()' : 'current_schema()';
       const tables = await peer.rows(db, `SELECT table_name AS t FROM information_schema.tables WHERE table_schema = ${schema}`);
       expect(tables.map((t) => String(t.t))).toEqual(['trade_windows']);
+
+      // `query` on it says the same, in one line (it said only "Unknown column 'asset'", exit 1).
+      const q = spawnCoinstream(['query', '--store', peer.url(db)], { COINSTREAM_LOG_LEVEL: 'warn' });
+      expect((await q.exit).code, q.stderr()).toBe(2);
+      const lines = q.stderr().trim().split('\n');
+      expect(lines).toEqual([`coinstream: ${peer.url(db)} is not a coinstream store: its table trade_windows has the columns (id, foo), not coinstream's; point --store at a database coinstream wrote`]);
     }, 60_000);
 
     it('never prints the password (URL or environment); a failure names the store with ***', async () => {

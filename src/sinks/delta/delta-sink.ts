@@ -14,7 +14,7 @@ import { CoinstreamError, UsageError } from '../../core/errors.js';
 import { refuseJoinedSinks } from '../../core/joined-specs.js';
 import { userPath } from '../../core/paths.js';
 import type { Logger } from '../../core/logger.js';
-import type { OutputBatch, Sink, StoredProgress } from '../contract.js';
+import { fencedError, type OutputBatch, type Sink, type StoredProgress } from '../contract.js';
 import { crashIfAsked } from '../fault.js';
 import { ENGINE_INFO, progressRecord } from './commit-info.js';
 import { decodeRelativePath, encodeDeltaPath } from './files.js';
@@ -179,7 +179,7 @@ export class DeltaTableSink implements Sink {
   private checkFence(job: string, expect: number): void {
     const v = this.log.txnVersion(job);
     const stored = v === -Infinity ? -1 : v;
-    if (stored !== expect) throw new CoinstreamError('FENCED', `${this.name}: job "${job}" is at batch ${stored}, not ${expect} as when this process read it: another process wrote it meanwhile`);
+    if (stored !== expect) throw fencedError(this.name, job, stored, expect);
   }
 
   async close(): Promise<void> {

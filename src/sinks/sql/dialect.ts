@@ -96,6 +96,30 @@ export interface DriverError {
 export const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED', 'ENOTCONN']);
 
 /**
+ * A table of ours that is there with other columns belongs to something else (another application's
+ * trade_windows, say): says which and what it holds ("its table trade_windows has the columns (id,
+ * foo), not coinstream's"), or null when every table of ours that is there has our columns. Columns
+ * are compared by name, as information_schema gives them for the connection's database or schema.
+ */
+export async function foreignTable(dialect: Pick<SqlDialect, 'schema' | 'str' | 'currentSchema'>, query: (sql: string) => Promise<SqlRow[]>): Promise<string | null> {
+  const ours = schemaColumns(dialect.schema);
+  const names = [...ours.keys()].map((t) => dialect.str(t)).join(', ');
+  const rows = await query(
+    `SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = ${dialect.currentSchema} AND table_name IN (${names}) ORDER BY table_name, ordinal_position`,
+  );
+  const found = new Map<string, string[]>();
+  for (const r of rows) {
+    const table = String(r.t).toLowerCase();
+    found.set(table, [...(found.get(table) ?? []), String(r.c).toLowerCase()]);
+  }
+  for (const [table, columns] of found) {
+    const expected = ours.get(table) ?? [];
+    if (columns.length !== expected.length || !expected.every((c) => columns.includes(c))) return `its table ${table} has the columns (${columns.join(', ')}), not coinstream's`;
+  }
+  return null;
+}
+
+/**
  * Each table's column names, from the CREATE TABLE statements of a dialect's schema (the one place
  * they are written): a column line starts with its name; key and constraint lines are not columns.
  */

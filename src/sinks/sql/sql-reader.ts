@@ -10,7 +10,7 @@ import { CoinstreamError, UsageError } from '../../core/errors.js';
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
 import type { SourcePosition } from '../../sources/contract.js';
 import type { StoredProgress, StoreReader } from '../contract.js';
-import { watermarkFromStore, type DriverError, type SqlDialect, type SqlRow } from './dialect.js';
+import { foreignTable, watermarkFromStore, type DriverError, type SqlDialect, type SqlRow } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
 
 /** One read connection: a SELECT with bound parameters, written with the dialect's placeholders. */
@@ -131,6 +131,12 @@ function isMissingTable(err: unknown): boolean {
   return code === 'ER_NO_SUCH_TABLE' || code === '42P01';
 }
 
+/** A column the reader selects is not there: a table of that name that another application made. */
+function isMissingColumn(err: unknown): boolean {
+  const code = String((err as DriverError)?.code ?? '');
+  return code === 'ER_BAD_FIELD_ERROR' || code === '42703';
+}
+
 export class SqlReader implements StoreReader {
   readonly name: string;
   private conn: SqlReadConnection | null = null;
@@ -241,6 +247,10 @@ ORDER BY ${this.byKey('x')}${limit}`,
     } catch (err) {
       if (isMissingTable(err)) {
         throw new UsageError(`${this.name} holds no coinstream tables (${this.describe(err)}); run \`coinstream run --sink ...\` with it first, or point --store at one`);
+      }
+      if (isMissingColumn(err)) {
+        const foreign = await foreignTable(this.d, (q) => conn.query(q, [])).catch(() => null);
+        throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: ${foreign ?? `a table of ours there has other columns (${this.describe(err)})`}; point --store at a database coinstream wrote`);
       }
       const retriable = this.d.isRetriable(err);
       // A lost connection is replaced at the next call (the dashboard reads again and again).

@@ -21,9 +21,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay, type BackoffOptions } from '../../core/backoff.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { BatchProgress, OutputBatch, Sink, StoredProgress } from '../contract.js';
-import type { TradeBatch } from '../contract.js';
-import { schemaColumns, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
+import { fencedError, type BatchProgress, type OutputBatch, type Sink, type StoredProgress, type TradeBatch } from '../contract.js';
+import { foreignTable, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
 import { progressFromRows } from './sql-reader.js';
 
@@ -76,28 +75,12 @@ export class SqlStore implements Sink {
   }
 
   /**
-   * A table of ours that is there with other columns belongs to something else (another application's
-   * trade_windows, say): refused before any table is made, rather than failing at the first batch
-   * with "Unknown column" after making the others beside it. Columns are compared by name.
+   * A table of ours with other columns is refused before any table is made, rather than failing at the
+   * first batch with "Unknown column" after making the others beside it.
    */
   private async refuseForeignTables(session: SqlSession): Promise<void> {
-    const ours = schemaColumns(this.dialect.schema);
-    const names = [...ours.keys()].map((t) => this.dialect.str(t)).join(', ');
-    const rows = await session.query(
-      `SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = ${this.dialect.currentSchema} AND table_name IN (${names}) ORDER BY table_name, ordinal_position`,
-    );
-    const found = new Map<string, string[]>();
-    for (const r of rows) {
-      const table = String(r.t).toLowerCase();
-      found.set(table, [...(found.get(table) ?? []), String(r.c).toLowerCase()]);
-    }
-    for (const [table, columns] of found) {
-      const expected = ours.get(table) ?? [];
-      const same = columns.length === expected.length && expected.every((c) => columns.includes(c));
-      if (!same) {
-        throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: its table ${table} has the columns (${columns.join(', ')}), not coinstream's; give another database in --sink`);
-      }
-    }
+    const foreign = await foreignTable(this.dialect, (sql) => session.query(sql));
+    if (foreign) throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: ${foreign}; give another database in --sink`);
   }
 
   async write(batch: OutputBatch): Promise<void> {
@@ -117,7 +100,7 @@ export class SqlStore implements Sink {
           }
           if (p.expectBatchId !== undefined && stored !== p.expectBatchId) {
             await s.query('ROLLBACK');
-            throw new CoinstreamError('FENCED', `${this.name}: job "${p.job}" is at batch ${stored}, not ${p.expectBatchId} as when this process read it: another process wrote it meanwhile`);
+            throw fencedError(this.name, p.job, stored, p.expectBatchId);
           }
         }
         // The next statement is built while the server runs the one before (one in flight).
