@@ -67,6 +67,7 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
       maxOffsetsPerTrigger,
       availableNow: flags.availableNow === true,
       fresh: flags.fresh === true,
+      archive,
       signal: shutdown.signal,
       observers: dashboard.observers,
       onLag: (lag) => {

@@ -97,7 +97,7 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
   try {
-    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, speed, signal: shutdown.signal, fresh: flags.fresh, observers: dashboard.observers() }).run();
+    const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, speed, signal: shutdown.signal, fresh: flags.fresh, archive, observers: dashboard.observers() }).run();
     if (summary.reason === 'already-finished') return;
     const damaged = summary.damaged > 0 ? `; ${summary.damaged} damaged source(s) read up to the damage` : '';
     logger.info(

@@ -101,7 +101,7 @@ function checkSameSettings(stored: Record<string, unknown>, asked: EngineConfig)
     }
   }
   if (was.length > 0) {
-    throw new CoinstreamError('CONFIG', `cannot resume: the stored job used ${was.join(' ')}, this run asks for ${now.join(' ')}`);
+    throw new CoinstreamError('CONFIG', `cannot resume: the stored job used ${was.join(' ')}, this run asks for ${now.join(' ')}; run with the stored settings, or start over with --fresh (it clears the job's rows), or give another store`);
   }
 }
 

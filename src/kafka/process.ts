@@ -10,6 +10,7 @@ import { CoinstreamError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EngineConfig } from '../engine/contract.js';
 import { Pipeline, type PipelineObserver, type PipelineSummary } from '../pipeline/pipeline.js';
+import type { ArchiveMode } from '../sinks/archive.js';
 import type { OutputBatch, Sink } from '../sinks/contract.js';
 import { SharedSink } from '../sinks/shared-sink.js';
 import { describeConnection, rootMessage } from './client.js';
@@ -30,6 +31,8 @@ export interface ProcessOptions {
   /** Process what the topics hold when the run starts, write everything final, and end. */
   availableNow: boolean;
   fresh: boolean;
+  /** Whether the stores keep the accepted trades (--archive): part of each partition job's settings. */
+  archive?: ArchiveMode;
   signal: AbortSignal;
   /** How often to log consumer lag, ms. */
   progressEveryMs?: number;
@@ -219,6 +222,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
         job: jobName(topic, partition),
         signal: stop.signal,
         fenced: true,
+        archive: o.archive,
         observers: o.observers?.() ?? [],
       });
       const job: PartitionJob = { topic, partition, source, stop, done: pipeline.run() };

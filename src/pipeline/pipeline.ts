@@ -12,6 +12,7 @@ import { capRaw, tradeToJson, type RejectReason, type RejectedTrade } from '../c
 import { TradeColumns, tradeAt } from '../core/trade-columns.js';
 import type { EngineConfig, EngineOutput } from '../engine/contract.js';
 import { WindowEngine } from '../engine/window-engine.js';
+import type { ArchiveMode } from '../sinks/archive.js';
 import type { BatchProgress, OutputBatch, PriceQuote, Sink, StoredProgress } from '../sinks/contract.js';
 import { CoinstreamError } from '../core/errors.js';
 import type { EngineSnapshot } from '../engine/contract.js';
@@ -47,6 +48,11 @@ export interface PipelineOptions {
    * cannot both write it.
    */
   fenced?: boolean;
+  /**
+   * Whether the stores keep the accepted trades (--archive; default 'trades'). Part of the job's stored
+   * settings: switching it on a resumed job would leave a `trades` table holding part of the job.
+   */
+  archive?: ArchiveMode;
   /** Watchers of the run (metrics, the dashboard): told of source events and of written batches. */
   observers?: PipelineObserver[];
 }
@@ -399,6 +405,7 @@ export class Pipeline {
     // always means this very batch, also when the store behind holds nothing and the job starts over.
     this.batchesCut = Math.max(-1, ...stored.map((s) => batchOf(s.progress))) + 1;
     if (progress === null) return 'new';
+    checkSameArchive(progress.settings, this.options.archive ?? 'trades');
     this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
     for (const [source, position] of Object.entries(progress.positions)) this.positions.set(source, position);
     const when = new Date(progress.updatedAt).toISOString();
@@ -573,7 +580,7 @@ export class Pipeline {
     return {
       job: this.options.job ?? 'run',
       positions: Object.fromEntries(this.positions),
-      settings: JSON.stringify({ windowMs, slideMs, offsetMs, watermarkMs, trendSpanMs }),
+      settings: JSON.stringify({ windowMs, slideMs, offsetMs, watermarkMs, trendSpanMs, archive: this.options.archive ?? 'trades' }),
       engineState,
       watermark,
       finished,
@@ -604,6 +611,25 @@ export class Pipeline {
     for (const o of this.options.observers ?? []) o.stopped?.(reason);
     return { batches: this.batchesWritten, accepted: this.counts.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, damaged: this.counts.damaged, watermark: this.engine.watermark, reason };
   }
+}
+
+/**
+ * A resumed job keeps its --archive: with it switched, the `trades` table would hold the trades of
+ * part of the job and nothing would say which. Stores written before the setting was stored do not
+ * say, and are not checked.
+ */
+function checkSameArchive(storedSettings: string, asked: ArchiveMode): void {
+  let stored: unknown;
+  try {
+    stored = (JSON.parse(storedSettings) as { archive?: unknown }).archive;
+  } catch {
+    return; // the engine state, checked next, is what resuming needs; its errors say more
+  }
+  if (stored === undefined || stored === asked) return;
+  throw new CoinstreamError(
+    'CONFIG',
+    `cannot resume: the stored job used --archive ${String(stored)}, this run asks for --archive ${asked}, and its trades table would hold only part of the job's trades; run with --archive ${String(stored)}, or start over with --fresh`,
+  );
 }
 
 /** Rows of `older` that `newer` does not replace (same asset and window), then `newer`. */

@@ -5,7 +5,8 @@
 // Done by composition, like RetryingSink: the wrapped store is handed each batch with an empty
 // TradeBatch, so it writes no trade rows, while windows, trends, rejected_trades and the progress of
 // exactly-once still go in the same transaction as before. No store needs an option of its own, and the
-// tables stay (an empty `trades`), so a later run with the archive on appends to them as usual.
+// tables stay (an empty `trades`). The mode is part of the job's stored settings: a resumed job keeps it
+// (Pipeline's checkSameArchive), so that `trades` never holds part of a job without a word.
 import type { OutputBatch, Sink, TradeBatch } from './contract.js';
 import { UsageError } from '../core/errors.js';
 import { WrappedSink } from './wrapped-sink.js';

@@ -219,7 +219,7 @@ describe('restore refuses what would change results', () => {
 
   it('names every setting that differs', () => {
     expect(() => WindowEngine.restore(config({ windowMs: 2 * MIN, slideMs: 30 * SEC }), stored())).toThrow(
-      'the stored job used --window 1m --slide 1m, this run asks for --window 2m --slide 30s',
+      'the stored job used --window 1m --slide 1m, this run asks for --window 2m --slide 30s; run with the stored settings, or start over with --fresh',
     );
   });
 

@@ -254,7 +254,9 @@ describe('4. refusals and --fresh on a finished job', () => {
     [['--window-offset', '15s'], /the stored job used .*--window-offset.*, this run asks for .*--window-offset 15s/],
     [['--watermark', '1m'], /the stored job used .*--watermark 5m.*, this run asks for .*--watermark 1m/],
     [['--trend-span', '10m'], /the stored job used .*--trend-span 6m.*, this run asks for .*--trend-span 10m/],
-  ])('%j: exit 2, one line naming the setting, store untouched', async (extra, message) => {
+    // Its trades table would hold part of the job (it went on without a word before).
+    [['--archive', 'none'], /the stored job used --archive trades, this run asks for --archive none, and its trades table would hold only part of the job's trades/],
+  ])('%j: exit 2, one line naming the setting and what to do, store untouched', async (extra, message) => {
     const before = await contents(store);
     const r = await run(args(...extra), { COINSTREAM_LOG_LEVEL: 'warn' });
     expect(r.code, r.stderr).toBe(2);
@@ -262,6 +264,7 @@ describe('4. refusals and --fresh on a finished job', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^coinstream: cannot resume: /);
     expect(lines[0]).toMatch(message);
+    expect(lines[0]).toMatch(/; run with (the stored settings|--archive trades), or start over with --fresh/);
     expect(await contents(store)).toEqual(before);
   });
 
