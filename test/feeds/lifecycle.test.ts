@@ -110,6 +110,27 @@ describe('resilient feed client', () => {
     expect(text).toMatch(/coinstream_feed_disconnects_total\{feed="coinbase",cause="closed"\} [1-9]/);
   });
 
+  it("takes Coinbase's last_match as where ids go on, not as a trade; a trade rejected for its values is no gap", async () => {
+    const lastMatch = (id: number) => match(id).replace('"type":"match"', '"type":"last_match"');
+    const invalid = (id: number) => match(id).replace('"size":"1"', '"size":"abc"');
+    const server = await wsServer((socket, n) => {
+      socket.once('message', () => {
+        // First connection: the newest match before it (10), then 11-14 with 13 unusable, then lost.
+        // Second: 15 and 16 happened meanwhile (16 comes as last_match), then 17.
+        if (n === 1) sendThenKill(socket, [lastMatch(10), match(11), match(12), invalid(13), match(14)]);
+        else [lastMatch(16), match(17)].forEach((m) => socket.send(m));
+      });
+    });
+    const source = new FeedSource(coinbase(['SKL-USD'], server.url), { clock: systemClock, logger: capturingLogger().logger, backoff: fast });
+    const events = await collect(source, (ev) => tradeIds(ev).includes(17));
+    // 10 was made before the run (a restarted run had it already): counting it counted it twice.
+    expect(tradeIds(events)).toEqual([11, 12, 14, 17]);
+    expect(events.filter((e) => e.kind === 'rejected').map((e) => e.kind === 'rejected' && e.rejected.reason)).toEqual(['invalid']);
+    // 13 arrived (rejected), so 14 follows it; 15 and 16 were missed while away.
+    expect(events.filter((e) => e.kind === 'gap')).toEqual([expect.objectContaining({ symbol: 'SKL-USD', expected: '15', received: '17' })]);
+    expect(source.gaps).toBe(1);
+  });
+
   it('reconnects a silent connection (no heartbeat) and tells it from a quiet market', async () => {
     // The second connection's quiet market: 25 heartbeats 50 ms apart, over four times staleAfterMs.
     const BEATS = 25;

@@ -20,8 +20,15 @@ export function coinbase(products: string[] = COINBASE_DEFAULT_PRODUCTS, url?: s
       if (!parsed.ok) return parsed.messages;
       const m = parsed.value;
       switch (m.type) {
-        case 'match':
         case 'last_match': {
+          // Sent on subscribing: the product's newest match, made before this connection. Counting it
+          // counted a trade twice when a run restarted (the run before had it as a match); it only
+          // says where the trade ids go on from.
+          const product = String(m.product_id ?? '');
+          if (typeof m.trade_id !== 'number') return [{ kind: 'ignore' }];
+          return [{ kind: 'sequence', symbol: product, sequence: m.trade_id }];
+        }
+        case 'match': {
           const product = String(m.product_id ?? '');
           const [base, quote] = product.split('-');
           const makerSide = m.side;

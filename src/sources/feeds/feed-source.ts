@@ -91,6 +91,18 @@ export class FeedSource implements Source {
         continue;
       }
       const trades: Trade[] = [];
+      /** The gap before `sequence`, if ids were skipped since the last one of `symbol`. */
+      const gapBefore = (symbol: string, sequence: number, counted = true): SourceEvent | null => {
+        if (!p.sequentialIds) return null;
+        const last = lastSequence.get(symbol);
+        if (last === undefined || sequence > last) lastSequence.set(symbol, sequence);
+        // A `sequence` message's id is a trade we do not count: missed, too, if it is new to us.
+        const next = counted ? sequence : sequence + 1;
+        if (last === undefined || next <= last + 1) return null;
+        this.gaps++;
+        feedGaps.inc({ feed: this.name, symbol });
+        return { kind: 'gap', source: this.name, symbol, expected: String(last + 1), received: String(next), at: ev.at };
+      };
       for (const m of p.parse(ev.data, ev.at)) {
         switch (m.kind) {
           case 'trade': {
@@ -101,21 +113,22 @@ export class FeedSource implements Source {
               yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: 'duplicate', detail: `${m.symbol} trade ${id} was already received (re-sent after a reconnect?)`, raw: capRaw(ev.data) } };
               break;
             }
-            if (p.sequentialIds && m.sequence !== undefined) {
-              const last = lastSequence.get(m.symbol);
-              if (last !== undefined && m.sequence > last + 1) {
-                this.gaps++;
-                feedGaps.inc({ feed: this.name, symbol: m.symbol });
-                yield { kind: 'gap', source: this.name, symbol: m.symbol, expected: String(last + 1), received: String(m.sequence), at: ev.at };
-              }
-              if (last === undefined || m.sequence > last) lastSequence.set(m.symbol, m.sequence);
-            }
+            const gap = m.sequence === undefined ? null : gapBefore(m.symbol, m.sequence);
+            if (gap) yield gap;
             trades.push(m.trade);
             break;
           }
-          case 'rejected':
+          case 'rejected': {
+            const gap = m.symbol === undefined || m.sequence === undefined ? null : gapBefore(m.symbol, m.sequence);
+            if (gap) yield gap;
             yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: m.reason, detail: m.detail, raw: capRaw(ev.data) } };
             break;
+          }
+          case 'sequence': {
+            const gap = gapBefore(m.symbol, m.sequence, false);
+            if (gap) yield gap;
+            break;
+          }
           case 'error':
             if (m.fatal) throw new CoinstreamError('UNAUTHORIZED', m.message);
             o.logger.warn({ feed: this.name, message: m.message }, `${this.name} reported an error`);

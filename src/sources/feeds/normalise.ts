@@ -26,8 +26,10 @@ export interface RawTrade {
 export function normalise(raw: RawTrade): FeedMessage {
   const quote = coincapId(raw.quoteSymbol);
   const price = decimal(raw.price);
+  // A rejected trade keeps its sequence: it arrived, so the next id is no gap.
+  const arrived = { symbol: raw.symbol, sequence: raw.sequence };
   if (!isUsdQuote(quote)) {
-    return { kind: 'rejected', reason: 'invalid', detail: `${raw.exchange} ${raw.symbol}: quote ${raw.quoteSymbol || '?'} is not US dollars or a USD stablecoin, so priceUsd is unknown; subscribe to a USD pair` };
+    return { kind: 'rejected', reason: 'invalid', detail: `${raw.exchange} ${raw.symbol}: quote ${raw.quoteSymbol || '?'} is not US dollars or a USD stablecoin, so priceUsd is unknown; subscribe to a USD pair`, ...arrived };
   }
   const side = typeof raw.side === 'string' ? raw.side.toLowerCase() : raw.side;
   const checked = validateTrade({
@@ -42,7 +44,7 @@ export function normalise(raw: RawTrade): FeedMessage {
     tradeId: raw.tradeId === undefined ? undefined : String(raw.tradeId),
     receivedAt: raw.receivedAt,
   });
-  if (!checked.ok) return { kind: 'rejected', reason: 'invalid', detail: `${raw.exchange} ${raw.symbol}: ${checked.detail}` };
+  if (!checked.ok) return { kind: 'rejected', reason: 'invalid', detail: `${raw.exchange} ${raw.symbol}: ${checked.detail}`, ...arrived };
   return { kind: 'trade', trade: checked.trade, symbol: raw.symbol, sequence: raw.sequence };
 }
 

@@ -10,8 +10,17 @@ export type FeedMessage =
   | { kind: 'heartbeat' }
   /** Subscription acks, status messages: expected, nothing to do. */
   | { kind: 'ignore' }
-  /** A frame or an entry we could not use: kept in rejected_trades. */
-  | { kind: 'rejected'; reason: 'malformed' | 'invalid'; detail: string }
+  /**
+   * A frame or an entry we could not use: kept in rejected_trades. A trade rejected for its values
+   * still names its sequence where it could be read: it arrived, so its id is no gap.
+   */
+  | { kind: 'rejected'; reason: 'malformed' | 'invalid'; detail: string; symbol?: string; sequence?: number }
+  /**
+   * The exchange's newest trade id for a symbol, told on subscribing (Coinbase's last_match): a trade
+   * that happened before this connection, so not one we count (a restarted run had it already), but
+   * where the ids go on from, so that trades missed while we were away show as a gap.
+   */
+  | { kind: 'sequence'; symbol: string; sequence: number }
   /** The exchange said something went wrong; `fatal` stops retrying (bad credentials, bad symbol). */
   | { kind: 'error'; message: string; fatal: boolean }
   /** A price quote (CoinCap prices), never a trade. */
