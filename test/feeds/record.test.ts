@@ -80,15 +80,17 @@ function trade(i: number): Trade {
  * A source whose trades the test pushes by hand. `drained()` resolves once the consumer asked for
  * more with nothing queued: the recorder has taken (buffered or written) everything pushed.
  */
-function handSource(): { source: Source; push: (trades: Trade[]) => void; drained: () => Promise<void> } {
+function handSource(): { source: Source; push: (trades: Trade[]) => void; pushEvent: (event: SourceEvent) => void; drained: () => Promise<void> } {
   const queue: SourceEvent[] = [];
   let wake: () => void = () => undefined;
   let waiting: (() => void)[] = [];
+  const pushEvent = (event: SourceEvent) => {
+    queue.push(event);
+    wake();
+  };
   return {
-    push: (trades) => {
-      queue.push({ kind: 'trades', source: 'hand', trades });
-      wake();
-    },
+    push: (trades) => pushEvent({ kind: 'trades', source: 'hand', trades }),
+    pushEvent,
     drained: () => new Promise<void>((r) => waiting.push(r)),
     source: {
       name: 'hand',
@@ -197,10 +199,42 @@ describe('coinstream record', () => {
     push([trade(3)]);
     await drained();
     stop.abort();
-    expect(await done).toEqual({ trades: 4, files: [out] });
+    expect(await done).toEqual({ trades: 4, files: [out], rejected: {}, rejectsFile: null, gaps: 0 });
     expect(flushes(logs).map((l) => l.lines)).toEqual([3, 1]);
     expect(logs.at(-1)?.msg).toBe('recorded 4 trades');
     expect(gunzipSync(readFileSync(out)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l).price)).toEqual([10000, 10001, 10002, 10003]);
+  });
+
+  it('keeps rejected messages with their reason beside the record, and logs gaps and connections', async () => {
+    const { logger, logs } = arrayLogger();
+    const { source, push, pushEvent, drained } = handSource();
+    const stop = new AbortController();
+    const out = join(dir, 'with-rejects.jsonl.gz');
+    const done = recordSources([source], { out, rotateBytes: 1 << 30, signal: stop.signal, logger, flushEveryMs: 10 });
+    const reject = (reason: 'malformed' | 'invalid', raw: string) =>
+      pushEvent({ kind: 'rejected', rejected: { receivedAt: Date.UTC(2026, 10, 26), source: 'hand', reason, detail: `${reason} by hand`, raw } });
+    pushEvent({ kind: 'connected', source: 'hand', url: 'ws://127.0.0.1:1', at: 0 });
+    push([trade(0)]);
+    reject('malformed', '{"oops');
+    pushEvent({ kind: 'gap', source: 'hand', symbol: 'BTC-USD', expected: '4', received: '6', at: 0 });
+    reject('invalid', '{"price":-1}');
+    push([trade(1)]);
+    await drained();
+    stop.abort();
+    const rejectsFile = join(dir, 'with-rejects.rejected.jsonl');
+    // Before, record skipped every event but trades: these two messages and the gap left no trace.
+    expect(await done).toEqual({ trades: 2, files: [out], rejected: { malformed: 1, invalid: 1 }, rejectsFile, gaps: 1 });
+    expect(readFileSync(rejectsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+      { received_at: '2026-11-26T00:00:00.000Z', source: 'hand', reason: 'malformed', detail: 'malformed by hand', raw: '{"oops' },
+      { received_at: '2026-11-26T00:00:00.000Z', source: 'hand', reason: 'invalid', detail: 'invalid by hand', raw: '{"price":-1}' },
+    ]);
+    const msgs = logs.map((l) => l.msg);
+    expect(msgs).toContain('connected');
+    expect(msgs).toContain('gap in trade ids: trades were missed');
+    expect(msgs.filter((m) => /a message was rejected/.test(m))).toEqual([`hand: a message was rejected (malformed: malformed by hand); kept with its reason in ${rejectsFile}, as are any after it`]);
+    expect(msgs.at(-1)).toBe(`recorded 2 trades; 2 message(s) rejected (malformed 1, invalid 1), kept in ${rejectsFile}; 1 gap(s) in trade ids: trades were missed (see the warnings)`);
+    // The record itself holds the trades only, and reads back as before.
+    expect(gunzipSync(readFileSync(out)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l).price)).toEqual([10000, 10001]);
   });
 
   it('writes plain .jsonl as whole lines in the same rhythm', async () => {

@@ -7,6 +7,10 @@
 // gzip members (RFC 1952 §2.2: gunzip, `gzip -dc` and createGunzip read them as one stream), one per
 // flush, so a recorder killed at any moment (SIGKILL, power loss of the process) leaves a file that
 // reads back up to its last flush. A plain .jsonl file gets whole lines in the same rhythm.
+//
+// Nothing received is dropped without a word: a message the source rejected goes, with its reason, to
+// NAME.rejected.jsonl beside the record (made at the first one; the columns of rejected_trades), and
+// connections and gaps in trade ids are logged as `run` logs them.
 import { once } from 'node:events';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
@@ -14,8 +18,9 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { systemClock, type Clock, type Timer } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
-import { tradeToJson } from '../../core/trade.js';
+import { tradeToJson, type RejectedTrade } from '../../core/trade.js';
 import type { Source } from '../contract.js';
+import { logSourceStatus } from '../log-status.js';
 import { mergeEvents } from '../merge.js';
 
 const gzipAsync = promisify(gzip);
@@ -42,9 +47,19 @@ export function rotatedName(out: string, index: number): string {
   return m ? `${m[1]}.${index}${m[2]}` : `${out}.${index}`;
 }
 
-/** Opens a file for writing; rejects (rather than emitting an unhandled 'error') when it cannot. */
-async function openFile(name: string): Promise<WriteStream> {
-  const file = createWriteStream(name);
+/** Where a recording's rejected messages go: `trades.jsonl.gz` -> `trades.rejected.jsonl`. */
+export function rejectsName(out: string): string {
+  return `${out.replace(/\.jsonl(\.gz)?$/, '')}.rejected.jsonl`;
+}
+
+/** One rejected message as a JSON line with the columns of rejected_trades. */
+function rejectedLine(r: RejectedTrade): string {
+  return JSON.stringify({ received_at: new Date(r.receivedAt).toISOString(), source: r.source, reason: r.reason, detail: r.detail, raw: r.raw }) + '\n';
+}
+
+/** Opens a file for writing (appending); rejects (rather than emitting an unhandled 'error') when it cannot. */
+async function openFile(name: string, flags = 'w'): Promise<WriteStream> {
+  const file = createWriteStream(name, { flags });
   await once(file, 'ready');
   return file;
 }
@@ -191,7 +206,16 @@ function countLines(text: string): number {
   return n;
 }
 
-export async function recordSources(sources: Source[], o: RecordOptions): Promise<{ trades: number; files: string[] }> {
+export interface RecordSummary {
+  trades: number;
+  files: string[];
+  /** Rejected messages by reason, and the file that keeps them (null: none). */
+  rejected: Record<string, number>;
+  rejectsFile: string | null;
+  gaps: number;
+}
+
+export async function recordSources(sources: Source[], o: RecordOptions): Promise<RecordSummary> {
   const out = await RotatingFile.open({
     out: o.out,
     rotateBytes: o.rotateBytes,
@@ -200,19 +224,43 @@ export async function recordSources(sources: Source[], o: RecordOptions): Promis
     logger: o.logger,
   });
   let trades = 0;
+  let gaps = 0;
+  const rejected: Record<string, number> = {};
+  const rejectsFile = rejectsName(o.out);
+  let rejects: WriteStream | null = null;
+  const closeRejects = async () => {
+    if (rejects) await new Promise<void>((resolve, reject) => rejects!.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  };
   try {
     for await (const event of mergeEvents(sources.map((s) => s.events(o.signal)))) {
-      if (event.kind !== 'trades') continue;
-      let text = '';
-      for (const t of event.trades) text += tradeToJson(t) + '\n';
-      await out.write(text);
-      trades += event.trades.length;
+      if (event.kind === 'trades') {
+        let text = '';
+        for (const t of event.trades) text += tradeToJson(t) + '\n';
+        await out.write(text);
+        trades += event.trades.length;
+      } else if (event.kind === 'rejected') {
+        const r = event.rejected;
+        if (!rejects) o.logger.warn({ source: r.source, reason: r.reason, file: rejectsFile }, `${r.source}: a message was rejected (${r.reason}: ${r.detail}); kept with its reason in ${rejectsFile}, as are any after it`);
+        rejects ??= await openFile(rejectsFile, 'a');
+        await writeChunk(rejects, Buffer.from(rejectedLine(r)));
+        rejected[r.reason] = (rejected[r.reason] ?? 0) + 1;
+      } else {
+        if (event.kind === 'gap') gaps++;
+        logSourceStatus(o.logger, event);
+      }
     }
   } catch (err) {
     await out.close().catch(() => undefined); // the first error is the one to report
+    await closeRejects().catch(() => undefined);
     throw err;
   }
   await out.close();
-  o.logger.info({ trades, files: out.written }, `recorded ${trades} trades`);
-  return { trades, files: out.written };
+  await closeRejects();
+  const nRejected = Object.values(rejected).reduce((a, b) => a + b, 0);
+  const notes = [
+    ...(nRejected > 0 ? [`${nRejected} message(s) rejected (${Object.entries(rejected).map(([k, v]) => `${k} ${v}`).join(', ')}), kept in ${rejectsFile}`] : []),
+    ...(gaps > 0 ? [`${gaps} gap(s) in trade ids: trades were missed (see the warnings)`] : []),
+  ];
+  o.logger.info({ trades, files: out.written, rejected, gaps }, `recorded ${trades} trades${notes.length ? `; ${notes.join('; ')}` : ''}`);
+  return { trades, files: out.written, rejected, rejectsFile: nRejected > 0 ? rejectsFile : null, gaps };
 }
