@@ -52,10 +52,9 @@ function engineOptions(cmd: Command): Command {
     .addOption(new Option('--fresh', "clear the job's rows and progress from the stores and start over (a run otherwise resumes where the stores are)"));
 }
 
-function maxLineOption(cmd: Command): Command {
-  return cmd.addOption(
-    new Option('--max-line <size>', 'longest replay line or websocket frame; a longer one is rejected as malformed and reading goes on').default('1MiB').env('COINSTREAM_MAX_LINE'),
-  );
+/** --max-line; `longer` says what happens to a longer line in this command. */
+function maxLineOption(cmd: Command, longer = 'is rejected as malformed (kept with the reason)'): Command {
+  return cmd.addOption(new Option('--max-line <size>', `longest replay line or websocket frame; a longer one ${longer} and reading goes on`).default('1MiB').env('COINSTREAM_MAX_LINE'));
 }
 
 /** Every command logs the same way; the logger is made when the command runs, so a bad setting is a usage error. */
@@ -140,6 +139,7 @@ export function buildProgram(): Command {
         .argument('<file>', 'JSONL or JSONL.gz of trade messages')
         .addOption(new Option('--port <port>', 'port to listen on (0: any free port)').default('0').env('COINSTREAM_PORT'))
         .addOption(new Option('--speed <max|N>', 'pace: max, or N times real time').default('1').env('COINSTREAM_SPEED')),
+      'is skipped with a warning (the server has no rejected_trades)',
     ),
   ).action(async (file: string, opts, cmd: Command) => {
     const { replayServerCommand } = await import('./feeds.js');

@@ -242,7 +242,7 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
     await app.close().catch((closeErr: unknown) => log.debug({ err: closeErr }, 'dashboard: close after a failed listen'));
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') {
-      throw new CoinstreamError('PORT_IN_USE', `port ${o.port} on ${o.host} is in use: ${(err as Error).message}; pass --port`, false, { cause: err });
+      throw new CoinstreamError('PORT_IN_USE', `port ${o.port} on ${o.host} is in use: ${(err as Error).message}; choose another --port (0 picks a free one)`, false, { cause: err });
     }
     if (code === 'EACCES') {
       throw new CoinstreamError('CONFIG', `not allowed to listen on port ${o.port} on ${o.host}: ${(err as Error).message}; pass --port 1024 or higher`, false, { cause: err });

@@ -34,7 +34,7 @@ export async function openStoreReader(spec: string): Promise<StoreReader> {
   if (spec === 'console') throw new UsageError('--store console: the console is not a store; query reads one of: ' + STORE_SPEC_HELP);
   // Only the scheme is repeated: the rest of an unknown URL may hold a password.
   const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(spec)?.[0];
-  throw new UsageError(`--store ${scheme ? `"${scheme}..." is not a store kind query can read` : `"${spec}" is not a store spec`}; a store is one of: ${STORE_SPEC_HELP}`);
+  throw new UsageError(`--store ${scheme ? `"${scheme}..." is not a store kind coinstream can read` : `"${spec}" is not a store spec`}; a store is one of: ${STORE_SPEC_HELP}`);
 }
 
 /** The URL checks say --sink (they were written for it): here the flag is --store. */

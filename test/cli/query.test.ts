@@ -42,7 +42,7 @@ describe('query --store: specs it cannot read', () => {
 
   it.each([
     ['delta:', /--store delta needs a directory/],
-    ['mariadb://root:s3cret@h/x', /"mariadb:\.\.\." is not a store kind query can read; a store is one of: duckdb:PATH/],
+    ['mariadb://root:s3cret@h/x', /"mariadb:\.\.\." is not a store kind coinstream can read; a store is one of: duckdb:PATH/],
     ['mysql://root:s3cret@127.0.0.1:3306', /--store mysql: no database/],
     [`duckdb:${join(dir, 'nope.duckdb')}`, /no store at .*nope\.duckdb; run `coinstream run` first/],
   ])('%s is a one-line usage error', async (spec, message) => {

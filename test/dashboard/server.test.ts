@@ -794,7 +794,7 @@ describe('binding', () => {
       );
       expect(err).toBeInstanceOf(CoinstreamError);
       expect((err as CoinstreamError).code).toBe('PORT_IN_USE');
-      expect((err as Error).message).toMatch(new RegExp(`^port ${port} on 127\\.0\\.0\\.1 is in use: .*; pass --port$`));
+      expect((err as Error).message).toMatch(new RegExp(`^port ${port} on 127\\.0\\.0\\.1 is in use: .*; choose another --port \\(0 picks a free one\\)$`));
     } finally {
       blocker.close();
     }
