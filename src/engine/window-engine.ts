@@ -172,6 +172,23 @@ export class WindowEngine {
     this.finalizeUpTo(Infinity);
   }
 
+  /**
+   * For a finished job that reads on (its file grew, or another file came): restored from the state
+   * before finish(), the engine freezes again what the end of input wrote final, without handing those
+   * rows out again (the stores hold them). The watermark moves to the end of the last window that
+   * holds a trade, so a trade in any window already written final is late, as in any other final
+   * window; later windows fill as usual, their trends seeing the panes before them. Before, those final
+   * rows took the new trades and changed.
+   */
+  sealFinished(): void {
+    if (this.wm === -Infinity) return; // no trade yet: nothing was written final
+    const through = this.lastWindowStart(this.wm + this.delayMs) + this.windowMs;
+    if (through <= this.wm) return;
+    this.wm = through;
+    this.finalizeUpTo(through);
+    this.pendingFinal.length = 0;
+  }
+
   /** Everything that changed since the previous call: finals first, then open windows. */
   collect(now: number): EngineOutput {
     const windows: WindowResult[] = [];

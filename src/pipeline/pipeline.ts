@@ -407,6 +407,9 @@ export class Pipeline {
     if (progress === null) return 'new';
     checkSameArchive(progress.settings, this.options.archive ?? 'trades');
     this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
+    // A finished job stored the engine as it was before the end of input made every window final;
+    // what was written final stays so if the job reads on.
+    if (progress.finished) this.engine.sealFinished();
     for (const [source, position] of Object.entries(progress.positions)) this.positions.set(source, position);
     const when = new Date(progress.updatedAt).toISOString();
     // Finished, and no source that the stored job did not have (a live feed, the next file): nothing to do.

@@ -9,8 +9,8 @@
 //   4. Different result-changing settings on a stored job are refused (exit 2, one line); --trigger is
 //      not one; --fresh clears the job and starts over.
 //   5. A replay file that changed after a finished run: grown, the same command goes on with the new
-//      lines (and equals one run over the whole); truncated or replaced, it is refused (exit 2, one
-//      line) and the store is left as it was.
+//      lines, the windows written final staying so (trades in them are late); truncated or replaced,
+//      it is refused (exit 2, one line) and the store is left as it was.
 // No fixed sleeps: every wait is for a log line, an exit or a port.
 import { execFile } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -297,7 +297,7 @@ describe('5. a replay file that changed after the job finished', () => {
   const once = (file: string, store: string, env: Record<string, string> = {}) =>
     run(['run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'], env);
 
-  it('grown (a recording still being written): the same command reads the new lines, and the store equals one run over the whole', async () => {
+  it('grown (a recording still being written): the same command reads the new lines; what was written final stays final', async () => {
     const file = join(dir, 'growing.jsonl');
     const store = join(dir, 'growing.duckdb');
     writeFileSync(file, readFileSync(HALF1));
@@ -307,8 +307,16 @@ describe('5. a replay file that changed after the job finished', () => {
     const again = await once(file, store);
     expect(again.code, again.stderr).toBe(0);
     expect(messages(again.stderr)).toMatch(/resuming job "run" after batch \d+ \([^)]+\): reading replay:\S+growing.jsonl from line 1337/);
-    expect(await windowAt(store, SPAN_START)).toMatchObject({ trades: 180, is_final: true });
-    expect(await contents(store)).toEqual(await contents(WHOLE));
+    // The end of input wrote the minute 00:14 final with 126 trades; the 54 of it that came later are
+    // late, as for any final window (before, the final row changed to 180 trades). Every other window
+    // equals one run over the whole file.
+    expect(await windowAt(store, SPAN_START)).toMatchObject({ trades: 126, is_final: true });
+    const others = (path: string) => rows(path, `SELECT * EXCLUDE (updated_at) FROM trade_windows WHERE epoch_ms(window_start) <> ${SPAN_START} ORDER BY asset, window_start`);
+    expect(await others(store)).toEqual(await others(WHOLE));
+    const grown = await contents(store);
+    expect(grown.rejected).toEqual([{ reason: 'late', n: 54 }]);
+    expect(grown.trades).toHaveLength(LINES.length - 54);
+    expect(grown.trends.every((t) => t.is_final)).toBe(true);
     // Run once more: nothing new, nothing to do.
     expect(messages((await once(file, store)).stderr)).toMatch(/job "run" already finished at batch \d+/);
   }, 60_000);
