@@ -9,7 +9,7 @@ import type { Clock } from '../core/clock.js';
 import { CoinstreamError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { EngineConfig } from '../engine/contract.js';
-import { Pipeline, type PipelineObserver, type PipelineSummary } from '../pipeline/pipeline.js';
+import { Pipeline, refuseOtherJobs, type PipelineObserver, type PipelineSummary } from '../pipeline/pipeline.js';
 import type { ArchiveMode } from '../sinks/archive.js';
 import type { OutputBatch, Sink } from '../sinks/contract.js';
 import { SharedSink } from '../sinks/shared-sink.js';
@@ -78,11 +78,14 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
   const offsets = await topicOffsets(kafka, o.kafka, [o.topic, ...(o.deadLetterTopic ? [o.deadLetterTopic] : [])], o.deadLetterTopic, logger);
   const topics = [...offsets.keys()];
   const jobName = (topic: string, partition: number) => `${o.group}/${topic}/${partition}`;
+  /** The group's partition jobs share the stores; any other job there (a `run`, another group) would mix with them. */
+  const ofGroup = (job: string) => job.startsWith(`${o.group}/`);
   // Stores are shared by every partition's pipeline: opened once, one write at a time.
   const sinks = o.sinks.map((s) => new SharedSink(s));
   if (o.fresh) {
     for (const sink of sinks) await sink.open();
     try {
+      for (const sink of sinks) refuseOtherJobs(sink.name, await sink.jobs?.(), `${o.group}/`, ofGroup, true);
       for (const [topic, parts] of offsets) for (const p of parts.keys()) for (const sink of sinks) await sink.clearJob?.(jobName(topic, p));
       logger.info({ group: o.group, topics }, `--fresh: cleared group "${o.group}" of ${topics.join(', ')} from ${sinks.map((s) => s.name).join(', ')}; starting over`);
     } finally {
@@ -223,6 +226,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
         signal: stop.signal,
         fenced: true,
         archive: o.archive,
+        sharesStoresWith: ofGroup,
         observers: o.observers?.() ?? [],
       });
       const job: PartitionJob = { topic, partition, source, stop, done: pipeline.run() };

@@ -53,6 +53,11 @@ export interface PipelineOptions {
    * settings: switching it on a resumed job would leave a `trades` table holding part of the job.
    */
   archive?: ArchiveMode;
+  /**
+   * Other jobs that write the same stores by design (`process`: the other partitions of its group).
+   * A store that holds any other job is refused: rows carry no job, so the two would mix.
+   */
+  sharesStoresWith?: (job: string) => boolean;
   /** Watchers of the run (metrics, the dashboard): told of source events and of written batches. */
   observers?: PipelineObserver[];
 }
@@ -380,6 +385,7 @@ export class Pipeline {
     const job = this.options.job ?? 'run';
     const stores = sinks.filter((s) => s.readProgress);
     this.tracksProgress = stores.length > 0;
+    for (const store of stores) refuseOtherJobs(store.name, await store.jobs?.(), job, this.options.sharesStoresWith, this.options.fresh === true);
     if (this.options.fresh) {
       for (const store of stores) await store.clearJob?.(job);
       if (stores.length > 0) logger.info({ job, stores: stores.map((s) => s.name) }, `--fresh: cleared job "${job}" from ${stores.map((s) => s.name).join(', ')}; starting over`);
@@ -614,6 +620,19 @@ export class Pipeline {
     for (const o of this.options.observers ?? []) o.stopped?.(reason);
     return { batches: this.batchesWritten, accepted: this.counts.accepted, rejected: { ...this.counts.rejected }, gaps: this.counts.gaps, damaged: this.counts.damaged, watermark: this.engine.watermark, reason };
   }
+}
+
+/**
+ * A store whose rows belong to another job: its windows and this job's would mix (double counts where
+ * they share an asset), and --fresh, which clears whole tables, would delete the other job's results
+ * (it deleted them, and left that job's progress behind). Shared with `process` (its --fresh).
+ */
+export function refuseOtherJobs(store: string, jobs: string[] | undefined, job: string, sharesWith: ((job: string) => boolean) | undefined, fresh: boolean): void {
+  const others = (jobs ?? []).filter((j) => j !== job && !sharesWith?.(j));
+  if (others.length === 0) return;
+  const named = others.length > 3 ? `${others.slice(0, 3).map((j) => `"${j}"`).join(', ')} and ${others.length - 3} more` : others.map((j) => `"${j}"`).join(', ');
+  const harm = fresh ? '--fresh would delete their results with this job\'s' : `the results of job "${job}" would mix with theirs`;
+  throw new CoinstreamError('CONFIG', `${store} holds the results of another job (${named}); its tables are shared by every job written to it, so ${harm}: give this job a store of its own`);
 }
 
 /**

@@ -118,6 +118,11 @@ export interface Sink {
   /** Stores only: removes every row of the job and its progress (`--fresh`). */
   clearJob?(job: string): Promise<void>;
   /**
+   * Stores only: every job whose progress the store holds. The tables have no job column, so the jobs
+   * of one store share its rows: the pipeline refuses a job that would mix with another's.
+   */
+  jobs?(): Promise<string[]>;
+  /**
    * Stores that can tell without opening: true when the store surely holds nothing (a DuckDB file that
    * was not there). When every store says so, the job is new and the pipeline reads while they open.
    * Such a store's open() fails if it finds a job after all (another process made it meanwhile).

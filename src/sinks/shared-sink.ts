@@ -47,4 +47,9 @@ export class SharedSink implements Sink {
     return clear && ((job: string) => this.serial.run<void>(() => clear(job)));
   }
 
+  get jobs(): Sink['jobs'] {
+    const jobs = this.inner.jobs?.bind(this.inner);
+    return jobs && (() => this.serial.run<string[]>(() => jobs()));
+  }
+
 }

@@ -30,6 +30,10 @@ export abstract class WrappedSink implements Sink {
     return this.inner.clearJob?.bind(this.inner);
   }
 
+  get jobs(): Sink['jobs'] {
+    return this.inner.jobs?.bind(this.inner);
+  }
+
   get startsEmpty(): Sink['startsEmpty'] {
     return this.inner.startsEmpty?.bind(this.inner);
   }

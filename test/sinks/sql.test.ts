@@ -160,6 +160,26 @@ for (const peer of PEERS) {
       await expectEqualToDuckDB(peer, db, REF, 'after two runs at once');
     }, 120_000);
 
+    it('a database that holds another job (a process group\'s) is refused by run, and by run --fresh, which would delete it', async () => {
+      const db = await fresh();
+      await finished(spawnCoinstream(['run', ...MAX, '--sink', peer.url(db)]));
+      // What a `process` group's partition leaves: progress under its job, rows in the shared tables.
+      await peer.rows(db, `UPDATE stream_progress SET job = 'coinstream/coincap_trade/0'`);
+      const held = async () => (await peer.rows(db, 'SELECT (SELECT count(*) FROM trade_windows) AS w, (SELECT count(*) FROM trades) AS t, (SELECT count(*) FROM stream_progress) AS p'))[0];
+      const before = await held();
+      for (const [extra, harm] of [
+        [[], 'the results of job "run" would mix with theirs'],
+        [['--fresh'], "--fresh would delete their results with this job's"],
+      ] as const) {
+        const r = spawnCoinstream(['run', ...MAX, ...extra, '--sink', peer.url(db)], { COINSTREAM_LOG_LEVEL: 'warn' });
+        expect((await r.exit).code, r.stderr()).toBe(2);
+        expect(r.stderr().trim().split('\n')).toEqual([
+          `coinstream: ${peer.url(db)} holds the results of another job ("coinstream/coincap_trade/0"); its tables are shared by every job written to it, so ${harm}: give this job a store of its own`,
+        ]);
+        expect(await held()).toEqual(before);
+      }
+    }, 60_000);
+
     it('refuses a database whose table of our name is another\'s: exit 2, one line, no table made', async () => {
       const db = await fresh();
       await peer.rows(db, 'CREATE TABLE trade_windows (id INT PRIMARY KEY, foo TEXT)');

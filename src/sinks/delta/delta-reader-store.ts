@@ -3,8 +3,9 @@
 // DuckDB under the DuckDB store's names and types, then asked with the DuckDB reader's own SQL, so
 // that every store prints the same table byte for byte.
 //
-// The tables are append-only: a window key appears twice only when a finished job was resumed with a
-// further file. The newest row wins: the last one in log order (file by file as the snapshot lists
+// The tables are append-only: a window key appears twice only in a table written by a coinstream of
+// before 2026-11-26, which rewrote a finished job's final windows when the job read on (it now keeps
+// them final: WindowEngine.sealFinished). The newest row wins: the last one in log order (file by file as the snapshot lists
 // them, rows in file order), as readDeltaTable returns them. Progress comes from the commits of
 // trade_windows, the table each batch is written to last.
 import { resolve, join } from 'node:path';

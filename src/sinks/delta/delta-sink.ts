@@ -196,6 +196,11 @@ export class DeltaTableSink implements Sink {
     return progress;
   }
 
+  /** The jobs with batches in the table: its txn actions (a job cleared by --fresh is at version -1). */
+  jobs(): Promise<string[]> {
+    return this.log.jobs();
+  }
+
   /** `--fresh`: one commit that removes every file of the table and resets the job's txn. */
   async clearJob(job: string): Promise<void> {
     const snapshot = await this.log.snapshot();

@@ -172,6 +172,14 @@ export class DeltaTableLog {
     return null;
   }
 
+  /** The jobs (txn appIds) with batches in the table as it is now; --fresh leaves a job at version -1. */
+  jobs(): Promise<string[]> {
+    return this.serial.run(async () => {
+      await this.catchUp();
+      return [...this.txns].filter(([, version]) => version >= 0).map(([appId]) => appId).sort();
+    });
+  }
+
   /** The table's current snapshot (every file it holds). */
   snapshot(): Promise<DeltaSnapshot> {
     return readDeltaLog(this.tableDir);

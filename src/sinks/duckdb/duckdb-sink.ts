@@ -134,6 +134,10 @@ export class DuckDBSink implements Sink, EarlyOpen {
     await this.call({ id: this.nextId++, op: 'clearJob', job });
   }
 
+  async jobs(): Promise<string[]> {
+    return (await this.call({ id: this.nextId++, op: 'jobs' })) as string[];
+  }
+
   // Trade columns live in shared memory: the worker reads them where they are (no copy), and another
   // sink may read the same batch at the same time. The pipeline reuses them only after every write of
   // the batch has resolved, i.e. after this worker's commit. Window and trend rows go as columns, whose

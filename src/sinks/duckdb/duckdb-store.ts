@@ -284,6 +284,13 @@ export class DuckDBStore implements Sink {
     return progressFromRows(job, rows);
   }
 
+  /** The jobs with progress here (one, for a store that only `run` wrote). */
+  async jobs(): Promise<string[]> {
+    const conn = this.conn;
+    if (!conn) throw new CoinstreamError('SINK_FAILED', `${this.name}: read before open`);
+    return (await conn.runAndReadAll('SELECT DISTINCT job FROM stream_progress ORDER BY job')).getRowsJS().map((r) => String(r[0]));
+  }
+
   /** Removes every row and the progress: a DuckDB store holds one job. */
   async clearJob(job: string): Promise<void> {
     const conn = this.conn;

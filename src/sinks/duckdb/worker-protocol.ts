@@ -10,6 +10,7 @@ export type WorkerRequest =
   | { id: number; op: 'write'; batch: StoreBatch }
   | { id: number; op: 'readProgress'; job: string }
   | { id: number; op: 'clearJob'; job: string }
+  | { id: number; op: 'jobs' }
   | { id: number; op: 'close' };
 
 /** The first message to a prestarted worker (prestart.ts): the store it is for. */

@@ -71,6 +71,7 @@ async function handle(request: WorkerRequest): Promise<void> {
     else if (request.op === 'write') await store.writeColumns(request.batch);
     else if (request.op === 'readProgress') value = await store.readProgress(request.job);
     else if (request.op === 'clearJob') await store.clearJob(request.job);
+    else if (request.op === 'jobs') value = await store.jobs();
     else await store.close();
     reply = { id: request.id, ok: true, value };
   } catch (err) {

@@ -152,6 +152,10 @@ export class SqlStore implements Sink {
   }
 
   /** Removes every row and the job's progress (`--fresh`), in one transaction. */
+  async jobs(): Promise<string[]> {
+    return this.withSession('reading the jobs', async (s) => (await s.query('SELECT DISTINCT job FROM stream_progress ORDER BY job')).map((r) => String(r.job)));
+  }
+
   async clearJob(job: string): Promise<void> {
     const d = this.dialect;
     await this.withSession('clearing the job', async (s) => {
