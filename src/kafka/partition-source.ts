@@ -206,6 +206,8 @@ export class KafkaPartitionSource implements Source {
       const reject = (reason: RejectedTrade['reason'], detail: string): SourceEvent => ({
         kind: 'rejected',
         rejected: { receivedAt, source: meta.source ?? this.name, reason, detail: `${this.name} offset ${offset}: ${detail}`, raw: capRaw(value === null ? '' : value.toString('utf8')) },
+        // The position is this partition's, whatever the record says it came from.
+        source: this.name,
         end: position,
       });
       if (duplicate) {

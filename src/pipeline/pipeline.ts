@@ -258,15 +258,20 @@ export class Pipeline {
   private handle(event: Exclude<SourceEvent, { kind: 'trades' }>): void {
     const { logger } = this.options;
     switch (event.kind) {
-      case 'rejected':
+      case 'rejected': {
+        // Keyed by the reading source: a Kafka record's rejection names the file its producer read, and
+        // its position stored under that name was never found again (an --available-now that waited
+        // for ever, and a restart that wrote every rejection of the dead-letter topic twice).
+        const reader = event.source ?? event.rejected.source;
         for (const store of this.ahead) {
           if (store.caughtUp) continue;
-          if (event.end && holds(store, event.rejected.source, event.end)) store.held.rejected++;
+          if (event.end && holds(store, reader, event.end)) store.held.rejected++;
           else this.caughtUp(store);
         }
         this.reject(event.rejected);
-        if (event.end) this.positions.set(event.rejected.source, event.end);
+        if (event.end) this.positions.set(reader, event.end);
         break;
+      }
       case 'damaged':
       case 'gap':
       case 'connected':

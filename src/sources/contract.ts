@@ -17,8 +17,13 @@ export type SourceEvent =
       /** Sources with positions (files): where reading goes on after this event's last trade. */
       end?: SourcePosition;
     }
-  /** Input the source could not turn into a trade; `end` as for trades. */
-  | { kind: 'rejected'; rejected: RejectedTrade; end?: SourcePosition }
+  /**
+   * Input the source could not turn into a trade; `end` as for trades, the position of `source` (the
+   * reading source). `rejected.source` names where the input came from for the person reading
+   * rejected_trades, which for a Kafka record is the source its producer read (the replay file), not
+   * the partition whose position this is.
+   */
+  | { kind: 'rejected'; rejected: RejectedTrade; source?: string; end?: SourcePosition }
   /** Trade ids jumped: trades between `expected` and `received` never reached us. */
   | { kind: 'gap'; source: string; symbol: string; expected: string; received: string; at: number }
   | { kind: 'connected'; source: string; url: string; at: number }

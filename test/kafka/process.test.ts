@@ -231,4 +231,23 @@ describe.skipIf(why !== null)('coinstream process', () => {
     expect(r.dups).toBe(2);
     expect(String(r.detail)).toMatch(/run run-a, seq 7/);
   }, 120_000);
+
+  it('a rejection that names the file its producer read (the last record a duplicate) keeps the partition\'s position: --available-now ends, a restart adds nothing', async () => {
+    await cluster.createTopic('dups-last', 1);
+    const headers = (seq: number) => ['coinstream-run=run-b', `coinstream-seq=${seq}`, 'coinstream-source=replay:orig.jsonl'];
+    produce(cluster.brokers, 'dups-last', [lines[0]], headers(1));
+    produce(cluster.brokers, 'dups-last', [lines[2]], headers(2));
+    produce(cluster.brokers, 'dups-last', [lines[2]], headers(2)); // a retried produce, last in the partition
+    const store = join(dir, 'dups-last.duckdb');
+    const args = ['process', '--brokers', cluster.brokers, '--group', 'g-dups-last', '--topic', 'dups-last', '--no-dead-letter', '--sink', `duckdb:${store}`, '--available-now'];
+    // Before, the duplicate's position went under "replay:orig.jsonl": the partition never looked done,
+    // and --available-now waited for ever (this run would hit the test's timeout).
+    await finished(spawnCoinstream(args));
+    const state = async () => queryRows(store, `SELECT (SELECT count(*) FROM rejected_trades)::DOUBLE AS rejected, (SELECT list(source ORDER BY source) FROM stream_progress) AS sources, (SELECT any_value(source) FROM rejected_trades) AS named`, { readOnly: true });
+    const [first] = await state();
+    expect(first).toEqual({ rejected: 1, sources: ['*', 'kafka:dups-last/0'], named: 'replay:orig.jsonl' });
+    const again = await finished(spawnCoinstream(args));
+    expect(again).toMatch(/already finished/);
+    expect((await state())[0]).toEqual(first);
+  }, 120_000);
 });
