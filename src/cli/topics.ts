@@ -41,7 +41,7 @@ export async function topicsCommand(action: string, flags: TopicsFlags, deps: { 
   try {
     await admin.connect();
   } catch (err) {
-    throw new CoinstreamError('SINK_FAILED', `cannot reach Kafka at ${flags.brokers}: ${rootMessage(err)}`, true, { cause: err });
+    throw new CoinstreamError('KAFKA_FAILED', `cannot reach Kafka at ${flags.brokers}: ${rootMessage(err)}`, true, { cause: err });
   }
   try {
     if (action === 'create') {
@@ -54,13 +54,13 @@ export async function topicsCommand(action: string, flags: TopicsFlags, deps: { 
     } else {
       const d = await describeTopics(admin, [topic, dead], logger);
       if (d.missing.includes(topic)) {
-        throw new CoinstreamError('SINK_FAILED', `topic ${topic} does not exist on ${flags.brokers}; create it with \`coinstream topics create --brokers ${flags.brokers}${topic === 'coincap_trade' ? '' : ` --topic ${topic}`}\``);
+        throw new CoinstreamError('KAFKA_FAILED', `topic ${topic} does not exist on ${flags.brokers}; create it with \`coinstream topics create --brokers ${flags.brokers}${topic === 'coincap_trade' ? '' : ` --topic ${topic}`}\``);
       }
       process.stdout.write(formatDescription(d));
     }
   } catch (err) {
     if (err instanceof CoinstreamError) throw err;
-    throw new CoinstreamError('SINK_FAILED', `topics ${action}: ${rootMessage(err)}`, false, { cause: err });
+    throw new CoinstreamError('KAFKA_FAILED', `topics ${action}: ${rootMessage(err)}`, false, { cause: err });
   } finally {
     await admin.disconnect();
   }

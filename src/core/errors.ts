@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'SOURCE_UNREADABLE' // a file that is there but cannot be read (I/O error): exit 1
   | 'UNAUTHORIZED' // a feed refused our credentials
   | 'SINK_FAILED' // a store refused a write
+  | 'KAFKA_FAILED' // the Kafka cluster could not be reached or refused a request (topics)
   | 'STORE_LOCKED' // another process holds the store
   | 'PORT_IN_USE' // a port we were asked to listen on is taken
   | 'FENCED'; // another writer moved the job's progress in the store since we read it (a rebalance)

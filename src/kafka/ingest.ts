@@ -110,6 +110,8 @@ export class KafkaIngest {
   readonly run = randomUUID();
   private seq = 0;
   private queue: Entry[] = [];
+  /** The batch being sent (or retried through an outage): buffered too, until Kafka has it. */
+  private sending = 0;
   /** When the oldest message still queued arrived (roughly: a backlog is sent at once). */
   private oldestAt = 0;
   private closing = false;
@@ -149,7 +151,8 @@ export class KafkaIngest {
       const now = clock.now();
       const rate = ((this.counts.trades - lastProgress.trades) * 1000) / Math.max(1, now - lastProgress.at);
       lastProgress = { at: now, trades: this.counts.trades };
-      logger.info({ trades: this.counts.trades, rejected: this.counts.rejected, buffered: this.queue.length, ratePerS: Math.round(rate) }, `ingest: ${this.counts.trades} trades delivered (${Math.round(rate)}/s), ${this.queue.length} buffered`);
+      const buffered = this.queue.length + this.sending;
+      logger.info({ trades: this.counts.trades, rejected: this.counts.rejected, buffered, ratePerS: Math.round(rate) }, `ingest: ${this.counts.trades} trades delivered (${Math.round(rate)}/s), ${buffered} buffered`);
     }, this.o.progressMs ?? 10_000);
     progress.unref();
     logger.info(
@@ -327,21 +330,31 @@ export class KafkaIngest {
   }
 
   private async deliver(batch: Entry[]): Promise<void> {
-    const { logger, clock } = this.o;
     const topicMessages: TopicMessages[] = [];
     const trades: Message[] = [];
     const rejected: Message[] = [];
     for (const e of batch) (e.to === 0 ? trades : rejected).push(e.message);
     if (trades.length > 0) topicMessages.push({ topic: this.o.topic, messages: trades });
     if (rejected.length > 0) topicMessages.push({ topic: this.o.deadLetterTopic, messages: rejected });
+    this.sending = batch.length;
+    try {
+      await this.sendWithRetries(batch, topicMessages, trades.length, rejected.length);
+    } finally {
+      this.sending = 0;
+    }
+  }
+
+  /** Sends one batch, retrying through an outage with backoff until it is in or the stop's grace runs out. */
+  private async sendWithRetries(batch: Entry[], topicMessages: TopicMessages[], nTrades: number, nRejected: number): Promise<void> {
+    const { logger, clock } = this.o;
     const backoff = this.o.backoff ?? DEFAULT_BACKOFF;
     const grace = this.o.stopGraceMs ?? 5000;
     for (let failures = 0; ; ) {
       try {
         const producer = await this.connectedProducer();
         await producer.sendBatch({ topicMessages, acks: -1, compression: CompressionTypes.GZIP, timeout: 30_000 });
-        this.counts.trades += trades.length;
-        this.counts.rejected += rejected.length;
+        this.counts.trades += nTrades;
+        this.counts.rejected += nRejected;
         if (this.outageSince !== undefined) {
           const secs = ((clock.now() - this.outageSince) / 1000).toFixed(1);
           logger.info({ outageMs: clock.now() - this.outageSince, buffered: this.queue.length }, `Kafka is reachable again after ${secs} s; sending the ${this.queue.length + batch.length} buffered messages`);

@@ -70,7 +70,7 @@ function createFailure(err: unknown): CoinstreamError {
     // librdkafka's mock cluster names a controller that is not among its brokers, so CreateTopics has
     // nowhere to go; a real cluster whose metadata is inconsistent would say the same.
     return new CoinstreamError(
-      'SINK_FAILED',
+      'KAFKA_FAILED',
       `the cluster cannot take a CreateTopics request: ${message} (its metadata names a controller that is not among its brokers; a test cluster such as librdkafka's mock cannot create topics through the admin API; create them on the cluster's side)`,
       false,
       { cause: err },
@@ -79,7 +79,7 @@ function createFailure(err: unknown): CoinstreamError {
   const type = e?.type ? ` (${e.type})` : '';
   const errors = (err as { errors?: { message?: string }[] }).errors;
   const detail = Array.isArray(errors) && errors.length > 0 ? `: ${errors.map((x) => x.message).join('; ')}` : '';
-  return new CoinstreamError('SINK_FAILED', `creating the topics failed${type}: ${message}${detail}`, false, { cause: err });
+  return new CoinstreamError('KAFKA_FAILED', `creating the topics failed${type}: ${message}${detail}`, false, { cause: err });
 }
 
 /**

@@ -169,6 +169,9 @@ describe.skipIf(why !== null)('coinstream ingest (Kafka mock cluster)', () => {
     const port = await freePort();
     const run = spawnCoinstream(['ingest', '--source', 'replay:data/kraken-btcusd-2019-07-01.coincap.jsonl', '--speed', 'max', '--brokers', `127.0.0.1:${port}`]);
     await run.waitFor('stderr', /Kafka is unreachable \(.*ECONNREFUSED/);
+    // The 10-second progress line counts the batch being retried as buffered (it said 672 of 2672).
+    const progress = await run.waitFor('stderr', /"msg":"ingest: 0 trades delivered \(0\/s\), \d+ buffered"/, 30_000);
+    expect(progress).toMatch(/, 2672 buffered"$/);
     run.child.kill('SIGTERM');
     const { code } = await run.exit;
     expect(code).toBe(1);
