@@ -72,6 +72,9 @@ const key = (topic: string, partition: number) => `${topic}/${partition}`;
 /** Times in a row the consumer may stop on an error kafkajs does not retry before process gives up. */
 const MAX_REJOINS = 5;
 
+/** kafkajs error types of a group offset commit refused because the group is rebalancing. */
+const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID']);
+
 export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> {
   const { logger } = o;
   const kafka = new Kafka(o.kafka);
@@ -137,12 +140,19 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
    * not retry ('crashed': the jobs were stopped and their pending batches written; join again).
    */
   const member = async (): Promise<'done' | 'crashed'> => {
-    const consumer = kafka.consumer({ groupId: o.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 1000, sessionTimeout: 10_000, heartbeatInterval: 3_000 });
+    // retry: kafkajs' own default (5 retries), except that a crash once this member is leaving does not
+    // restart the consumer: after a broker outage a late crash did, after the disconnect, and the
+    // consumer rejoined the group and held the process for ever after "done".
+    const consumer = kafka.consumer({
+      groupId: o.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 1000, sessionTimeout: 10_000, heartbeatInterval: 3_000,
+      retry: { retries: 5, restartOnFailure: async () => !leaving },
+    });
     const jobs = new Map<string, PartitionJob>();
     /** The partitions the group gave this member in its latest assignment. */
     let owned = new Set<string>();
     /** This membership is ending (done, a signal, a crash): no job starts again. */
     let leaving = false;
+    let disconnected = false;
     let failure: unknown = null;
     let crashed: Error | null = null;
     let assigned = false;
@@ -211,7 +221,9 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
           if (!position) return;
           await consumer.commitOffsets([{ topic, partition, offset: String(position.offset) }]).catch((err: Error) => {
             // Refused while the group rebalances (the partition may be another member's now): normal.
-            if (/rebalanc/i.test(err.message)) return logger.debug({ topic, partition, err: err.message }, `group offset of ${key(topic, partition)} not committed: the group is rebalancing`);
+            // kafkajs says so in three ways: REBALANCE_IN_PROGRESS, and ILLEGAL_GENERATION or
+            // UNKNOWN_MEMBER_ID for a commit made with the generation that just ended.
+            if (REBALANCE_ERRORS.has(String((err as { type?: unknown }).type)) || /rebalanc|generation id|not aware of this member/i.test(err.message)) return logger.debug({ topic, partition, err: err.message }, `group offset of ${key(topic, partition)} not committed: the group is rebalancing`);
             logger.warn({ topic, partition, err: err.message }, `committing the group offset of ${key(topic, partition)} failed (${err.message}); the stores hold the progress, lag tools lag behind`);
           });
         },
@@ -273,7 +285,12 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
 
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       // An assignment that arrives while this member leaves (it can, during disconnect) starts nothing.
-      if (leaving) return;
+      // One after the disconnect (kafkajs restarting the consumer it had scheduled before a broker
+      // outage ended) is left at once: else the member held its partitions and the process ran on.
+      if (leaving) {
+        if (disconnected) void consumer.disconnect().catch(() => undefined);
+        return;
+      }
       const assignment = event.payload.memberAssignment as Record<string, number[]>;
       const now = new Set(Object.entries(assignment).flatMap(([topic, parts]) => parts.map((p) => key(topic, p))));
       owned = now;
@@ -297,6 +314,8 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
       checkDone();
     });
     consumer.on(consumer.events.CRASH, (event) => {
+      // A crash while leaving (the disconnect racing a broker outage) ends nothing that is not ending.
+      if (leaving) return;
       // kafkajs restarts the consumer itself after a retriable error; after another it has left the group.
       if (!event.payload.restart) crashed ??= event.payload.error;
       checkDone();
@@ -331,6 +350,7 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
       for (const job of jobs.values()) job.stop.abort();
       await Promise.allSettled([...jobs.values()].map((j) => j.done));
       await consumer.disconnect().catch(() => undefined);
+      disconnected = true;
     }
     if (failure) throw failure;
     if (crashed && !o.signal.aborted) {

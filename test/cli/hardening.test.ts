@@ -404,4 +404,13 @@ describe('9. smaller ones', () => {
     expect(summaries[1].accepted, logs).toBeGreaterThan(0);
     expect(await trades(s), logs).toBe(summaries[0].accepted + summaries[1].accepted);
   });
+
+  it('a process that something still holds after the command ended says so and exits with the command\'s code', async () => {
+    // The stray handle is injected (kafkajs rejoining a group after a broker outage was the real one).
+    const r = await coinstream(['query', '--store', `duckdb:${join(dir, 'no-such.duckdb')}`], { COINSTREAM_TEST_FAULT: 'linger-after-command:0' });
+    expect(r.code).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^coinstream: no store at /);
+    expect(lines.at(-1)).toBe('coinstream: still running 5 s after the command ended (held by a timer); exiting now. This is a bug: please report it with the log.');
+  });
 });
