@@ -18,7 +18,8 @@ export interface Peer {
   /** False where the server trusts every local connection (the password is never checked). */
   checksPasswords: boolean;
   /** A user with this password that may use `db`; its name. */
-  createUser(db: string, password: string): Promise<string>;
+  /** A user of `db`: with every privilege, or (`dml`) only reading and writing the tables there now. */
+  createUser(db: string, password: string, privileges?: 'all' | 'dml'): Promise<string>;
   rows(db: string, sql: string): Promise<Row[]>;
   /** Kills every connection to `db` but the asking one; how many. */
   kill(db: string): Promise<number>;
@@ -61,10 +62,10 @@ const mysqlPeer: Peer = {
   },
   async end() {},
   url: (db, user = 'root', password) => `mysql://${user}${password === undefined ? '' : `:${encodeURIComponent(password)}`}@${HOST}:3306/${db}`,
-  async createUser(db, password) {
+  async createUser(db, password, privileges = 'all') {
     const user = db.slice(-20);
     await this.rows('', `CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`);
-    await this.rows('', `GRANT ALL ON ${db}.* TO '${user}'@'%'`);
+    await this.rows('', `GRANT ${privileges === 'all' ? 'ALL' : 'SELECT, INSERT, UPDATE, DELETE'} ON ${db}.* TO '${user}'@'%'`);
     return user;
   },
   async rows(db, sql) {
@@ -134,11 +135,17 @@ const postgresPeer: Peer = {
   },
   async end() {},
   url: (db, user = 'postgres', password) => `postgres://${user}${password === undefined ? '' : `:${encodeURIComponent(password)}`}@${HOST}:5432/${db}`,
-  async createUser(db, password) {
+  async createUser(db, password, privileges = 'all') {
     const user = `u_${db.slice(-20)}`;
     await pgQuery('test', `CREATE ROLE ${user} LOGIN PASSWORD '${password}'`);
-    await pgQuery('test', `ALTER DATABASE ${db} OWNER TO ${user}`);
-    await pgQuery(db, `GRANT ALL ON SCHEMA public TO ${user}`);
+    if (privileges === 'all') {
+      await pgQuery('test', `ALTER DATABASE ${db} OWNER TO ${user}`);
+      await pgQuery(db, `GRANT ALL ON SCHEMA public TO ${user}`);
+    } else {
+      await pgQuery(db, `REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+      await pgQuery(db, `GRANT USAGE ON SCHEMA public TO ${user}`);
+      await pgQuery(db, `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${user}`);
+    }
     return user;
   },
   rows: (db, sql) => pgQuery(db, sql),

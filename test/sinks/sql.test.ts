@@ -199,6 +199,23 @@ for (const peer of PEERS) {
       expect(lines).toEqual([`coinstream: ${peer.url(db)} is not a coinstream store: its table trade_windows has the columns (id, foo), not coinstream's; point --store at a database coinstream wrote`]);
     }, 60_000);
 
+    it('a user who may only read and write the tables (made beforehand) runs the job; where one is missing, the error says what it needs', async () => {
+      const db = await fresh();
+      // An administrator's part: the tables (here, by a first run that stops after one batch).
+      await finished(spawnCoinstream(['run', ...PACED, '--batches', '1', '--sink', peer.url(db)]));
+      const password = `p-${Math.random().toString(36).slice(2, 10)}`;
+      const user = await peer.createUser(db, password, 'dml');
+      // Before, every open ran CREATE TABLE IF NOT EXISTS, which needs CREATE even for a table that is there.
+      const r = await finished(spawnCoinstream(['run', ...MAX, '--sink', peer.url(db, user, password)]));
+      expect(r.stderr()).toMatch(/resuming job \\"run\\" after batch 0/);
+      await expectEqualToDuckDB(peer, db, REF, 'written by a user without CREATE');
+
+      await peer.rows(db, 'DROP TABLE rejected_trades');
+      const denied = spawnCoinstream(['run', ...MAX, '--sink', peer.url(db, user, password)], { COINSTREAM_LOG_LEVEL: 'warn' });
+      expect((await denied.exit).code).toBe(1);
+      expect(denied.stderr().trim().split('\n').at(-1)).toMatch(/cannot open the store: .*; the user needs the privilege to create the tables that are not there \(rejected_trades\), or an administrator makes them first/);
+    }, 120_000);
+
     it('never prints the password (URL or environment); a failure names the store with ***', async () => {
       const db = await fresh();
       const password = `s3cret-${Math.random().toString(36).slice(2, 10)}`;

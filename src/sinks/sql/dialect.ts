@@ -95,15 +95,9 @@ export interface DriverError {
 /** Node's socket errors: the server is not there (yet), or went away. */
 export const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED', 'ENOTCONN']);
 
-/**
- * A table of ours that is there with other columns belongs to something else (another application's
- * trade_windows, say): says which and what it holds ("its table trade_windows has the columns (id,
- * foo), not coinstream's"), or null when every table of ours that is there has our columns. Columns
- * are compared by name, as information_schema gives them for the connection's database or schema.
- */
-export async function foreignTable(dialect: Pick<SqlDialect, 'schema' | 'str' | 'currentSchema'>, query: (sql: string) => Promise<SqlRow[]>): Promise<string | null> {
-  const ours = schemaColumns(dialect.schema);
-  const names = [...ours.keys()].map((t) => dialect.str(t)).join(', ');
+/** Our tables that are there, with their column names (lower case), as information_schema gives them for the connection's database or schema. */
+export async function tablesThere(dialect: Pick<SqlDialect, 'schema' | 'str' | 'currentSchema'>, query: (sql: string) => Promise<SqlRow[]>): Promise<Map<string, string[]>> {
+  const names = [...schemaColumns(dialect.schema).keys()].map((t) => dialect.str(t)).join(', ');
   const rows = await query(
     `SELECT table_name AS t, column_name AS c FROM information_schema.columns WHERE table_schema = ${dialect.currentSchema} AND table_name IN (${names}) ORDER BY table_name, ordinal_position`,
   );
@@ -112,11 +106,27 @@ export async function foreignTable(dialect: Pick<SqlDialect, 'schema' | 'str' | 
     const table = String(r.t).toLowerCase();
     found.set(table, [...(found.get(table) ?? []), String(r.c).toLowerCase()]);
   }
-  for (const [table, columns] of found) {
+  return found;
+}
+
+/**
+ * A table of ours that is there with other columns belongs to something else (another application's
+ * trade_windows, say): says which and what it holds ("its table trade_windows has the columns (id,
+ * foo), not coinstream's"), or null when every table of ours that is there has our columns. Columns
+ * are compared by name.
+ */
+export function foreignTable(dialect: Pick<SqlDialect, 'schema'>, there: Map<string, string[]>): string | null {
+  const ours = schemaColumns(dialect.schema);
+  for (const [table, columns] of there) {
     const expected = ours.get(table) ?? [];
     if (columns.length !== expected.length || !expected.every((c) => columns.includes(c))) return `its table ${table} has the columns (${columns.join(', ')}), not coinstream's`;
   }
   return null;
+}
+
+/** The table a CREATE TABLE statement of a dialect's schema makes. */
+export function tableOf(ddl: string): string | undefined {
+  return /CREATE TABLE IF NOT EXISTS (\w+)/.exec(ddl)?.[1];
 }
 
 /**

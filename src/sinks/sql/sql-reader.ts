@@ -10,7 +10,7 @@ import { CoinstreamError, UsageError } from '../../core/errors.js';
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
 import type { SourcePosition } from '../../sources/contract.js';
 import type { StoredProgress, StoreReader } from '../contract.js';
-import { foreignTable, watermarkFromStore, type DriverError, type SqlDialect, type SqlRow } from './dialect.js';
+import { foreignTable, tablesThere, watermarkFromStore, type DriverError, type SqlDialect, type SqlRow } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
 
 /** One read connection: a SELECT with bound parameters, written with the dialect's placeholders. */
@@ -249,7 +249,7 @@ ORDER BY ${this.byKey('x')}${limit}`,
         throw new UsageError(`${this.name} holds no coinstream tables (${this.describe(err)}); run \`coinstream run --sink ...\` with it first, or point --store at one`);
       }
       if (isMissingColumn(err)) {
-        const foreign = await foreignTable(this.d, (q) => conn.query(q, [])).catch(() => null);
+        const foreign = await tablesThere(this.d, (q) => conn.query(q, [])).then((there) => foreignTable(this.d, there)).catch(() => null);
         throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: ${foreign ?? `a table of ours there has other columns (${this.describe(err)})`}; point --store at a database coinstream wrote`);
       }
       const retriable = this.d.isRetriable(err);

@@ -22,7 +22,7 @@ import { backoffDelay, type BackoffOptions } from '../../core/backoff.js';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { fencedError, type BatchProgress, type OutputBatch, type Sink, type StoredProgress, type TradeBatch } from '../contract.js';
-import { foreignTable, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
+import { foreignTable, tableOf, tablesThere, watermarkToStore, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from './dialect.js';
 import { mask, type SqlTarget } from './target.js';
 import { progressFromRows } from './sql-reader.js';
 
@@ -59,28 +59,28 @@ export class SqlStore implements Sink {
 
   async open(): Promise<void> {
     this.driver = await this.dialect.openDriver(this.target, this.logger);
+    let missing: string[] = [];
     try {
       const session = await this.driver.connect();
       this.session = session;
-      await this.refuseForeignTables(session);
-      for (const ddl of this.dialect.schema) await session.query(ddl);
+      const there = await tablesThere(this.dialect, (sql) => session.query(sql));
+      // Refused before any table is made, rather than failing at the first batch with "Unknown
+      // column" after making the others beside it.
+      const foreign = foreignTable(this.dialect, there);
+      if (foreign) throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: ${foreign}; give another database in --sink`);
+      // Only the tables that are not there: a user with no CREATE privilege can write tables that an
+      // administrator made beforehand (with the schema's statements).
+      missing = this.dialect.schema.map((ddl) => tableOf(ddl) ?? '').filter((t) => !there.has(t));
+      for (const ddl of this.dialect.schema) if (missing.includes(tableOf(ddl) ?? '')) await session.query(ddl);
       this.maxChars = await this.dialect.maxStatementChars(session);
     } catch (err) {
       await this.close().catch((closeErr: unknown) => this.logger.debug({ err: this.describe(closeErr) }, `${this.name}: closing after a failed open failed`));
       if (err instanceof CoinstreamError && err.code === 'CONFIG') throw err;
       const retriable = this.dialect.isRetriable(err);
-      throw new CoinstreamError('SINK_FAILED', `${this.name}: ${retriable ? 'cannot reach the server' : 'cannot open the store'}: ${this.describe(err)}`, retriable, { cause: err });
+      const hint = isDenied(err) && missing.length > 0 ? `; the user needs the privilege to create the tables that are not there (${missing.join(', ')}), or an administrator makes them first` : '';
+      throw new CoinstreamError('SINK_FAILED', `${this.name}: ${retriable ? 'cannot reach the server' : 'cannot open the store'}: ${this.describe(err)}${hint}`, retriable, { cause: err });
     }
     this.logger.info({ sink: this.name, maxStatementChars: this.maxChars }, `${this.name}: store open`);
-  }
-
-  /**
-   * A table of ours with other columns is refused before any table is made, rather than failing at the
-   * first batch with "Unknown column" after making the others beside it.
-   */
-  private async refuseForeignTables(session: SqlSession): Promise<void> {
-    const foreign = await foreignTable(this.dialect, (sql) => session.query(sql));
-    if (foreign) throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: ${foreign}; give another database in --sink`);
   }
 
   async write(batch: OutputBatch): Promise<void> {
@@ -293,3 +293,9 @@ function progressRows(d: SqlDialect, batchId: number, p: BatchProgress): string[
 }
 
 export type { SqlRow };
+
+/** The server refused a statement for lack of a privilege (MySQL/MariaDB, PostgreSQL). */
+function isDenied(err: unknown): boolean {
+  const code = String((err as { code?: unknown })?.code ?? '');
+  return code === 'ER_TABLEACCESS_DENIED_ERROR' || code === 'ER_DBACCESS_DENIED_ERROR' || code === 'ER_SPECIFIC_ACCESS_DENIED_ERROR' || code === '42501';
+}
