@@ -59,6 +59,10 @@ describe('SQL sink specs', () => {
     expect(bad('mysql://root:s3cret@127.0.0.1:99999/test')).toMatch(/port.*write --sink mysql:\/\//);
     expect(bad('postgres://root:s3cret@127.0.0.1:54x2/test')).toMatch(/write --sink postgres:\/\//);
     expect(bad('mysql://root@127.0.0.1:3306/test?ssl={oops')).toMatch(/ssl/);
+    // pg ignores what it does not know: a typo'd sslmode connected without TLS.
+    expect(bad('postgres://u:s3cret@127.0.0.1:5432/x?sslmod=require')).toMatch(/unknown option "sslmod" in the URL; known: sslmode, /);
+    expect(bad('postgres://u:s3cret@127.0.0.1:5432/x?sslmode=requir')).toMatch(/sslmode "requir" is not one of disable, prefer, require/);
+    expect(parseSinkSpec('postgres://u@127.0.0.1:5432/x?sslmode=verify-full&application_name=cs&connect_timeout=5', silentLogger)[0].name).toBe('postgres://u@127.0.0.1:5432/x');
   });
 });
 

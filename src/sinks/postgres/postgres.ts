@@ -9,6 +9,7 @@
 //   ?sslmode=require | verify-ca | verify-full | disable   (with sslrootcert=, sslcert=, sslkey= paths)
 //   ?ssl=true   ?application_name=coinstream   ?connect_timeout=10 (s)   ?options=-c%20search_path%3Dmyschema
 import type { Pool, PoolClient, PoolConfig } from 'pg';
+import { UsageError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { SOCKET_ERRORS, type DriverError, type SqlDialect, type SqlDriver, type SqlRow, type SqlSession } from '../sql/dialect.js';
 import type { SqlReadAccess, SqlReadConnection } from '../sql/sql-reader.js';
@@ -187,8 +188,23 @@ class PostgresSession implements SqlSession {
   }
 }
 
+/**
+ * What pg's connection string parser takes from the query string (pg-connection-string), plus the
+ * client settings it passes on. Anything else pg ignores without a word: `?sslmod=require` connected
+ * without TLS. So it is refused, as the MySQL store refuses an unknown option.
+ */
+const PG_URL_OPTIONS = [
+  'sslmode', 'ssl', 'sslcert', 'sslkey', 'sslrootcert', 'sslpassword', 'application_name', 'fallback_application_name', 'options', 'client_encoding',
+  'connect_timeout', 'keepalives', 'keepalives_idle', 'statement_timeout', 'query_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'uselibpqcompat', 'sslnegotiation',
+];
+const PG_SSLMODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+
 /** pg pool options: the URL (query string included) without the password, which goes apart. */
 function poolConfig(spec: string, target: SqlTarget): PoolConfig {
+  for (const [key, value] of target.params) {
+    if (!PG_URL_OPTIONS.includes(key)) throw new UsageError(`--sink postgres: unknown option "${key}" in the URL; known: ${PG_URL_OPTIONS.join(', ')}`);
+    if (key === 'sslmode' && !PG_SSLMODES.includes(value)) throw new UsageError(`--sink postgres: sslmode "${value}" is not one of ${PG_SSLMODES.join(', ')}`);
+  }
   const url = new URL(spec);
   url.password = '';
   return { connectionString: url.toString(), password: target.password || undefined, max: 2, idleTimeoutMillis: 30_000 };
