@@ -28,6 +28,18 @@ export const MAX_MAGNITUDE = 1e50;
  */
 export const MAX_ID_CHARS = 200;
 
+/**
+ * A control character (U+0000-U+001F, U+007F) in an id: only a JSON escape can put one there, no
+ * exchange names an asset so, and the stores cannot all keep it (PostgreSQL text holds no NUL), so
+ * the same asset would have different keys in different stores.
+ */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function controlChar(field: string, value: string): string {
+  const c = CONTROL.exec(value)![0].charCodeAt(0);
+  return `${field} contains the control character U+${c.toString(16).toUpperCase().padStart(4, '0')}, ${describe(value)}`;
+}
+
 function invalid(detail: string): ParseResult {
   return { ok: false, reason: 'invalid', detail };
 }
@@ -76,6 +88,7 @@ export function validateTrade(value: unknown, receivedAt = Date.now()): ParseRes
   if (typeof quote !== 'string') return invalid(`quote must be a string, ${describe(quote)}`);
   for (const [field, value] of [['base', base], ['exchange', exchange], ['quote', quote]] as const) {
     if (value.length > MAX_ID_CHARS) return invalid(`${field} is ${value.length} characters long, more than ${MAX_ID_CHARS}, ${describe(value)}`);
+    if (CONTROL.test(value)) return invalid(controlChar(field, value));
   }
   if (direction !== 'buy' && direction !== 'sell') return invalid(`direction must be "buy" or "sell", ${describe(direction)}`);
   // typeof 'number' excludes numeric strings; JSON cannot carry NaN or Infinity, but a
@@ -98,6 +111,7 @@ export function validateTrade(value: unknown, receivedAt = Date.now()): ParseRes
     else if (typeof tradeId === 'number') m.tradeId = String(tradeId);
     else if (typeof tradeId !== 'string') return invalid(`tradeId must be a string, ${describe(tradeId)}`);
     else if (tradeId.length > MAX_ID_CHARS) return invalid(`tradeId is ${tradeId.length} characters long, more than ${MAX_ID_CHARS}`);
+    else if (CONTROL.test(tradeId)) return invalid(controlChar('tradeId', tradeId));
   }
   if (stamped !== undefined) {
     if (stamped === null) delete m.receivedAt;

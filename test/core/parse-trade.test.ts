@@ -46,6 +46,12 @@ describe('parseTrade', () => {
     [line({ exchange: 5 }), 'invalid', /exchange must be a string/],
     [line({ tradeId: { a: 1 } }), 'invalid', /tradeId/],
     ['{"price": 1e400}', 'invalid', /base/],
+    // Only a JSON escape puts a control character in an id; PostgreSQL cannot store NUL (the same asset
+    // had different keys per store).
+    [line({ base: 'nul\u0000asset' }), 'invalid', /^base contains the control character U\+0000, got "nul\\u0000asset"$/],
+    [line({ exchange: 'bin\tance' }), 'invalid', /^exchange contains the control character U\+0009/],
+    [line({ quote: 'tether\u007f' }), 'invalid', /^quote contains the control character U\+007F/],
+    [line({ tradeId: 'id\n7' }), 'invalid', /^tradeId contains the control character U\+000A/],
   ])('rejects %s as %s', (text, reason, detail) => {
     const r = parseTrade(text);
     expect(r.ok).toBe(false);
