@@ -1,4 +1,5 @@
 // SOURCE SPEC (DESIGN.md): replay:PATH | synthetic[:TRADES_PER_S] | <feed>[:SYMBOLS][@URL]
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Clock } from '../core/clock.js';
 import { UsageError } from '../core/errors.js';
@@ -38,11 +39,21 @@ export async function parseSourceSpecs(specs: string[], deps: SourceDeps): Promi
 /**
  * The same source twice would count its trades twice, and a job's progress keeps one position per
  * source name, so a resumed job could not tell the two apart. A replay file is the same file however
- * its path is spelled (./a.jsonl, a.jsonl, an absolute path).
+ * it is reached: its path spelled otherwise (./a.jsonl, an absolute path), a symbolic or a hard link
+ * (the file's device and inode, where it is there to ask).
  */
 function refuseRepeats(sources: Source[]): void {
-  const found = firstRepeat(sources, (source) => (source instanceof ReplaySource ? `replay:${resolve(source.path)}` : source.name));
+  const found = firstRepeat(sources, (source) => (source instanceof ReplaySource ? `replay:${fileIdentity(source.path)}` : source.name));
   if (found) throw new UsageError(`--source ${found.repeat.name} repeats --source ${found.earlier.name}: its trades would be counted twice; give each source once`);
+}
+
+function fileIdentity(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return resolve(path); // not there: the source says so when it opens
+  }
 }
 
 const kindOf = (spec: string) => (spec.indexOf(':') === -1 ? spec : spec.slice(0, spec.indexOf(':')));

@@ -1,6 +1,6 @@
 // The command line as users and scripts see it: real processes, real files, exit codes.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -192,6 +192,24 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/--source <spec>/);
     expect(r.stdout).toMatch(/--watermark <duration>/);
+  });
+
+  it('a replay file reached through a symbolic or a hard link is the same file', async () => {
+    const links = mkdtempSync(join(tmpdir(), 'coinstream-links-'));
+    try {
+      // A copy first, so that the hard link is on the same file system.
+      const file = join(links, 'hour.jsonl');
+      copyFileSync(KRAKEN, file);
+      symlinkSync(file, join(links, 'soft.jsonl'));
+      linkSync(file, join(links, 'hard.jsonl'));
+      for (const name of ['soft.jsonl', 'hard.jsonl']) {
+        const r = await coinstream(['run', '--source', `replay:${file}`, '--source', `replay:${join(links, name)}`, '--sink', 'console', '--no-dashboard']);
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stderr.trim().split('\n')).toEqual([`coinstream: --source replay:${join(links, name)} repeats --source replay:${file}: its trades would be counted twice; give each source once`]);
+      }
+    } finally {
+      rmSync(links, { recursive: true, force: true });
+    }
   });
 });
 
