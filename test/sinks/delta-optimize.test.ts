@@ -295,6 +295,33 @@ describe('vacuum', () => {
     expect(await rowSet(table.dir)).toEqual(rowsBefore);
     expect((await vacuumTable(table, { retentionMs: 0 })).deleted).toEqual([]);
   });
+
+  it('leaves alone a table nested inside the one it vacuums, and no store can be made inside a table', async () => {
+    const dir = store();
+    const table = ref(dir, 'rejected_trades');
+    // What a store made inside this table left before the check (it deleted the nested tables' files).
+    const nested = join(table.dir, 'inner', 'trade_windows');
+    cpSync(join(dir, 'trade_windows'), nested, { recursive: true });
+    const nestedFiles = diskFiles(nested);
+    const nestedRows = await rowSet(nested);
+    expect(nestedFiles.length).toBeGreaterThan(0);
+    const r = await vacuumTable(table, { retentionMs: 0 });
+    expect(r.deleted.filter((f) => f.startsWith('inner/'))).toEqual([]);
+    expect(diskFiles(nested)).toEqual(nestedFiles);
+    expect(await rowSet(nested)).toEqual(nestedRows);
+
+    for (const [target, what] of [
+      [table.dir, `${table.dir} is itself a Delta table`],
+      [join(table.dir, 'deeper'), `${join(table.dir, 'deeper')} is inside the Delta table ${table.dir}`],
+    ]) {
+      const run = spawnCoinstream(['run', '--source', 'replay:data/kraken-btcusd-2019-07-01.coincap.jsonl', '--speed', 'max', '--sink', `delta:${target}`]);
+      expect((await run.exit).code).toBe(2);
+      expect(run.stderr().trim().split('\n')).toEqual([`coinstream: --sink delta:${target}: ${what} (it has a _delta_log); a coinstream store is a directory of its own tables: give one outside any table, e.g. --sink delta:./coinstream-delta`]);
+    }
+    const query = spawnCoinstream(['query', '--store', `delta:${table.dir}`]);
+    expect((await query.exit).code).toBe(2);
+    expect(query.stderr().trim()).toMatch(/is a Delta table, not a coinstream store \(a directory that holds trade_windows, price_trends and rejected_trades\); point --store at that directory$/);
+  });
 });
 
 describe('coinstream optimize', () => {

@@ -60,7 +60,11 @@ export class DeltaReader implements StoreReader {
   static async open(dir: string): Promise<DeltaReader> {
     const root = resolve(dir);
     const present = await Promise.all(READ_TABLES.map((t) => hasTable(join(root, t.def.name))));
-    if (!present.some(Boolean)) throw new UsageError(`no Delta tables of coinstream in ${dir}; run \`coinstream run --sink delta:${dir}\` first`);
+    if (!present.some(Boolean)) {
+      // A table's own directory (DIR/trade_windows, or another application's table) is not a store.
+      if (await hasTable(root)) throw new UsageError(`${dir} is a Delta table, not a coinstream store (a directory that holds trade_windows, price_trends and rejected_trades); point --store at that directory`);
+      throw new UsageError(`no Delta tables of coinstream in ${dir}; run \`coinstream run --sink delta:${dir}\` first`);
+    }
     const { instance, conn } = await openDuckDB(':memory:');
     try {
       for (let i = 0; i < READ_TABLES.length; i++) await load(conn, join(root, READ_TABLES[i].def.name), READ_TABLES[i], present[i]);

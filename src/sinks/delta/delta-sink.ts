@@ -9,7 +9,7 @@
 // whose last batch had watermark W holds every final window ending at or before W.
 import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
 import { refuseJoinedSinks } from '../../core/joined-specs.js';
 import { userPath } from '../../core/paths.js';
@@ -58,6 +58,18 @@ export function isPartitioned(table: DeltaTableName, partition: DeltaPartitionin
   return partition === 'date' || (partition === 'auto' && table === 'trades');
 }
 
+/**
+ * The Delta table that `dir` is or lies in (a directory on the way up with a _delta_log), or null.
+ * A store made there put its tables inside another table, whose VACUUM then deleted their files as
+ * files the table does not name.
+ */
+function enclosingTable(dir: string): string | null {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    if (existsSync(join(d, '_delta_log'))) return d;
+    if (dirname(d) === d) return null;
+  }
+}
+
 /** The sinks of `delta:DIR`, one per table, in write order. */
 export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSinkOptions = {}): Sink[] {
   const dir = userPath(spec.slice('delta:'.length));
@@ -65,6 +77,12 @@ export function createDeltaSinks(spec: string, logger: Logger, options: DeltaSin
   refuseJoinedSinks(spec, dir, 'directory');
   // A file there would fail every table's first listing of its log (ENOTDIR), at exit 1.
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--sink delta:${dir}: ${dir} is a file; give a directory (made if missing), e.g. --sink delta:./coinstream-delta`);
+  const table = enclosingTable(dir);
+  if (table) {
+    throw new UsageError(
+      `--sink delta:${dir}: ${table === resolve(dir) ? `${dir} is itself a Delta table` : `${dir} is inside the Delta table ${table}`} (it has a _delta_log); a coinstream store is a directory of its own tables: give one outside any table, e.g. --sink delta:./coinstream-delta`,
+    );
+  }
   const partition = options.partition ?? 'auto';
   const shared = new SharedWriter();
   const tables = WRITE_ORDER.filter((t) => t !== 'trades' || options.trades).map((t) => ({ def: DELTA_TABLES[t], partitioned: isPartitioned(t, partition) }));

@@ -18,6 +18,7 @@
 // travel working) and files the log never mentioned (a crashed writer's, never committed) whose mtime
 // is older (younger ones may be a live writer's, about to be committed). _delta_log and other hidden
 // entries (`_x`, `.x`) are never touched.
+import { existsSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
@@ -294,6 +295,9 @@ async function listDataFiles(root: string, dir = root, out: string[] = []): Prom
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.name.startsWith('_') || entry.name.startsWith('.')) continue;
     const path = join(dir, entry.name);
+    // A directory with a _delta_log of its own is another table (a store made inside this one by
+    // mistake): its files are not this table's to delete, whatever this table's log says.
+    if (entry.isDirectory() && existsSync(join(path, '_delta_log'))) continue;
     if (entry.isDirectory()) await listDataFiles(root, path, out);
     else if (entry.isFile()) out.push(relative(root, path));
   }
