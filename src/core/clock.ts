@@ -14,21 +14,35 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+/** Node's longest timer: a longer one fires after 1 ms, with a TimeoutOverflowWarning. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * setTimeout for any delay: past Node's limit (24.8 days) in pieces. A replay at --speed 1 of a file
+ * with a month's gap between two trades, or at --speed 0.0000001, slept 1 ms instead, and Node's
+ * warning broke the log's JSON lines.
+ */
+function longTimeout(fn: () => void, ms: number): Timer {
+  let handle: NodeJS.Timeout;
+  const arm = (left: number) => {
+    handle = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fn()), Math.min(left, MAX_TIMER_MS));
+  };
+  arm(ms);
+  return { cancel: () => clearTimeout(handle) };
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const handle = setTimeout(fn, ms);
-    return { cancel: () => clearTimeout(handle) };
-  },
+  setTimeout: longTimeout,
   sleep(ms, signal) {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const handle = setTimeout(() => {
+      const timer = longTimeout(() => {
         signal?.removeEventListener('abort', onAbort);
         resolve();
       }, ms);
       const onAbort = () => {
-        clearTimeout(handle);
+        timer.cancel();
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
