@@ -47,8 +47,8 @@ async function serve(data: DashboardData, flags: DashboardFlags, logger: Logger,
 }
 
 /** For `run` and `process`: the live dashboard and metrics, or nothing with --no-dashboard. */
-export async function startLiveDashboard(flags: DashboardFlags, deps: { clock: Clock; logger: Logger }): Promise<{ live: LiveDashboard | null; metrics: Metrics | null; observers: () => PipelineObserver[]; close(): Promise<void> }> {
-  if (!flags.dashboard) return { live: null, metrics: null, observers: () => [], close: async () => undefined };
+export async function startLiveDashboard(flags: DashboardFlags, deps: { clock: Clock; logger: Logger }): Promise<{ live: LiveDashboard | null; metrics: Metrics | null; served: boolean; observers: () => PipelineObserver[]; close(): Promise<void> }> {
+  if (!flags.dashboard) return { live: null, metrics: null, served: false, observers: () => [], close: async () => undefined };
   const [{ LiveDashboard }, { Metrics }] = await Promise.all([import('../dashboard/live.js'), import('../metrics/metrics.js')]);
   const live = new LiveDashboard(deps.clock);
   const metrics = new Metrics();
@@ -56,6 +56,7 @@ export async function startLiveDashboard(flags: DashboardFlags, deps: { clock: C
   return {
     live,
     metrics,
+    served: server !== null,
     observers: () => [metrics.observer, live.observer()],
     async close() {
       await server?.close();

@@ -13,7 +13,7 @@ const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
  * ("terminate called after throwing an instance of 'Napi::Error'", exit 134). A killed process is
  * safe for the stores: each batch is one transaction, so the store keeps its last committed batch.
  */
-export function shutdownSignal(logger: Logger, what: string): { signal: AbortSignal; dispose: () => void } {
+export function shutdownSignal(logger: Logger, what: string): { signal: AbortSignal; stop: () => void; dispose: () => void } {
   const controller = new AbortController();
   const dispose = () => {
     for (const name of STOP_SIGNALS) process.off(name, onSignal);
@@ -29,5 +29,7 @@ export function shutdownSignal(logger: Logger, what: string): { signal: AbortSig
     process.kill(process.pid, signal);
   }
   for (const name of STOP_SIGNALS) process.on(name, onSignal);
-  return { signal: controller.signal, dispose };
+  /** The same graceful stop, asked for by the program itself (the console's reader went away). */
+  const stop = () => controller.abort();
+  return { signal: controller.signal, stop, dispose };
 }

@@ -48,10 +48,25 @@ export function joinRows(windows: readonly WindowResult[], trends: readonly Tren
     .map((w) => ({ window: w, trend: trendByKey.get(key(w.asset, w.windowStart, w.windowEnd)) }));
 }
 
+/** Rejections printed per batch when no store keeps them. */
+const SHOWN_REJECTIONS = 10;
+
+/** A detail as one line of plain text: control characters (from the input) escaped, never sent to the terminal. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export class ConsoleSink implements Sink {
   readonly name = 'console';
   /** Set once the output failed (`| head` closed the pipe): the console is a view, the run goes on without it. */
   private closedBecause: string | null = null;
+  /**
+   * Whether a store beside the console keeps rejections in rejected_trades. Without one, the console
+   * prints them, since nothing else will (it said "kept in rejected_trades" of a table that was not).
+   */
+  keptElsewhere = true;
+  /** Called once when the output is gone; set where the console is all the run has to show. */
+  onReaderGone: (() => void) | null = null;
 
   constructor(private readonly out: Writable = process.stdout, private readonly logger?: Logger) {}
 
@@ -64,6 +79,11 @@ export class ConsoleSink implements Sink {
     if (this.closedBecause !== null) return;
     this.closedBecause = err.code ?? err.message;
     const why = err.code === 'EPIPE' ? 'the reader closed it' : err.message;
+    if (this.onReaderGone) {
+      this.logger?.info({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); it was the run's only output, so the run stops`);
+      this.onReaderGone();
+      return;
+    }
     this.logger?.info({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); the stores go on`);
   };
 
@@ -81,7 +101,13 @@ export class ConsoleSink implements Sink {
     if (batch.rejected.length > 0) {
       const byReason = new Map<string, number>();
       for (const r of batch.rejected) byReason.set(r.reason, (byReason.get(r.reason) ?? 0) + 1);
-      parts.push(`rejected: ${batch.rejected.length} (${[...byReason].map(([k, v]) => `${k} ${v}`).join(', ')}); kept in rejected_trades`);
+      const counts = `rejected: ${batch.rejected.length} (${[...byReason].map(([k, v]) => `${k} ${v}`).join(', ')})`;
+      if (this.keptElsewhere) parts.push(`${counts}; kept in rejected_trades`);
+      else {
+        parts.push(`${counts}; no store keeps them (add --sink duckdb:PATH to keep them):`);
+        for (const r of batch.rejected.slice(0, SHOWN_REJECTIONS)) parts.push(`  ${r.reason}: ${r.source}: ${printable(r.detail)}`);
+        if (batch.rejected.length > SHOWN_REJECTIONS) parts.push(`  ... and ${batch.rejected.length - SHOWN_REJECTIONS} more`);
+      }
     }
     const wm = Number.isFinite(batch.watermark) ? formatTime(batch.watermark) : batch.watermark > 0 ? 'end of input' : 'none yet';
     parts.push(`watermark: ${wm}${batch.final ? ' (last batch)' : ''}`, '');

@@ -202,8 +202,35 @@ describe('6. output pipes', () => {
     run.child.stdout!.once('data', () => run.child.stdout!.destroy());
     const { code } = await run.exit;
     expect(code).toBe(0);
-    expect(run.stderr()).toMatch(/console output stopped/);
+    expect(run.stderr()).toMatch(/console output stopped \(the reader closed it\); the stores go on/);
     expect(await trades(s)).toBe(2672);
+  });
+
+  it('run --sink console alone, stdout closed: the run stops there (it replayed to the end with nothing to show it)', async () => {
+    // Paced at 60x, the hour would take a minute; the reader goes away at the first batch.
+    const run = spawnCoinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', '60', '--trigger', '100ms', '--sink', 'console', '--no-dashboard']);
+    run.child.stdout!.once('data', () => run.child.stdout!.destroy());
+    const { code } = await run.exit;
+    expect(code).toBe(0);
+    expect(run.stderr()).toMatch(/console output stopped \(the reader closed it\); it was the run's only output, so the run stops/);
+    const done = JSON.parse(run.stderr().trim().split('\n').at(-1)!) as { reason: string; accepted: number };
+    expect(done.reason).toBe('aborted');
+    expect(done.accepted).toBeLessThan(2672);
+  });
+});
+
+describe('6b. rejections with no store', () => {
+  it('the console prints them (escaped), and nothing claims they are kept in rejected_trades', async () => {
+    const input = file('console-rejects.jsonl', [K[0], 'not json', JSON.stringify({ ...JSON.parse(K[1]), quote: 7 }).replace('"quote":7', '"quote":"usd\\u001b[31m"'), K[2]]);
+    const r = await coinstream(['run', '--source', `replay:${input}`, '--speed', 'max', '--sink', 'console', '--no-dashboard']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout.split('\n');
+    const at = out.findIndex((l) => l.startsWith('rejected: 2 (malformed 1, invalid 1)'));
+    expect(out[at]).toBe('rejected: 2 (malformed 1, invalid 1); no store keeps them (add --sink duckdb:PATH to keep them):');
+    expect(out[at + 1]).toBe(`  malformed: replay:${input}: line 2: not JSON: Unexpected token 'o', "not json" is not valid JSON`);
+    expect(out[at + 2]).toBe(`  invalid: replay:${input}: line 3: quote contains the control character U+001B, got "usd\\u001b[31m"`);
+    expect(r.stdout).not.toContain('\u001b');
+    expect(JSON.parse(r.stderr.trim().split('\n').at(-1)!).msg).toBe('done: 2 trades aggregated in 1 batches; 2 rejected (no store keeps them)');
   });
 });
 
