@@ -210,6 +210,24 @@ export function buildProgram(): Command {
 }
 
 /** Parses and runs; returns the exit code instead of exiting, so stdout can drain. */
+/** The variables of on/off flags: commander takes any value, "0" and "false" included, for on. */
+const ENV_SWITCHES = ['COINSTREAM_NO_DASHBOARD', 'COINSTREAM_DELTA_TRADES', 'COINSTREAM_NO_IDEMPOTENT'];
+
+/**
+ * Reads the on/off variables as a person means them: 1/true/yes/on sets the flag, 0/false/no/off (or
+ * empty) leaves it unset. COINSTREAM_NO_DASHBOARD=0 turned the dashboard off. Anything else is bad
+ * usage: the message to print, or null.
+ */
+export function readEnvSwitches(env: NodeJS.ProcessEnv): string | null {
+  for (const name of ENV_SWITCHES) {
+    const value = env[name];
+    if (value === undefined || /^(1|true|yes|on)$/i.test(value.trim())) continue;
+    if (/^(0|false|no|off|)$/i.test(value.trim())) delete env[name];
+    else return `${name}="${value}" must be 1, true, yes or on to set it, or 0, false, no or off (or unset) to leave it`;
+  }
+  return null;
+}
+
 export async function main(argv: string[]): Promise<number> {
   // `coinstream query | head -1`: once the reader is gone there is nobody left to tell; without a
   // listener the EPIPE would be an uncaught exception with a stack. (The console sink stops itself.)
@@ -217,6 +235,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err.code !== 'EPIPE') process.stderr.write(`coinstream: stdout: ${err.message}\n`);
   });
   const program = buildProgram();
+  const badSwitch = readEnvSwitches(process.env);
+  if (badSwitch) {
+    process.stderr.write(`coinstream: ${badSwitch}\n`);
+    return 2;
+  }
   if (argv.length === 0) {
     // No command: what a user typing `coinstream` wants is the list of commands.
     process.stderr.write(program.helpInformation());

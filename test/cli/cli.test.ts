@@ -194,6 +194,19 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     expect(r.stdout).toMatch(/--watermark <duration>/);
   });
 
+  it('on/off variables read as meant: COINSTREAM_NO_DASHBOARD=0 leaves the dashboard on, =maybe is bad usage', async () => {
+    const args = ['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', 'console', '--port', '0'];
+    const on = await coinstream(args, { COINSTREAM_NO_DASHBOARD: '0', COINSTREAM_LOG_FORMAT: 'json' });
+    expect(on.code, on.stderr).toBe(0);
+    expect(on.stderr).toMatch(/"msg":"dashboard on http:\/\/127\.0\.0\.1:\d+\/"/);
+    const off = await coinstream(args, { COINSTREAM_NO_DASHBOARD: 'true', COINSTREAM_LOG_FORMAT: 'json' });
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stderr).not.toMatch(/dashboard on/);
+    const bad = await coinstream(args, { COINSTREAM_NO_DASHBOARD: 'maybe' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual(['coinstream: COINSTREAM_NO_DASHBOARD="maybe" must be 1, true, yes or on to set it, or 0, false, no or off (or unset) to leave it']);
+  });
+
   it('a replay file reached through a symbolic or a hard link is the same file', async () => {
     const links = mkdtempSync(join(tmpdir(), 'coinstream-links-'));
     try {
