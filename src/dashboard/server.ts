@@ -299,15 +299,20 @@ function timeParam(name: 'from' | 'to') {
     if (ISO_LOCAL.test(text)) return fail(`${quote(value)} has no time zone; add Z (UTC) or an offset (+02:00)`);
     if (!ISO_TIME.test(text)) return fail(`${quote(value)} is not a time; ${what}`);
     const ms = Date.parse(text);
-    if (!Number.isFinite(ms) || !sameCalendarDate(text, ms)) return fail(`${quote(value)} is not a valid date; ${what}`);
+    if (!Number.isFinite(ms) || !sameCalendarDate(text)) return fail(`${quote(value)} is not a valid date; ${what}`);
     return ms;
   });
 }
 
-/** Date.parse rolls 2024-02-30 over into March in some engines: refuse dates that do not exist. */
-function sameCalendarDate(text: string, ms: number): boolean {
-  if (text.length !== 10) return true; // with a time and zone, the offset moves the date; Date.parse range-checks fields
-  return new Date(ms).toISOString().slice(0, 10) === text;
+/**
+ * V8's Date.parse rolls 2019-02-30 over into March (it checks a day only against 31), with a time and
+ * zone too: refuse a written date that does not exist. Checked on the text's own date, before any
+ * offset moves it.
+ */
+function sameCalendarDate(text: string): boolean {
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number);
+  const day = new Date(Date.UTC(y, m - 1, d));
+  return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d;
 }
 
 const rangeQuerySchema = z.strictObject({

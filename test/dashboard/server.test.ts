@@ -297,6 +297,9 @@ describe('the JSON API', () => {
     ['from=yesterday', /from: "yesterday" is not a time; send epoch milliseconds .* or an ISO-8601 time/],
     ['to=2024-01-31T12:00:00', /to: .* has no time zone; add Z/],
     ['from=2024-02-30', /from: "2024-02-30" is not a valid date/],
+    // With a time and zone too (V8 rolled it over into March, 200).
+    ['from=2019-02-30T00:00:00Z', /from: "2019-02-30T00:00:00Z" is not a valid date/],
+    ['to=2019-04-31T23:00:00%2B02:00', /to: "2019-04-31T23:00:00\+02:00" is not a valid date/],
     ['from=2024-13-01T00:00:00Z', /from: .* is not a valid date/],
     ['from=99999999999999999', /from: .*(out of range|not a time)/],
     [`from=${T0}&to=${T0}`, /from must be before to/],
