@@ -5,7 +5,7 @@
 // postgres, as in test/sinks/sql.test.ts): a server that is not reachable skips with a printed
 // reason, or fails when COINSTREAM_REQUIRE_SERVICES=1 (CI).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,8 +83,20 @@ describe('query --store delta:DIR', () => {
     const noTrades: TradeBatch = { length: 0, keys: [], key: new Uint32Array(0), price: new Float64Array(0), volume: new Float64Array(0), timestamp: new Float64Array(0), priceUsd: new Float64Array(0), receivedAt: new Float64Array(0), tradeId: null };
     const sinks = createDeltaSinks(`delta:${delta}`, silentLogger);
     for (const sink of sinks) await sink.open();
-    for (const [batchId, windows] of [[0, [window('bitcoin', 126, 10800), window('ethereum', 3, 300)]], [1, [window('bitcoin', 180, 10801)]]] as const) {
-      for (const sink of sinks) await sink.write({ batchId, windows: [...windows], trends: [], rejected: [], prices: [], trades: noTrades, watermark: Infinity, final: batchId === 1 });
+    const write = async (batchId: number, windows: WindowResult[]) => {
+      for (const sink of sinks) await sink.write({ batchId, windows, trends: [], rejected: [], prices: [], trades: noTrades, watermark: Infinity, final: batchId === 1 });
+    };
+    await write(0, [window('bitcoin', 126, 10800), window('ethereum', 3, 300)]);
+    // A reader opened meanwhile (the dashboard's) sees what is written after it opened: it read its
+    // first copy for ever before.
+    const live = await openStoreReader(`delta:${delta}`);
+    const seen = async () => (await live.windowsBetween({ from: -Infinity, to: Infinity })).map((w) => [w.asset, w.trades]);
+    try {
+      expect(await seen()).toEqual([['bitcoin', 126], ['ethereum', 3]]);
+      await write(1, [window('bitcoin', 180, 10801)]);
+      expect(await seen()).toEqual([['bitcoin', 180], ['ethereum', 3]]);
+    } finally {
+      await live.close();
     }
     for (const sink of sinks) await sink.close();
     const rows = await readDeltaTable(join(delta, 'trade_windows'), { columns: ['asset', 'trades'] });
@@ -102,6 +114,16 @@ describe('query --store delta:DIR', () => {
     expect(r.stdout).toMatch(/\n2 window\(s\)\n$/);
     expect(r.stdout).toMatch(/bitcoin .* 180 /);
   }, 60_000);
+
+  it('a directory whose trade_windows is another application\'s Delta table: one line saying so, not a SQL error', async () => {
+    const foreign = join(dir, 'foreign-delta');
+    cpSync('test/fixtures/delta/delta-rs/simple_table', join(foreign, 'trade_windows'), { recursive: true });
+    const r = await coinstream(['query', '--store', `delta:${foreign}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `coinstream: Delta table ${join(foreign, 'trade_windows')} is not coinstream's: it has the columns (id), without asset, window_start, window_end, trades, total_volume, total_amount, average_price, vwap, open, high, low, close, buy_volume, sell_volume, is_final, updated_at; point --store at a directory coinstream wrote`,
+    ]);
+  });
 });
 
 const [mysqlPeer, postgresPeer] = PEERS;

@@ -1,5 +1,6 @@
-// Reading a `delta:DIR` store back (`coinstream query`): the snapshot of each table (trade_windows,
-// price_trends, rejected_trades) as its log holds it when the reader opens, copied into an in-memory
+// Reading a `delta:DIR` store back (`coinstream query`, `dashboard`): the snapshot of each table
+// (trade_windows, price_trends, rejected_trades) as its log holds it, loaded again when a log has moved
+// on since (DeltaReader.current), copied into an in-memory
 // DuckDB under the DuckDB store's names and types, then asked with the DuckDB reader's own SQL, so
 // that every store prints the same table byte for byte.
 //
@@ -46,11 +47,23 @@ async function hasTable(tableDir: string): Promise<boolean> {
   }
 }
 
+/** The newest version in a table's log (commits or checkpoints), or -1 when it has none. */
+async function latestVersion(tableDir: string): Promise<number> {
+  if (!(await hasTable(tableDir))) return -1;
+  const { commits, checkpoints } = await listLog(join(tableDir, '_delta_log'));
+  return Math.max(-1, ...commits, ...checkpoints.keys());
+}
+
 export class DeltaReader implements StoreReader {
+  /** Reloads under way: one at a time, and every caller waits for the one that is running. */
+  private reloading: Promise<void> | null = null;
+
   private constructor(
     readonly name: string,
     private readonly dir: string,
     private inner: DuckDBReader,
+    /** Each read table's log version as loaded (-1: not there). */
+    private versions: number[],
   ) {}
 
   /**
@@ -65,31 +78,49 @@ export class DeltaReader implements StoreReader {
       if (await hasTable(root)) throw new UsageError(`${dir} is a Delta table, not a coinstream store (a directory that holds trade_windows, price_trends and rejected_trades); point --store at that directory`);
       throw new UsageError(`no Delta tables of coinstream in ${dir}; run \`coinstream run --sink delta:${dir}\` first`);
     }
-    const { instance, conn } = await openDuckDB(':memory:');
-    try {
-      for (let i = 0; i < READ_TABLES.length; i++) await load(conn, join(root, READ_TABLES[i].def.name), READ_TABLES[i], present[i]);
-    } catch (err) {
-      conn.closeSync();
-      instance.closeSync();
-      throw err;
-    }
-    return new DeltaReader(dir, root, DuckDBReader.over(dir, instance, conn));
+    const { inner, versions } = await loadAll(dir, root);
+    return new DeltaReader(dir, root, inner, versions);
   }
 
-  latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]> {
-    return this.inner.latestWindows(o);
+  /**
+   * The tables as their logs are now. Every read looks at the logs first (a directory listing each)
+   * and loads the store again when any has moved on: `dashboard --store delta:DIR` asks every 2 s,
+   * and read the copy it made at start for ever. A whole reload, simple and right after an optimize
+   * too, for the windows, trends and rejections a dashboard reads (never the trades).
+   */
+  private async current(): Promise<DuckDBReader> {
+    while (this.reloading) await this.reloading;
+    const now = await Promise.all(READ_TABLES.map((t) => latestVersion(join(this.dir, t.def.name))));
+    if (now.every((v, i) => v === this.versions[i])) return this.inner;
+    this.reloading ??= (async () => {
+      try {
+        const { inner, versions } = await loadAll(this.name, this.dir);
+        const old = this.inner;
+        this.inner = inner;
+        this.versions = versions;
+        await old.close();
+      } finally {
+        this.reloading = null;
+      }
+    })();
+    await this.reloading;
+    return this.inner;
   }
 
-  windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
-    return this.inner.windowsBetween(o);
+  async latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]> {
+    return (await this.current()).latestWindows(o);
   }
 
-  trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
-    return this.inner.trends(o);
+  async windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
+    return (await this.current()).windowsBetween(o);
   }
 
-  rejectedCounts(): Promise<Record<string, number>> {
-    return this.inner.rejectedCounts();
+  async trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
+    return (await this.current()).trends(o);
+  }
+
+  async rejectedCounts(): Promise<Record<string, number>> {
+    return (await this.current()).rejectedCounts();
   }
 
   /** As the Delta sink's readProgress reads it, from trade_windows' log as it is now. */
@@ -99,8 +130,23 @@ export class DeltaReader implements StoreReader {
     return new DeltaTableLog(tableDir, silentLogger).readProgress(job);
   }
 
-  close(): Promise<void> {
-    return this.inner.close();
+  async close(): Promise<void> {
+    while (this.reloading) await this.reloading;
+    await this.inner.close();
+  }
+}
+
+/** Every read table of the store, loaded into a new in-memory DuckDB; each one's version as loaded. */
+async function loadAll(name: string, root: string): Promise<{ inner: DuckDBReader; versions: number[] }> {
+  const { instance, conn } = await openDuckDB(':memory:');
+  try {
+    const versions: number[] = [];
+    for (const table of READ_TABLES) versions.push(await load(conn, join(root, table.def.name), table));
+    return { inner: DuckDBReader.over(name, instance, conn), versions };
+  } catch (err) {
+    conn.closeSync();
+    instance.closeSync();
+    throw err;
   }
 }
 
@@ -108,13 +154,19 @@ export class DeltaReader implements StoreReader {
  * Creates `table` in the in-memory database with the DuckDB store's columns and fills it from the
  * active files of the Delta table's latest snapshot (nothing when the table is not there yet).
  */
-async function load(conn: DuckDBConnection, tableDir: string, table: (typeof READ_TABLES)[number], present: boolean): Promise<void> {
+async function load(conn: DuckDBConnection, tableDir: string, table: (typeof READ_TABLES)[number]): Promise<number> {
   const { def, key } = table;
   const name = quoteIdent(def.name);
   await conn.run(`CREATE TABLE ${name} (${def.columns.map((c) => `${quoteIdent(c.name)} ${DUCKDB_TYPE[c.type]}`).join(', ')})`);
-  if (!present) return;
+  if (!(await hasTable(tableDir))) return -1;
   const snapshot = await readDeltaLog(tableDir);
-  if (snapshot.files.length === 0) return;
+  // Another application's table of our name: said as the sink says it, not as a SQL binder error.
+  const has = new Set(snapshot.metaData.schema.fields.map((f) => f.name.toLowerCase()));
+  const lacking = def.columns.filter((c) => !has.has(c.name.toLowerCase())).map((c) => c.name);
+  if (lacking.length > 0) {
+    throw new UsageError(`Delta table ${tableDir} is not coinstream's: it has the columns (${snapshot.metaData.schema.fields.map((f) => f.name).join(', ')}), without ${lacking.join(', ')}; point --store at a directory coinstream wrote`);
+  }
+  if (snapshot.files.length === 0) return snapshot.version;
   for (const file of snapshot.files) {
     if (file.deletionVector) throw new CoinstreamError('CONFIG', `Delta table ${tableDir}: file ${file.path} has a deletion vector, which coinstream does not support`);
   }
@@ -143,6 +195,8 @@ async function load(conn: DuckDBConnection, tableDir: string, table: (typeof REA
     );
   } catch (err) {
     if (err instanceof CoinstreamError) throw err;
-    throw new CoinstreamError('CONFIG', `Delta table ${tableDir}: cannot read data files at version ${snapshot.version} (${(err as Error).message.split('\n')[0]})`, false, { cause: err });
+    // A failure, not bad usage (exit 1): files the log names are missing or damaged.
+    throw new CoinstreamError('SINK_FAILED', `Delta table ${tableDir}: cannot read data files at version ${snapshot.version} (${(err as Error).message.split('\n')[0]})`, false, { cause: err });
   }
+  return snapshot.version;
 }
