@@ -39,7 +39,7 @@ export async function optimizeCommand(spec: string, flags: OptimizeFlags, deps: 
   if (flags.vacuum && retentionMs < DEFAULT_RETENTION_MS) {
     logger.warn(
       { retention: flags.retention },
-      `--retention ${flags.retention} is shorter than the default 7d: versions older than that can no longer be read (time travel), and a reader still on an older snapshot or a writer about to commit a file it just wrote may lose its files`,
+      `--retention ${flags.retention} is shorter than the default 7d: versions older than that can no longer be read (time travel), and a reader still on an older snapshot may lose its files (files no commit names yet are kept at least an hour, for a writer about to commit them)`,
     );
   }
   const dry = flags.dryRun ? ' (dry run: nothing changed)' : '';

@@ -304,6 +304,9 @@ async function listDataFiles(root: string, dir = root, out: string[] = []): Prom
   return out;
 }
 
+/** How long a data file the log does not name is kept whatever the retention: a writer may be about to commit it. */
+export const ORPHAN_MIN_AGE_MS = 3_600_000;
+
 /** Deletes the table's files that its current snapshot does not need and that are older than the retention. */
 export async function vacuumTable(table: DeltaTableRef, options: VacuumOptions = {}): Promise<VacuumResult> {
   const started = performance.now();
@@ -322,9 +325,12 @@ export async function vacuumTable(table: DeltaTableRef, options: VacuumOptions =
     const st = await stat(abs).catch(() => null);
     if (!st) continue; // gone meanwhile
     const deletedAt = tombstones.get(abs);
-    // A tombstone counts from its removal; a file the log does not name, from when it was written.
+    // A tombstone counts from its removal; a file the log does not name, from when it was written, and
+    // for at least ORPHAN_MIN_AGE_MS: it may be one a running writer has just written and is about to
+    // commit (a vacuum at --retention 0s beside a run deleted such files, and the run's next commits
+    // named files that were gone).
     const since = deletedAt ?? st.mtimeMs;
-    if (since > cutoff) {
+    if (since > (deletedAt === undefined ? Math.min(cutoff, now - ORPHAN_MIN_AGE_MS) : cutoff)) {
       result.keptRecent++;
       continue;
     }
