@@ -23,7 +23,8 @@ export function parsePort(text: string): number {
   return n;
 }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+/** Hosts only this machine reaches: 127.0.0.0/8 (all of it is loopback), ::1 and localhost. */
+const isLoopback = (host: string) => host === '::1' || host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 
 interface Served {
   close(): Promise<void>;
@@ -31,7 +32,7 @@ interface Served {
 
 async function serve(data: DashboardData, flags: DashboardFlags, logger: Logger, metrics: Metrics | null): Promise<Served | null> {
   const port = parsePort(flags.port);
-  if (!LOOPBACK.has(flags.host)) {
+  if (!isLoopback(flags.host)) {
     logger.warn({ host: flags.host }, `the dashboard listens on ${flags.host}: anyone who can reach this machine can read it (it has no login); use --host 127.0.0.1 to keep it local`);
   }
   const { startDashboardServer } = await import('../dashboard/server.js');

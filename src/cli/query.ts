@@ -16,11 +16,16 @@ export async function queryCommand(flags: QueryFlags, out: NodeJS.WritableStream
   const lastMs = parseDuration(flags.last, '--last');
   // 0 covers no window: "no windows in STORE" would then be said of a store that holds many.
   if (lastMs <= 0) throw new UsageError('--last must be longer than 0, e.g. --last 6m');
+  // An empty --asset (a script's unset variable) reads as no asset and said "no windows" of a full store.
+  if (flags.asset !== undefined && flags.asset.trim() === '') throw new UsageError('--asset is empty; give an asset id (--asset bitcoin), or leave the flag out for every asset');
   const reader = await openStoreReader(flags.store);
   try {
     const rows: WindowRow[] = (await reader.latestWindows({ asset: flags.asset, lastMs })).map((r) => ({ window: r.window, trend: r.trend }));
     if (rows.length === 0) {
-      out.write(`no windows${flags.asset ? ` for asset "${flags.asset}"` : ''} in ${reader.name}${flags.asset ? await assetsHeld(reader, lastMs) : ''}\n`);
+      // A store of nothing but rejections (every line malformed, say) says so rather than look empty.
+      const rejected = Object.entries(await reader.rejectedCounts()).map(([reason, n]) => `${reason} ${n}`);
+      const held = rejected.length ? `; it holds rejected trades only: ${rejected.join(', ')}` : '';
+      out.write(`no windows${flags.asset ? ` for asset "${flags.asset}"` : ''} in ${reader.name}${flags.asset ? await assetsHeld(reader, lastMs) : held}\n`);
       return;
     }
     const columns = [...WINDOW_COLUMNS.slice(0, -1), { header: 'avg_6m', value: (r: WindowRow) => formatPrice(r.trend?.avgPrice6m), right: true }, WINDOW_COLUMNS[WINDOW_COLUMNS.length - 1]];

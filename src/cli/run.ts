@@ -65,10 +65,11 @@ function parseBatches(text: string | undefined): number | undefined {
  * --archive, and what it means for --delta-trades: with `none` no store archives the trades, Delta's
  * DIR/trades included, so asking for both gets a warning rather than a silent choice.
  */
-export function archiveFromFlags(flags: { archive?: string; deltaTrades?: boolean }, logger: Logger): { archive: ArchiveMode; deltaTrades: boolean } {
+export function archiveFromFlags(flags: { archive?: string; deltaTrades?: boolean; sink?: string[] }, logger: Logger): { archive: ArchiveMode; deltaTrades: boolean } {
   const archive = parseArchive(flags.archive ?? 'trades');
   const deltaTrades = flags.deltaTrades === true;
   if (archive === 'none' && deltaTrades) logger.warn('--delta-trades is ignored with --archive none: no store archives the accepted trades, DIR/trades included');
+  else if (deltaTrades && !(flags.sink ?? []).some((s) => s.startsWith('delta:'))) logger.warn('--delta-trades does nothing here: it archives the trades in DIR/trades of a --sink delta:DIR, and no sink is one');
   return { archive, deltaTrades: deltaTrades && archive !== 'none' };
 }
 

@@ -19,7 +19,7 @@ export function parseDuration(text: string, flag = 'duration'): number {
     matched = re.lastIndex;
   }
   if (matched === 0 || matched !== trimmed.length || !Number.isFinite(total)) {
-    throw new UsageError(`${flag}: "${text}" is not a duration; write it like 300ms, 30s, 1m, 1h or 1h30m`);
+    throw new UsageError(`${flag}: "${text}" is not a duration; write it like 300ms, 30s, 1m, 1h, 1h30m or 7d`);
   }
   // Beyond this, milliseconds stop being exact integers (and SQL's BIGINT arithmetic overflows).
   if (total > MAX_DURATION_MS) throw new UsageError(`${flag}: "${text}" is longer than 100000 days; give a shorter duration`);

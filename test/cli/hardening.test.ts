@@ -286,6 +286,23 @@ describe('8. implausible timestamps', () => {
 
 // 9. Smaller defects: usage, signals, bad settings, unreadable and foreign files, the summary count.
 describe('9. smaller ones', () => {
+  it('query: an empty --asset is bad usage; a store of rejections only says so', async () => {
+    const empty = await coinstream(['query', '--store', `duckdb:${join(dir, 'none.duckdb')}`, '--asset', '']);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr.trim()).toBe('coinstream: --asset is empty; give an asset id (--asset bitcoin), or leave the flag out for every asset');
+    const r = await replayToStore(file('only-bad.jsonl', ['not json', '{"exchange":"kraken"}', 'nope']));
+    const q = await coinstream(['query', '--store', `duckdb:${r.store}`]);
+    expect(q.code).toBe(0);
+    expect(q.stdout).toBe(`no windows in ${r.store}; it holds rejected trades only: invalid 1, malformed 2\n`);
+  });
+
+  it('--delta-trades with no delta sink, and --host 127.0.0.2 (loopback): a warning for the first only', async () => {
+    const r = await coinstream(['run', '--source', `replay:${file('one.jsonl', [K[0]])}`, '--speed', 'max', '--sink', 'console', '--delta-trades', '--host', '127.0.0.2', '--port', '0'], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(r.code, r.stderr).toBe(0);
+    const warnings = r.stderr.trim().split('\n').map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(warnings).toEqual(['--delta-trades does nothing here: it archives the trades in DIR/trades of a --sink delta:DIR, and no sink is one']);
+  });
+
   it('no arguments: usage on stderr, exit 2, nothing on stdout', async () => {
     const r = await coinstream([]);
     expect(r.code).toBe(2);
