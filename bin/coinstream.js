@@ -29,7 +29,7 @@ exitIfStillRunning(5000);
  * for ever), it says so and exits with the command's code rather than hang a cron job.
  */
 function exitIfStillRunning(graceMs) {
-  if (process.env.COINSTREAM_TEST_FAULT === 'linger-after-command:0') setInterval(() => undefined, 60_000); // the recovery tests' stray handle
+  if (process.env.COINSTREAM_TEST_FAULT === 'linger-after-command:0') setInterval(() => undefined, 60_000); // a stray handle, for test/cli/hardening.test.ts
   const guard = setTimeout(() => {
     // What holds it, for the report; stdin/stdout/stderr and timers are always listed, so left out.
     const held = process.getActiveResourcesInfo().filter((r) => !['Timeout', 'TTYWrap', 'PipeWrap'].includes(r));

@@ -80,7 +80,6 @@ export interface BatchProgress {
   expectBatchId?: number;
 }
 
-
 /** A store's refusal of a batch whose job another process moved on since this one read it. */
 export function fencedError(store: string, job: string, stored: number, expected: number): CoinstreamError {
   return new CoinstreamError(

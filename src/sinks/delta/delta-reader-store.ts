@@ -1,14 +1,14 @@
 // Reading a `delta:DIR` store back (`coinstream query`, `dashboard`): the snapshot of each table
-// (trade_windows, price_trends, rejected_trades) as its log holds it, loaded again when a log has moved
-// on since (DeltaReader.current), copied into an in-memory
-// DuckDB under the DuckDB store's names and types, then asked with the DuckDB reader's own SQL, so
-// that every store prints the same table byte for byte.
+// (trade_windows, price_trends, rejected_trades) as its log holds it, copied into an in-memory DuckDB
+// under the DuckDB store's names and types and loaded again when a log has moved on since
+// (DeltaReader.current), then asked with the DuckDB reader's own SQL, so that every store prints the
+// same table byte for byte.
 //
 // The tables are append-only: a window key appears twice only in a table written by a coinstream of
 // before 2026-11-26, which rewrote a finished job's final windows when the job read on (it now keeps
-// them final: WindowEngine.sealFinished). The newest row wins: the last one in log order (file by file as the snapshot lists
-// them, rows in file order), as readDeltaTable returns them. Progress comes from the commits of
-// trade_windows, the table each batch is written to last.
+// them final: WindowEngine.sealFinished). The newest row wins: the last one in log order (file by
+// file as the snapshot lists them, rows in file order), as readDeltaTable returns them. Progress
+// comes from the commits of trade_windows, the table each batch is written to last.
 import { resolve, join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
@@ -85,7 +85,7 @@ export class DeltaReader implements StoreReader {
   /**
    * The tables as their logs are now. Every read looks at the logs first (a directory listing each)
    * and loads the store again when any has moved on: `dashboard --store delta:DIR` asks every 2 s,
-   * and read the copy it made at start for ever. A whole reload, simple and right after an optimize
+   * and before this it read the copy made at its start for ever. A whole reload, simple and right after an optimize
    * too, for the windows, trends and rejections a dashboard reads (never the trades).
    */
   private async current(): Promise<DuckDBReader> {

@@ -151,11 +151,12 @@ export class SqlStore implements Sink {
     });
   }
 
-  /** Removes every row and the job's progress (`--fresh`), in one transaction. */
+  /** The jobs with progress in this database (one `run`, or the partitions of one `process` group). */
   async jobs(): Promise<string[]> {
     return this.withSession('reading the jobs', async (s) => (await s.query('SELECT DISTINCT job FROM stream_progress ORDER BY job')).map((r) => String(r.job)));
   }
 
+  /** Removes every row and the job's progress (`--fresh`), in one transaction. */
   async clearJob(job: string): Promise<void> {
     const d = this.dialect;
     await this.withSession('clearing the job', async (s) => {
