@@ -54,7 +54,8 @@ export async function optimizeCommand(spec: string, flags: OptimizeFlags, deps: 
         const what = r.conflict ? 'not optimized (conflict with a concurrent writer)' : r.removed === 0 ? 'nothing to compact' : `${r.removed} files -> ${r.added}${r.version !== null ? `, version ${r.version}` : ''}`;
         logger.info(
           { table: table.dir, filesBefore: r.filesBefore, filesAfter: r.filesAfter, bytesBefore: r.bytesBefore, bytesAfter: r.bytesAfter, removed: r.removed, added: r.added, version: r.version, durationMs: Math.round(r.durationMs), dryRun: flags.dryRun === true },
-          `optimize ${table.name}: ${r.filesBefore} -> ${r.filesAfter} files, ${formatBytes(r.bytesBefore)} -> ${formatBytes(r.bytesAfter)} (${what}) in ${seconds(r.durationMs)}${dry}`,
+          // A dry run writes no file, so the size after is not known: it said "117.0 KiB -> 117.0 KiB".
+          `optimize ${table.name}: ${r.filesBefore} -> ${r.filesAfter} files, ${flags.dryRun ? `${formatBytes(r.bytesBefore)} now (the size after is known once written)` : `${formatBytes(r.bytesBefore)} -> ${formatBytes(r.bytesAfter)}`} (${what}) in ${seconds(r.durationMs)}${dry}`,
         );
         if (flags.vacuum) {
           const v = await vacuumTable(table, { retentionMs, dryRun: flags.dryRun });

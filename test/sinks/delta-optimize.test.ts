@@ -347,6 +347,11 @@ describe('coinstream optimize', () => {
     expect(await rowSet(join(dir, 'rejected_trades'))).toEqual(rows.r);
     expect(diskFiles(join(dir, 'rejected_trades'))).toHaveLength(DAYS);
 
+    // A dry run says what it would do, and no size after it cannot know.
+    const dry = spawnCoinstream(['optimize', `delta:${store()}`, '--dry-run']);
+    expect((await dry.exit).code).toBe(0);
+    expect(dry.stderr()).toMatch(/optimize rejected_trades: 520 -> 4 files, [\d.]+ KiB now \(the size after is known once written\) \(520 files -> 4\) in [\d.]+s \(dry run: nothing changed\)/);
+
     // One table directory works too.
     const single = spawnCoinstream(['optimize', `delta:${join(dir, 'trade_windows')}`]);
     expect((await single.exit).code).toBe(0);
