@@ -8,6 +8,9 @@ import type { PipelineObserver } from '../pipeline/pipeline.js';
 import type { OutputBatch } from '../sinks/contract.js';
 import type { SourceEvent } from '../sources/contract.js';
 
+/** rejected_trades' reasons (DESIGN.md). */
+const REJECT_REASONS = ['malformed', 'invalid', 'late', 'duplicate'] as const;
+
 /** Trades per batch whose latency is observed (evenly spread): a million observations a second cost more than they tell. */
 const LATENCY_SAMPLES_PER_BATCH = 64;
 
@@ -31,12 +34,20 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'coinstream_' });
+    // Every series from the start, at 0: a labelled counter has no sample until its first event, and
+    // rate() or an alert on it sees nothing rather than nothing happening.
+    for (const reason of REJECT_REASONS) this.rejected.inc({ reason }, 0);
   }
 
   /** The observer to give the pipeline(s). */
   readonly observer: PipelineObserver = {
     event: (e: SourceEvent) => {
       if (e.kind === 'trades') this.tradesIn.inc({ source: e.source }, e.trades.length);
+      else if (e.kind === 'connected') {
+        // A feed's series, at 0 from its first connection (see the constructor).
+        this.gaps.inc({ source: e.source }, 0);
+        this.reconnects.inc({ source: e.source }, 0);
+      }
       else if (e.kind === 'gap') this.gaps.inc({ source: e.source });
       else if (e.kind === 'disconnected') this.reconnects.inc({ source: e.source });
     },

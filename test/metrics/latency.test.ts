@@ -64,3 +64,16 @@ describe('coinstream_trade_to_store_seconds', () => {
     expect(metric.values.find((v) => v.labels.sink === 'fast' && v.labels.le === 1)?.value).toBe(1);
   });
 });
+
+describe('series from the start', () => {
+  it('rejections by every reason, and a feed\'s gaps and reconnects from its first connection, read 0 before any event', async () => {
+    const m = new Metrics();
+    const before = await m.text();
+    for (const reason of ['malformed', 'invalid', 'late', 'duplicate']) expect(before).toContain(`coinstream_rejected_total{reason="${reason}"} 0`);
+    expect(before).not.toMatch(/coinstream_gaps_total\{/);
+    m.observer.event?.({ kind: 'connected', source: 'binance', url: 'ws://127.0.0.1:1', at: 0 });
+    const after = await m.text();
+    expect(after).toContain('coinstream_gaps_total{source="binance"} 0');
+    expect(after).toContain('coinstream_reconnects_total{source="binance"} 0');
+  });
+});
