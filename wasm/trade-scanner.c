@@ -437,6 +437,7 @@ static int read_line(const u8 *b, u32 start, u32 end, double received_at) {
   if (string_length[base] == 0 || string_length[base] > max_id_chars || string_length[exchange] > max_id_chars || string_length[quote] > max_id_chars) return 0;
   if (!(volume >= min_magnitude && volume <= max_magnitude)) return 0;
   if (!(price_usd >= min_magnitude && price_usd <= max_magnitude)) return 0;
+  if (!(price > 0)) return 0;
   if (!is_safe_integer(timestamp) || timestamp < earliest_trade_ms || timestamp > received_at + max_clock_ahead_ms) return 0;
   if ((seen & F_TRADE_ID) != 0 && trade_id_length > max_id_chars) return 0;
 

@@ -94,6 +94,8 @@ export function validateTrade(value: unknown, receivedAt = Date.now()): ParseRes
   // typeof 'number' excludes numeric strings; JSON cannot carry NaN or Infinity, but a
   // value handed to validateTrade directly can, so finiteness is checked too.
   if (typeof price !== 'number' || !Number.isFinite(price)) return invalid(`price must be a finite number, ${describe(price)}`);
+  // Only priceUsd is aggregated, but a price of 0 or below is no trade (it went to the archive as one).
+  if (price <= 0) return invalid(`price must be > 0, ${describe(price)}`);
   if (typeof volume !== 'number' || !Number.isFinite(volume) || volume <= 0) return invalid(`volume must be a number > 0, ${describe(volume)}`);
   if (typeof priceUsd !== 'number' || !Number.isFinite(priceUsd) || priceUsd <= 0) return invalid(`priceUsd must be a number > 0, ${describe(priceUsd)}`);
   if (!inRange(volume)) return invalid(outOfRange('volume', volume));

@@ -465,6 +465,7 @@ export class TradeScanner {
     if (base.length === 0 || base.length > MAX_ID_CHARS || exchange.length > MAX_ID_CHARS || quote.length > MAX_ID_CHARS) return false;
     if (!(volume >= MIN_MAGNITUDE && volume <= MAX_MAGNITUDE)) return false;
     if (!(priceUsd >= MIN_MAGNITUDE && priceUsd <= MAX_MAGNITUDE)) return false;
+    if (!(price > 0)) return false;
     if (!Number.isSafeInteger(timestamp) || timestamp < EARLIEST_TRADE_MS || timestamp > receivedAt + MAX_CLOCK_AHEAD_MS) return false;
     if ((seen & TRADE_ID) !== 0 && tradeId.length > MAX_ID_CHARS) return false;
 

@@ -34,6 +34,8 @@ describe('parseTrade', () => {
     ['null', 'malformed', /not a JSON object/],
     [line({ price: '36.59' }), 'invalid', /price must be a finite number, got "36.59"/],
     [line({ volume: 0 }), 'invalid', /volume must be a number > 0/],
+    [line({ price: -36.59 }), 'invalid', /^price must be > 0, got -36\.59$/],
+    [line({ price: 0 }), 'invalid', /^price must be > 0, got 0$/],
     [line({ volume: -1 }), 'invalid', /volume/],
     [line({ priceUsd: 0 }), 'invalid', /priceUsd must be a number > 0/],
     [line({ priceUsd: null }), 'invalid', /priceUsd/],

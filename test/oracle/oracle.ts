@@ -69,7 +69,9 @@ export async function runOracle(conn: DuckDBConnection, file: string, o: OracleO
         WHEN t_exchange IS DISTINCT FROM 'VARCHAR' OR t_quote IS DISTINCT FROM 'VARCHAR' THEN 'invalid'
         WHEN t_direction IS DISTINCT FROM 'VARCHAR' OR direction NOT IN ('buy', 'sell') THEN 'invalid'
         WHEN length(base) > 200 OR length(json_extract_string(line, '$.exchange')) > 200 OR length(json_extract_string(line, '$.quote')) > 200 THEN 'invalid'
-        WHEN price IS NULL OR NOT isfinite(price) THEN 'invalid'
+        -- Ids with a control character (an escaped NUL, say): not every store can keep them.
+        WHEN regexp_matches(base || coalesce(json_extract_string(line, '$.exchange'), '') || coalesce(json_extract_string(line, '$.quote'), '') || coalesce(json_extract_string(line, '$.tradeId'), ''), '[\\x00-\\x1f\\x7f]') THEN 'invalid'
+        WHEN price IS NULL OR NOT isfinite(price) OR price <= 0 THEN 'invalid'
         WHEN volume IS NULL OR NOT isfinite(volume) OR volume <= 0 THEN 'invalid'
         WHEN price_usd IS NULL OR NOT isfinite(price_usd) OR price_usd <= 0 THEN 'invalid'
         -- Sums of values outside this range overflow or lose their precision.
