@@ -7,7 +7,7 @@ import { deadLetterTopic } from '../kafka/message.js';
 import { processTopics } from '../kafka/process.js';
 import { RetryingSink } from '../sinks/retrying-sink.js';
 import { withArchive } from '../sinks/archive.js';
-import { parseSinkSpecs } from '../sinks/spec.js';
+import { parseSinkSpecs, whereRejectionsGo } from '../sinks/spec.js';
 import { archiveFromFlags, engineConfigFromFlags, type EngineFlags } from './run.js';
 import { shutdownSignal } from './signals.js';
 import { parsePort, startLiveDashboard, type DashboardFlags } from './dashboard.js';
@@ -77,7 +77,7 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
     });
     logger.info(
       { ...summary, ms: clock.now() - started },
-      `done: ${summary.accepted} trades aggregated from ${summary.partitions} partitions in ${summary.batches} batches; ${summary.rejected} rejected (kept in rejected_trades)`,
+      `done: ${summary.accepted} trades aggregated from ${summary.partitions} partitions in ${summary.batches} batches; ${summary.rejected} rejected (${whereRejectionsGo(stores)})`,
     );
   } finally {
     shutdown.dispose();

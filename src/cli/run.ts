@@ -10,7 +10,7 @@ import type { EngineConfig } from '../engine/contract.js';
 import { validateEngineConfig } from '../engine/window-engine.js';
 import { Pipeline } from '../pipeline/pipeline.js';
 import { ConsoleSink } from '../sinks/console.js';
-import { DEFAULT_SINKS, parseSinkSpecs } from '../sinks/spec.js';
+import { DEFAULT_SINKS, parseSinkSpecs, whereRejectionsGo } from '../sinks/spec.js';
 import { DELTA_PARTITIONINGS, type DeltaPartitioning } from '../sinks/delta/delta-sink.js';
 import { DEFAULT_LIVE_SOURCES, parseSourceSpecs, parseSpeed } from '../sources/spec.js';
 import { shutdownSignal } from './signals.js';
@@ -98,20 +98,16 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const dashboard = await startLiveDashboard(flags, { clock, logger });
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
-  const keeps = stores.some((s) => s.readProgress);
-  for (const sink of stores) {
-    if (!(sink instanceof ConsoleSink)) continue;
-    sink.keptElsewhere = keeps;
-    // `run --sink console | head`: with no store and no dashboard, nothing is left to run for.
-    if (stores.length === 1 && !dashboard.served) sink.onReaderGone = shutdown.stop;
-  }
+  // `run --sink console | head`: with no store and no dashboard, nothing is left to run for.
+  const [only] = stores;
+  if (stores.length === 1 && only instanceof ConsoleSink && !dashboard.served) only.onReaderGone = shutdown.stop;
   try {
     const summary = await new Pipeline({ sources, sinks, engine, clock, logger, maxBatches, speed, signal: shutdown.signal, fresh: flags.fresh, archive, observers: dashboard.observers() }).run();
     if (summary.reason === 'already-finished') return;
     const damaged = summary.damaged > 0 ? `; ${summary.damaged} damaged source(s) read up to the damage` : '';
     logger.info(
       { reason: summary.reason, batches: summary.batches, accepted: summary.accepted, rejected: summary.rejected, gaps: summary.gaps, damaged: summary.damaged },
-      `done: ${summary.accepted} trades aggregated in ${summary.batches} batches; ${Object.values(summary.rejected).reduce((a, b) => a + b, 0)} rejected (${keeps ? 'kept in rejected_trades' : 'no store keeps them'})${damaged}`,
+      `done: ${summary.accepted} trades aggregated in ${summary.batches} batches; ${Object.values(summary.rejected).reduce((a, b) => a + b, 0)} rejected (${whereRejectionsGo(stores)})${damaged}`,
     );
   } finally {
     shutdown.dispose();

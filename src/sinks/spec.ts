@@ -20,7 +20,21 @@ export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
 /** The sinks of every --sink, in order; a store named twice is refused before any is made (see refuseRepeats). */
 export function parseSinkSpecs(specs: string[], logger: Logger, options: { delta?: DeltaSinkOptions } = {}): Sink[] {
   refuseRepeats(specs);
-  return specs.flatMap((spec) => parseSinkSpec(spec, logger, options));
+  const sinks = specs.flatMap((spec) => parseSinkSpec(spec, logger, options));
+  // The console says where rejections are kept: in a store beside it, or nowhere (it prints them).
+  const keeps = keepsRejections(sinks);
+  for (const sink of sinks) if (sink instanceof ConsoleSink) sink.keptElsewhere = keeps;
+  return sinks;
+}
+
+/** Whether any of the sinks is a store, which keeps rejections in rejected_trades. */
+function keepsRejections(sinks: Sink[]): boolean {
+  return sinks.some((s) => s.readProgress);
+}
+
+/** Where a run's final line says its rejections went. */
+export function whereRejectionsGo(sinks: Sink[]): string {
+  return keepsRejections(sinks) ? 'kept in rejected_trades' : 'no store keeps them';
 }
 
 /**

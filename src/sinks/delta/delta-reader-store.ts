@@ -35,23 +35,21 @@ const DUCKDB_TYPE: Record<DeltaColumn['type'], string> = {
   string: 'VARCHAR', timestamp: 'TIMESTAMP', long: 'BIGINT', integer: 'INTEGER', double: 'DOUBLE', boolean: 'BOOLEAN', date: 'DATE',
 };
 
-/** True when `tableDir` holds a Delta table with at least one commit (or checkpoint). */
-async function hasTable(tableDir: string): Promise<boolean> {
+/** The newest version in a table's log (commits or checkpoints), or -1 when there is no table. One listing. */
+async function latestVersion(tableDir: string): Promise<number> {
   try {
     const { commits, checkpoints } = await listLog(join(tableDir, '_delta_log'));
-    return commits.size > 0 || checkpoints.size > 0;
+    return Math.max(-1, ...commits, ...checkpoints.keys());
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return -1;
     throw new CoinstreamError('SINK_FAILED', `Delta table ${tableDir}: cannot list _delta_log (${(err as Error).message.split('\n')[0]})`, false, { cause: err });
   }
 }
 
-/** The newest version in a table's log (commits or checkpoints), or -1 when it has none. */
-async function latestVersion(tableDir: string): Promise<number> {
-  if (!(await hasTable(tableDir))) return -1;
-  const { commits, checkpoints } = await listLog(join(tableDir, '_delta_log'));
-  return Math.max(-1, ...commits, ...checkpoints.keys());
+/** True when `tableDir` holds a Delta table with at least one commit (or checkpoint). */
+async function hasTable(tableDir: string): Promise<boolean> {
+  return (await latestVersion(tableDir)) >= 0;
 }
 
 export class DeltaReader implements StoreReader {

@@ -124,9 +124,12 @@ export function foreignTable(dialect: Pick<SqlDialect, 'schema'>, there: Map<str
   return null;
 }
 
+/** A CREATE TABLE statement of a dialect's schema: the table's name, and the text of its columns. */
+const CREATE_TABLE = /CREATE TABLE IF NOT EXISTS (\w+) \(([\s\S]*)\)/;
+
 /** The table a CREATE TABLE statement of a dialect's schema makes. */
 export function tableOf(ddl: string): string | undefined {
-  return /CREATE TABLE IF NOT EXISTS (\w+)/.exec(ddl)?.[1];
+  return CREATE_TABLE.exec(ddl)?.[1];
 }
 
 /**
@@ -136,7 +139,7 @@ export function tableOf(ddl: string): string | undefined {
 export function schemaColumns(schema: readonly string[]): Map<string, string[]> {
   const tables = new Map<string, string[]>();
   for (const ddl of schema) {
-    const m = /CREATE TABLE IF NOT EXISTS (\w+) \(([\s\S]*)\)/.exec(ddl);
+    const m = CREATE_TABLE.exec(ddl);
     if (!m) continue;
     const lines = m[2].split('\n').map((l) => l.trim());
     const columns = lines.filter((l) => l !== '' && !/^(PRIMARY KEY|UNIQUE|CONSTRAINT|KEY|INDEX|\))/i.test(l)).map((l) => l.split(/\s+/)[0].replace(/[`"]/g, ''));

@@ -70,8 +70,9 @@ export class SqlStore implements Sink {
       if (foreign) throw new CoinstreamError('CONFIG', `${this.name} is not a coinstream store: ${foreign}; give another database in --sink`);
       // Only the tables that are not there: a user with no CREATE privilege can write tables that an
       // administrator made beforehand (with the schema's statements).
-      missing = this.dialect.schema.map((ddl) => tableOf(ddl) ?? '').filter((t) => !there.has(t));
-      for (const ddl of this.dialect.schema) if (missing.includes(tableOf(ddl) ?? '')) await session.query(ddl);
+      const creates = this.dialect.schema.filter((ddl) => !there.has(tableOf(ddl) ?? ''));
+      missing = creates.map((ddl) => tableOf(ddl) ?? '');
+      for (const ddl of creates) await session.query(ddl);
       this.maxChars = await this.dialect.maxStatementChars(session);
     } catch (err) {
       await this.close().catch((closeErr: unknown) => this.logger.debug({ err: this.describe(closeErr) }, `${this.name}: closing after a failed open failed`));

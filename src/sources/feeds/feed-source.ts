@@ -91,18 +91,6 @@ export class FeedSource implements Source {
         continue;
       }
       const trades: Trade[] = [];
-      /** The gap before `sequence`, if ids were skipped since the last one of `symbol`. */
-      const gapBefore = (symbol: string, sequence: number, counted = true): SourceEvent | null => {
-        if (!p.sequentialIds) return null;
-        const last = lastSequence.get(symbol);
-        if (last === undefined || sequence > last) lastSequence.set(symbol, sequence);
-        // A `sequence` message's id is a trade we do not count: missed, too, if it is new to us.
-        const next = counted ? sequence : sequence + 1;
-        if (last === undefined || next <= last + 1) return null;
-        this.gaps++;
-        feedGaps.inc({ feed: this.name, symbol });
-        return { kind: 'gap', source: this.name, symbol, expected: String(last + 1), received: String(next), at: ev.at };
-      };
       for (const m of p.parse(ev.data, ev.at)) {
         switch (m.kind) {
           case 'trade': {
@@ -113,19 +101,19 @@ export class FeedSource implements Source {
               yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: 'duplicate', detail: `${m.symbol} trade ${id} was already received (re-sent after a reconnect?)`, raw: capRaw(ev.data) } };
               break;
             }
-            const gap = m.sequence === undefined ? null : gapBefore(m.symbol, m.sequence);
+            const gap = m.sequence === undefined ? null : this.gapBefore(lastSequence, m.symbol, m.sequence, true, ev.at);
             if (gap) yield gap;
             trades.push(m.trade);
             break;
           }
           case 'rejected': {
-            const gap = m.symbol === undefined || m.sequence === undefined ? null : gapBefore(m.symbol, m.sequence);
+            const gap = m.symbol === undefined || m.sequence === undefined ? null : this.gapBefore(lastSequence, m.symbol, m.sequence, true, ev.at);
             if (gap) yield gap;
             yield { kind: 'rejected', rejected: { receivedAt: ev.at, source: this.name, reason: m.reason, detail: m.detail, raw: capRaw(ev.data) } };
             break;
           }
           case 'sequence': {
-            const gap = gapBefore(m.symbol, m.sequence, false);
+            const gap = this.gapBefore(lastSequence, m.symbol, m.sequence, false, ev.at);
             if (gap) yield gap;
             break;
           }
@@ -143,6 +131,22 @@ export class FeedSource implements Source {
       }
       if (trades.length > 0) yield { kind: 'trades', source: this.name, trades, origins: frameOrigins(ev.data) };
     }
+  }
+
+  /**
+   * The gap before `sequence`, if ids were skipped since the last one of `symbol` (`lastSequence`,
+   * the feed's run's own). A `sequence` message's id (counted: false) is a trade we do not count:
+   * missed, too, if it is new to us.
+   */
+  private gapBefore(lastSequence: Map<string, number>, symbol: string, sequence: number, counted: boolean, at: number): SourceEvent | null {
+    if (!this.protocol.sequentialIds) return null;
+    const last = lastSequence.get(symbol);
+    if (last === undefined || sequence > last) lastSequence.set(symbol, sequence);
+    const next = counted ? sequence : sequence + 1;
+    if (last === undefined || next <= last + 1) return null;
+    this.gaps++;
+    feedGaps.inc({ feed: this.name, symbol });
+    return { kind: 'gap', source: this.name, symbol, expected: String(last + 1), received: String(next), at };
   }
 }
 
