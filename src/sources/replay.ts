@@ -11,7 +11,7 @@ import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
 import type { ScannedPiece } from './scan-piece.js';
 import { capRaw } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
-import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, isGzipFile, readBytePieces, readFileChunks, ResumePointError } from './line-reader.js';
+import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, isGzipFile, readBytePieces, readFileChunks, ResumePointError, type BytePiece } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -108,7 +108,12 @@ export class ReplaySource implements Source {
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
     // Read from the start, a file saved with a byte order mark starts after it.
     const chunks = readFileChunks(this.options.path, offset, true);
-    const pieces = readBytePieces(offset === 0 ? withoutByteOrderMark(chunks, (bytes) => (offset += bytes)) : chunks, maxLineBytes);
+    // A last line still being written is held back (holdUnfinishedLast): set once the file's end is read.
+    const tail: { unfinished: UnfinishedLine | null } = { unfinished: null };
+    const pieces = holdUnfinishedLast(
+      readBytePieces(offset === 0 ? withoutByteOrderMark(chunks, (bytes) => (offset += bytes)) : chunks, maxLineBytes),
+      (line) => (tail.unfinished = line),
+    );
     const threads = this.parseThreads();
     const items = threads > 0 ? scanInThreads(pieces, this.clock, threads) : scanHere(pieces, this.clock);
     for (;;) {
@@ -118,7 +123,7 @@ export class ReplaySource implements Source {
       } catch (err) {
         if (err instanceof ResumePointError) throw resumeMismatch(this.name, resumedFrom, err);
         if (err instanceof DamagedFileError) {
-          yield { kind: 'damaged', source: this.name, detail: `${err.message} (after line ${linesBefore})`, at: this.clock.now() };
+          yield { kind: 'damaged', source: this.name, detail: `${err.message} (after line ${linesBefore})${tail.unfinished ? `; the ${tail.unfinished.bytes}-byte line it cut short is left unread` : ''}`, at: this.clock.now() };
           return;
         }
         const e = err as NodeJS.ErrnoException;
@@ -126,6 +131,7 @@ export class ReplaySource implements Source {
       }
       if (next.done || signal.aborted) {
         await items.return(undefined);
+        if (next.done && tail.unfinished) yield { kind: 'damaged', source: this.name, detail: unfinishedDetail(linesBefore + 1, tail.unfinished), at: this.clock.now() };
         return;
       }
       const piece = next.value;
@@ -185,6 +191,46 @@ export class ReplaySource implements Source {
 function lineOrigins(piece: ScannedPiece, lineOf: number[] | number, firstLine: number, after: (i: number) => SourcePosition): TradeOrigins {
   const lineAt = typeof lineOf === 'number' ? (i: number) => lineOf + i : (i: number) => lineOf[i];
   return { raw: (i) => piece.line(lineAt(i)), where: (i) => `line ${firstLine + lineAt(i)}`, position: (i) => after(lineAt(i)) };
+}
+
+/** The last line of a file, without its newline, that is not yet a whole JSON value. */
+interface UnfinishedLine {
+  bytes: number;
+}
+
+/**
+ * Passes the pieces on, but for a last line without a newline that is not a whole JSON value: a line a
+ * writer (`coinstream record`, a copy) has not finished, seen while the file is being written. Read as
+ * it is, it was rejected as malformed and its bytes counted as read, so the next run of the job
+ * started in the middle of the finished line and was refused ("in the middle of a line"). Held back,
+ * the job's position stays at the line's start and the next run reads it whole. A line that never
+ * gets finished (a writer killed mid-line) is reported on every run, and stays in the file.
+ * A last line that parses (a file saved without a final newline) is read as any other.
+ */
+async function* holdUnfinishedLast(pieces: AsyncIterable<BytePiece>, held: (line: UnfinishedLine) => void): AsyncGenerator<BytePiece> {
+  for await (const piece of pieces) {
+    // Only the piece made of the file's last line can lack a final newline.
+    if (piece.kind === 'bytes' && piece.data.length > 0 && piece.data[piece.data.length - 1] !== 0x0a && !isBlankOrWholeJson(piece.data)) {
+      held({ bytes: piece.data.length });
+      continue;
+    }
+    yield piece;
+  }
+}
+
+/** Blank (read as a blank line: skipped), or JSON.parse takes it (read as any line, to be judged). */
+function isBlankOrWholeJson(bytes: Buffer): boolean {
+  if (/^[ \t\r]*$/.test(bytes.toString('latin1'))) return true;
+  try {
+    JSON.parse(bytes.toString('utf8'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function unfinishedDetail(line: number, held: UnfinishedLine): string {
+  return `line ${line.toLocaleString('en-US')} (its last, ${held.bytes} bytes) has no newline and is not a whole message: left unread, as a writer may still be writing it; the same command reads it from its start once it is whole. If nothing writes the file, the line is damaged: end it with a newline to have it rejected and kept`;
 }
 
 /** The stored position does not fit the file as it is now: say so, and what to do (exit 2). */

@@ -321,6 +321,31 @@ describe('5. a replay file that changed after the job finished', () => {
     expect(messages((await once(file, store)).stderr)).toMatch(/job "run" already finished at batch \d+/);
   }, 60_000);
 
+  it('a last line still being written is left unread, and read whole by the next run: nothing rejected, nothing refused', async () => {
+    const file = join(dir, 'half-written.jsonl');
+    const store = join(dir, 'half-written.duckdb');
+    const grownStore = join(dir, 'half-written-reference.duckdb');
+    // The reference: the same two steps with the cut after a whole line (the grown case above).
+    writeFileSync(file.replace('.jsonl', '-reference.jsonl'), readFileSync(HALF1));
+    expect((await once(file.replace('.jsonl', '-reference.jsonl'), grownStore)).code).toBe(0);
+    appendFileSync(file.replace('.jsonl', '-reference.jsonl'), readFileSync(HALF2));
+    expect((await once(file.replace('.jsonl', '-reference.jsonl'), grownStore)).code).toBe(0);
+
+    // Line 1337, the first of half2, is half-way written when the first run reads the file.
+    const next = Buffer.from(LINES[CUT]);
+    writeFileSync(file, Buffer.concat([readFileSync(HALF1), next.subarray(0, 40)]));
+    const first = await once(file, store);
+    expect(first.code, first.stderr).toBe(0);
+    expect(messages(first.stderr)).toMatch(/line 1,337 \(its last, 40 bytes\) has no newline and is not a whole message: left unread/);
+    expect(messages(first.stderr)).toMatch(/done: 1336 trades aggregated .*; 0 rejected .*1 damaged source/);
+    appendFileSync(file, Buffer.concat([next.subarray(40), Buffer.from('\n'), Buffer.from(LINES.slice(CUT + 1).join('\n') + '\n')]));
+    const again = await once(file, store);
+    expect(again.code, again.stderr).toBe(0);
+    expect(messages(again.stderr)).toMatch(/reading replay:\S+half-written.jsonl from line 1337/);
+    expect(messages(again.stderr)).not.toMatch(/left unread/);
+    expect(await contents(store)).toEqual(await contents(grownStore));
+  }, 60_000);
+
   it.each([
     ['truncated', () => readFileSync(HALF1), /stopped at byte [\d,]+ \(after line 2,672\) of this file, but the file now holds [\d,]+ bytes: it was truncated or replaced since/],
     // Two spaces before the same lines: the stored offset falls inside a line.
