@@ -55,6 +55,8 @@ export interface TradeOrigins {
 export interface SourcePosition {
   offset: number;
   line: number;
+  /** A replay file's firstLineMark when it was read: a file replaced in place is refused on resume. */
+  firstLine?: string;
 }
 
 export interface Source {

@@ -27,6 +27,52 @@ export function isGzipFile(path: string): boolean {
 
 const NEWLINE = Buffer.from('\n');
 
+/** How much of a file's start its mark (firstLineMark) looks at. */
+const MARK_BYTES = 4096;
+
+/**
+ * A short text that tells the file's first line (at most its first 4 KiB) from another's: its length
+ * and an FNV-1a hash of its bytes, decompressed for a .gz. Undefined while the file has no whole
+ * first line that long (one still being written would change). A replay position carries it, so a
+ * file replaced or rotated in place (logrotate's copytruncate, then new lines) is told from the one
+ * the job read even when the stored offset happens to fall where a line starts in the new one.
+ */
+export async function firstLineMark(path: string): Promise<string | undefined> {
+  const head = await readHead(path, MARK_BYTES);
+  const newline = head.indexOf(10);
+  const end = newline >= 0 ? newline + 1 : head.length === MARK_BYTES ? MARK_BYTES : -1;
+  if (end <= 0) return undefined;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < end; i++) hash = Math.imul(hash ^ head[i], 0x01000193);
+  return `${end}:${(hash >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** Up to `bytes` of the file's (decompressed) start; less for a shorter or damaged file. */
+async function readHead(path: string, bytes: number): Promise<Buffer> {
+  if (!isGzipFile(path)) {
+    const file = await open(path, 'r');
+    try {
+      const head = Buffer.alloc(bytes);
+      const { bytesRead } = await file.read(head, 0, bytes, 0);
+      return head.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
+  }
+  const parts: Buffer[] = [];
+  let got = 0;
+  try {
+    for await (const chunk of gunzipChunks(path)) {
+      parts.push(chunk);
+      got += chunk.length;
+      if (got >= bytes) break;
+    }
+  } catch (err) {
+    if (!(err instanceof DamagedFileError)) throw err; // what decompressed is the head
+  }
+  return Buffer.concat(parts).subarray(0, bytes);
+}
+
 /** Lines longer than this many bytes are rejected by default (`--max-line`): a trade message is ~200. */
 export const DEFAULT_MAX_LINE_BYTES = 1 << 20;
 /** How much of an over-long line is kept for rejected_trades (the raw column holds 4 KiB). */

@@ -11,7 +11,7 @@ import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
 import type { ScannedPiece } from './scan-piece.js';
 import { capRaw } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
-import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, isGzipFile, readBytePieces, readFileChunks, ResumePointError, type BytePiece } from './line-reader.js';
+import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, firstLineMark, isGzipFile, readBytePieces, readFileChunks, ResumePointError, type BytePiece } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -105,6 +105,10 @@ export class ReplaySource implements Source {
     let offset = from?.offset ?? 0;
     let linesBefore = from?.line ?? 0;
     const resumedFrom = { offset, line: linesBefore };
+    // Every position carries the file's mark, and a stored one must still be the file's.
+    const mark = await firstLineMark(this.options.path).catch(() => undefined); // unreadable: reading says why
+    if (from?.firstLine !== undefined && mark !== from.firstLine) throw replacedInPlace(this.name, resumedFrom);
+    const at = (offset: number, line: number): SourcePosition => (mark === undefined ? { offset, line } : { offset, line, firstLine: mark });
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
     // Read from the start, a file saved with a byte order mark starts after it.
     const chunks = readFileChunks(this.options.path, offset, true);
@@ -141,13 +145,13 @@ export class ReplaySource implements Source {
         linesBefore++;
         offset += piece.consumed;
         const detail = `line ${linesBefore}: longer than the limit of ${maxLineBytes} bytes (${piece.bytes} bytes; --max-line raises it); only its start is kept`;
-        yield { kind: 'rejected', rejected: { receivedAt, source: this.name, reason: 'malformed', detail, raw: capRaw(piece.prefix) }, end: { offset, line: linesBefore } };
+        yield { kind: 'rejected', rejected: { receivedAt, source: this.name, reason: 'malformed', detail, raw: capRaw(piece.prefix) }, end: at(offset, linesBefore) };
         continue;
       }
       const { scanned, receivedAt } = piece;
       const firstLine = linesBefore + 1;
       /** After line i of the piece: where reading goes on. */
-      const after = (i: number): SourcePosition => ({ offset: pieceStart + scanned.lineEnd(i), line: firstLine + i });
+      const after = (i: number): SourcePosition => at(pieceStart + scanned.lineEnd(i), firstLine + i);
       // Events are runs of the piece's trades between rejected lines: [from, to) of scanned.trades.
       const { trades, isTrade } = scanned;
       let from = 0;
@@ -179,7 +183,7 @@ export class ReplaySource implements Source {
       linesBefore += scanned.lines;
       offset += piece.bytes;
       // The whole piece is read: the last event's end covers any blank lines after its last trade.
-      if (to > from) yield flush({ offset, line: linesBefore });
+      if (to > from) yield flush(at(offset, linesBefore));
     }
   }
 }
@@ -235,8 +239,17 @@ function unfinishedDetail(line: number, held: UnfinishedLine): string {
 
 /** The stored position does not fit the file as it is now: say so, and what to do (exit 2). */
 function resumeMismatch(source: string, from: SourcePosition, err: ResumePointError): CoinstreamError {
-  const where = `byte ${from.offset.toLocaleString('en-US')} (after line ${from.line.toLocaleString('en-US')})`;
   const what = err.fileBytes === null ? 'that byte is in the middle of a line of the file as it is now: it was replaced or edited' : `the file now holds ${err.fileBytes.toLocaleString('en-US')} bytes: it was truncated or replaced`;
+  return notTheFileItWas(source, from, what);
+}
+
+/** The file's first line is not the one it had when the job stored its position (exit 2). */
+function replacedInPlace(source: string, from: SourcePosition): CoinstreamError {
+  return notTheFileItWas(source, from, 'its first line is not the one it had then: the file was replaced, rotated or edited');
+}
+
+function notTheFileItWas(source: string, from: SourcePosition, what: string): CoinstreamError {
+  const where = `byte ${from.offset.toLocaleString('en-US')} (after line ${from.line.toLocaleString('en-US')})`;
   return new CoinstreamError(
     'CONFIG',
     `${source}: the job stopped at ${where} of this file, but ${what} since. Nothing was read or written; start the job over with --fresh, or give new trades as a file of their own`,

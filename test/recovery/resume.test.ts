@@ -9,8 +9,9 @@
 //   4. Different result-changing settings on a stored job are refused (exit 2, one line); --trigger is
 //      not one; --fresh clears the job and starts over.
 //   5. A replay file that changed after a finished run: grown, the same command goes on with the new
-//      lines, the windows written final staying so (trades in them are late); truncated or replaced,
-//      it is refused (exit 2, one line) and the store is left as it was.
+//      lines, the windows written final staying so (trades in them are late); a last line still being
+//      written is left for the next run; truncated, edited or replaced in place (its first line
+//      changed), it is refused (exit 2, one line) and the store is left as it was.
 // No fixed sleeps: every wait is for a log line, an exit or a port.
 import { execFile } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -348,8 +349,11 @@ describe('5. a replay file that changed after the job finished', () => {
 
   it.each([
     ['truncated', () => readFileSync(HALF1), /stopped at byte [\d,]+ \(after line 2,672\) of this file, but the file now holds [\d,]+ bytes: it was truncated or replaced since/],
-    // Two spaces before the same lines: the stored offset falls inside a line.
-    ['replaced', () => Buffer.concat([Buffer.from('  '), readFileSync(KRAKEN_FILE), readFileSync(HALF2)]), /that byte is in the middle of a line of the file as it is now: it was replaced or edited since/],
+    // Two spaces before the same lines but the first: the stored offset falls inside a line.
+    ['edited', () => Buffer.from([LINES[0], '  ' + LINES.slice(1).join('\n'), ...LINES.slice(CUT)].join('\n') + '\n'), /that byte is in the middle of a line of the file as it is now: it was replaced or edited since/],
+    // The same lines in another order, then more (a file rotated in place and written again): the
+    // stored offset falls where a line starts; the first line tells the files apart.
+    ['rotated', () => Buffer.from([...LINES].reverse().join('\n') + '\n' + LINES.slice(CUT).join('\n') + '\n'), /its first line is not the one it had then: the file was replaced, rotated or edited since/],
   ])('%s: exit 2, one line saying so and what to do, the store left as it was', async (name, content, message) => {
     const file = join(dir, `${name}.jsonl`);
     const store = join(dir, `${name}.duckdb`);

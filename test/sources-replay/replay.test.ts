@@ -94,6 +94,7 @@ describe('ReplaySource', () => {
     const random = seededRandom(21);
     const kinds = [() => t(Math.floor(random() * 1e6)), () => 'not json €', () => '', () => t(5) + '\r', () => '{"ü":"' + 'é'.repeat(40) + '"}', () => 'x'.repeat(3000)];
     const lines = Array.from({ length: 6000 }, () => kinds[random() < 0.8 ? 0 : 1 + Math.floor(random() * (kinds.length - 1))]());
+    lines.push(t(7)); // a whole last line: one that is not would be held back as unfinished (tested below)
     const body = lines.join('\n'); // no newline after the last line
     /** Each record as text: the trade's time, or the rejection with its line number. */
     const records = (events: SourceEvent[]) =>
@@ -110,7 +111,7 @@ describe('ReplaySource', () => {
       expect(records(all).filter((r) => r.startsWith('malformed')).length).toBeGreaterThan(100);
       const ends = all.map((e) => (e.kind === 'trades' || e.kind === 'rejected' ? e.end : undefined));
       expect(ends.every(Boolean)).toBe(true);
-      expect(ends.at(-1)).toEqual({ offset: Buffer.byteLength(body), line: lines.length });
+      expect(ends.at(-1)).toMatchObject({ offset: Buffer.byteLength(body), line: lines.length });
       // Positions only grow, and every record after an event's end is exactly what reading from it gives.
       for (let i = 1; i < ends.length; i++) expect(ends[i]!.offset).toBeGreaterThan(ends[i - 1]!.offset);
       for (const k of [0, 1, 7, Math.floor(all.length / 2), all.length - 2, all.length - 1]) {
@@ -136,14 +137,68 @@ describe('ReplaySource', () => {
       expect(trades.map((x) => x.price)).toEqual([100, 101, 102]);
       const first = events[0] as Extract<SourceEvent, { kind: 'trades' }>;
       // After the first line: the BOM's 3 bytes and the line's own.
-      expect(first.origins!.position!(0)).toEqual({ offset: 3 + lines[0].length + 1, line: 1 });
-      expect(first.end).toEqual({ offset: body.length, line: 3 });
+      expect(first.origins!.position!(0)).toMatchObject({ offset: 3 + lines[0].length + 1, line: 1 });
+      expect(first.end).toMatchObject({ offset: body.length, line: 3 });
     }
     // Only at the start: the same bytes before a later line are that line's, and it is refused.
     const path = join(dir, 'bom-inside.jsonl');
     writeFileSync(path, Buffer.concat([Buffer.from(lines[0] + '\n'), Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(lines[1] + '\n')]));
     const events = await drain(new ReplaySource({ path }));
     expect(events.map((e) => e.kind)).toEqual(['trades', 'rejected']);
+  });
+
+  it('holds back a last line that is not whole yet (plain, and a .gz cut while written), and reads it whole from the position before it', async () => {
+    const lines = [t(1000, 100), t(2000, 101), t(3000, 102)];
+    const whole = lines.join('\n') + '\n';
+    const cut = whole.length - 30; // inside the last line
+    const cases = [
+      ['held.jsonl', Buffer.from(whole.slice(0, cut)), Buffer.from(whole)],
+      // A .gz flushed mid-line (as a writer's gzip stream is), not yet ended: damaged at its end.
+      ['held.jsonl.gz', gzipSync(whole.slice(0, cut)).subarray(0, -8), gzipSync(whole)],
+    ] as const;
+    for (const [name, partial, finished] of cases) {
+      const path = join(dir, name);
+      writeFileSync(path, partial);
+      const events = await drain(new ReplaySource({ path }));
+      const read = events.flatMap((e) => (e.kind === 'trades' ? [...e.trades].map((x): number | string => x.price) : e.kind === 'rejected' ? ['rejected'] : []));
+      expect(read, name).toEqual([100, 101]);
+      const damaged = events.filter((e) => e.kind === 'damaged').map((e) => (e as Extract<SourceEvent, { kind: 'damaged' }>).detail);
+      expect(damaged, name).toHaveLength(1);
+      expect(damaged[0]).toMatch(name.endsWith('.gz') ? /-byte line it cut short is left unread/ : /line 3 \(its last, \d+ bytes\) has no newline and is not a whole message: left unread/);
+      const end = events.filter((e) => e.kind === 'trades').at(-1)!.end!;
+      expect(end).toMatchObject({ offset: lines[0].length + lines[1].length + 2, line: 2 });
+      writeFileSync(path, finished);
+      const rest: SourceEvent[] = [];
+      for await (const e of new ReplaySource({ path }).events(new AbortController().signal, end)) rest.push(e);
+      expect(rest.flatMap((e) => (e.kind === 'trades' ? [...e.trades].map((x): number | string => x.price) : [e.kind]))).toEqual([102]);
+    }
+    // A blank last line without a newline is a blank line, not an unfinished one.
+    const blank = join(dir, 'blank-tail.jsonl');
+    writeFileSync(blank, lines[0] + '\n  ');
+    expect((await drain(new ReplaySource({ path: blank }))).map((e) => e.kind)).toEqual(['trades']);
+  });
+
+  it('refuses to resume in a file whose first line changed, even where the stored offset starts a line in it (copytruncate, then new lines)', async () => {
+    const lines = [t(1000, 100), t(2000, 101), t(3000, 102), t(4000, 103)];
+    for (const name of ['rotated.jsonl', 'rotated.jsonl.gz']) {
+      const path = join(dir, name);
+      const write = (text: string) => writeFileSync(path, name.endsWith('.gz') ? gzipSync(text) : Buffer.from(text));
+      write(lines.slice(0, 2).join('\n') + '\n');
+      const end = (await drain(new ReplaySource({ path }))).at(-1)!;
+      const position = (end as Extract<SourceEvent, { kind: 'trades' }>).end!;
+      expect(position.firstLine).toMatch(/^\d+:[0-9a-f]{8}$/);
+      // The same lengths, other lines first: the stored offset falls where a line starts.
+      write([lines[1], lines[0], lines[2], lines[3]].join('\n') + '\n');
+      const read = async () => {
+        for await (const e of new ReplaySource({ path }).events(new AbortController().signal, position)) void e;
+      };
+      await expect(read(), name).rejects.toThrow(/stopped at byte \d+ \(after line 2\) of this file, but its first line is not the one it had then: the file was replaced, rotated or edited since/);
+      // The file as it was, grown: read on from the position.
+      write(lines.join('\n') + '\n');
+      const rest: number[] = [];
+      for await (const e of new ReplaySource({ path }).events(new AbortController().signal, position)) if (e.kind === 'trades') rest.push(...[...e.trades].map((x) => x.price));
+      expect(rest).toEqual([102, 103]);
+    }
   });
 
   it('refuses a missing file with SOURCE_NOT_FOUND', () => {
@@ -190,7 +245,8 @@ describe('ReplaySource origins', () => {
       for (let i = 0; i < e.trades.length; i++) {
         const where = e.origins!.where(i)!;
         const n = Number(/^line (\d+)$/.exec(where)![1]);
-        seen.push(`${n} ${e.origins!.raw(i) === lines[n - 1]} ${JSON.stringify(e.origins!.position!(i)) === JSON.stringify({ offset: after[n - 1], line: n })}`);
+        const { offset, line } = e.origins!.position!(i);
+        seen.push(`${n} ${e.origins!.raw(i) === lines[n - 1]} ${offset === after[n - 1] && line === n}`);
       }
     }
     const tradeLines = lines.flatMap((l, k) => (l.startsWith('{') ? [`${k + 1} true true`] : []));
