@@ -17,6 +17,7 @@ import type { BatchProgress, OutputBatch, PriceQuote, Sink, StoredProgress } fro
 import { CoinstreamError } from '../core/errors.js';
 import type { EngineSnapshot } from '../engine/contract.js';
 import { TradeBatchBuilder, dropFirstTrades } from '../sinks/trade-batch.js';
+import { interruptIfAsked } from '../sinks/fault.js';
 import type { Source, SourceEvent, SourcePosition } from '../sources/contract.js';
 import { mergeByEventTime, mergeEvents } from '../sources/merge.js';
 import { paceByEventTime } from '../sources/pace.js';
@@ -513,6 +514,7 @@ export class Pipeline {
         this.batchesWritten++;
         this.options.logger.debug({ batchId: batch.batchId, windows: batch.windows.length, trades: batch.trades.length, rejected: batch.rejected.length }, 'batch written');
         if (max !== undefined && this.batchesWritten >= max) this.requestStop('max-batches');
+        interruptIfAsked(this.counts.accepted);
       } catch (err) {
         this.failure = err;
         this.stop.abort();

@@ -10,3 +10,19 @@ const FAULT = /^(kill-before-commit|kill-after-commit|kill-creating-store|kill-a
 export function crashIfAsked(point: string, batchId: number): void {
   if (FAULT && FAULT[1] === point && Number(FAULT[2]) === batchId) process.kill(process.pid, 'SIGKILL');
 }
+
+/**
+ * Tests only: COINSTREAM_TEST_FAULT=interrupt-after-trades:N sends this process SIGINT (a user's
+ * Ctrl-C) once the written batches hold N trades or more. A test that waited for the log line and
+ * sent the signal itself stopped the run wherever it had got to by then, which on a loaded machine
+ * was past the point the test needed (test/recovery/resume.test.ts, case 1).
+ */
+const INTERRUPT_AFTER = Number(/^interrupt-after-trades:(\d+)$/.exec(process.env.COINSTREAM_TEST_FAULT ?? '')?.[1] ?? Infinity);
+let interrupted = false;
+
+export function interruptIfAsked(tradesWritten: number): void {
+  if (!interrupted && tradesWritten >= INTERRUPT_AFTER) {
+    interrupted = true;
+    process.kill(process.pid, 'SIGINT');
+  }
+}

@@ -115,15 +115,15 @@ describe('1. a file cut in two, replayed by a run stopped with SIGINT and resume
     const store = join(dir, 'split-replay.duckdb');
     // Half1 paced (about 29 s for its 879 s of trades), stopped by SIGINT once the committed batches reach
     // into the spanning window (line 1211 on), before the file's end (line 1336, ~32 s of market time later:
-    // ~1.1 s at this pace). At 80x that margin was ~0.4 s, and on a loaded machine
-    // the stop landed at lines 1229, 1257, 1264, 1307 and once after the end (CI, 2026-11-26).
+    // ~1.1 s at this pace). The run sends the signal to itself after the batch that passes 1215 trades
+    // (COINSTREAM_TEST_FAULT, src/sinks/fault.ts): sent from here once the log line was read, it landed at
+    // lines 1229 to 1307, and past the end twice on a loaded machine (CI, 2026-11-26; 4 bug hunts running).
     const first = spawnCoinstream(
       ['run', '--source', `replay:${HALF1}`, '--speed', '30', '--trigger', '100ms', '--sink', `duckdb:${store}`, '--no-dashboard'],
-      { COINSTREAM_LOG_LEVEL: 'debug' },
+      { COINSTREAM_LOG_LEVEL: 'debug', COINSTREAM_TEST_FAULT: 'interrupt-after-trades:1216' },
     );
-    await first.waitFor('stderr', (err) => tradesWritten(err) > 1215);
-    first.child.kill('SIGINT');
     expect((await first.exit).code, first.stderr()).toBe(0);
+    expect(tradesWritten(first.stderr())).toBeGreaterThan(1215);
     expect(messages(first.stderr())).toMatch(/stopping: writing the current windows/);
 
     // The first run stopped inside the spanning window: its progress is not finished, and it holds part of that window.
