@@ -5,6 +5,7 @@ import { CoinstreamError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DashboardData } from '../dashboard/contract.js';
 import type { LiveDashboard } from '../dashboard/live.js';
+import { isLoopbackHost } from '../dashboard/loopback.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PipelineObserver } from '../pipeline/pipeline.js';
 import { shutdownSignal } from './signals.js';
@@ -23,16 +24,13 @@ export function parsePort(text: string): number {
   return n;
 }
 
-/** Hosts only this machine reaches: 127.0.0.0/8 (all of it is loopback), ::1 and localhost. */
-const isLoopback = (host: string) => host === '::1' || host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-
 interface Served {
   close(): Promise<void>;
 }
 
 async function serve(data: DashboardData, flags: DashboardFlags, logger: Logger, metrics: Metrics | null): Promise<Served | null> {
   const port = parsePort(flags.port);
-  if (!isLoopback(flags.host)) {
+  if (!isLoopbackHost(flags.host)) {
     logger.warn({ host: flags.host }, `the dashboard listens on ${flags.host}: anyone who can reach this machine can read it (it has no login); use --host 127.0.0.1 to keep it local`);
   }
   const { startDashboardServer } = await import('../dashboard/server.js');

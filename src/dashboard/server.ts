@@ -23,6 +23,7 @@ import { CoinstreamError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DashboardData } from './contract.js';
 import { jsonSafe, SseHub, type SseHubOptions } from './sse.js';
+import { isLoopbackHost } from './loopback.js';
 
 export interface DashboardServerOptions {
   data: DashboardData;
@@ -46,8 +47,6 @@ export interface DashboardServer {
 }
 
 export const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../../dist/web/', import.meta.url));
-
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
 /** The host name of a Host header (`127.0.0.1:8080` -> `127.0.0.1`, `[::1]:80` -> `[::1]`). */
 function hostnameOf(header: string | undefined): string {
@@ -118,10 +117,10 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
 
   // Bound to loopback, only requests that name a loopback host are answered: a web page elsewhere
   // could otherwise point its own domain at 127.0.0.1 (DNS rebinding) and read the dashboard.
-  const loopbackOnly = LOOPBACK_HOSTS.has(o.host);
+  const loopbackOnly = isLoopbackHost(o.host);
   app.addHook('onRequest', (req, reply, done) => {
     reply.headers(SECURITY_HEADERS);
-    if (loopbackOnly && !LOOPBACK_HOSTS.has(hostnameOf(req.headers.host))) {
+    if (loopbackOnly && !isLoopbackHost(hostnameOf(req.headers.host))) {
       reply.code(403).send({ error: `this dashboard answers requests for localhost only, not for host "${req.headers.host ?? ''}" (start it with --host to serve other names)` });
       return;
     }

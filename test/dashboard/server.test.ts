@@ -822,4 +822,20 @@ describe('DNS rebinding', () => {
     expect(await get(`localhost:${s.port}`)).toBe(200);
     expect(await get(`evil.example:${s.port}`)).toBe(403);
   });
+
+  it('bound to another address of 127.0.0.0/8 (all of it loopback), checks Host headers as well', async () => {
+    const { request } = await import('node:http');
+    const s = await start(new FakeData(), { host: '127.0.0.2' });
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(`http://127.0.0.2:${s.port}/api/assets`, { headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await get(`127.0.0.2:${s.port}`)).toBe(200);
+    expect(await get(`attacker.example:${s.port}`)).toBe(403);
+  });
 });
