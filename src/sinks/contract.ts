@@ -137,6 +137,16 @@ export const SINK_SPEC_HELP = 'console | duckdb:PATH | mysql://USER[:PASS]@HOST:
  * (DuckDB, MySQL, PostgreSQL). Times are epoch milliseconds. `openStoreReader` (read-store.ts) makes
  * one from a store spec. A reader never writes: it creates no table and takes no write lock.
  */
+/** Which windows (or trends) a StoreReader reads: see windowsBetween. */
+export interface RangeQuery {
+  asset?: string;
+  from: number;
+  to: number;
+  limit?: number;
+  /** With `limit`: the latest rows, not the first (still returned in key order). */
+  newest?: boolean;
+}
+
 export interface StoreReader {
   /** How the store is shown (a DuckDB file's path; a server's URL with the password as ***). */
   readonly name: string;
@@ -145,14 +155,17 @@ export interface StoreReader {
    * assets), each with its trend row when there is one; ordered by asset, window_start, window_end.
    */
   latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]>;
+  /** The assets with a window ending within `lastMs` of the newest window end, in code-point order. */
+  assets(o: { lastMs: number }): Promise<string[]>;
   /**
    * The windows inside [from, to): window_start >= from and window_end <= to (a window is the
    * half-open [window_start, window_end)). Ordered by asset, window_start, window_end; the first
-   * `limit` of them when given. from/to may be ±Infinity.
+   * `limit` of them when given, or with `newest` the `limit` latest (by window_start, window_end).
+   * from/to may be ±Infinity.
    */
-  windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]>;
+  windowsBetween(o: RangeQuery): Promise<WindowResult[]>;
   /** The price_trends rows inside [from, to), as windowsBetween selects and orders windows. */
-  trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]>;
+  trends(o: RangeQuery): Promise<TrendResult[]>;
   /** Rejected trades in the store by reason, e.g. { late: 12, malformed: 3 }; keys sorted. */
   rejectedCounts(): Promise<Record<string, number>>;
   /** The job's progress as the store's readProgress reads it; null when the store holds none of it. */

@@ -158,6 +158,14 @@ for (const store of STORES) {
       const to = windows[20].windowEnd;
       const between = (await get(`/api/windows?asset=bitcoin&from=${from}&to=${to}&limit=3`)).json().windows as Row[];
       expect(between).toEqual(windows.slice(18, 21));
+
+      // Over every asset: the newest 5 (by start, then end, then asset), in asset then start order. The
+      // store picks them: the dashboard no longer reads the whole range to keep five.
+      const ethereum = (await get('/api/windows?asset=ethereum')).json().windows as Row[];
+      const byTime = [...hostile, ...windows, ...ethereum].sort((a, b) => a.windowStart - b.windowStart || a.windowEnd - b.windowEnd || (a.asset < b.asset ? -1 : 1));
+      const newest5 = byTime.slice(-5).sort((a, b) => (a.asset < b.asset ? -1 : a.asset > b.asset ? 1 : a.windowStart - b.windowStart));
+      expect(newest5.map((w) => w.asset)).toEqual(['bitcoin', 'bitcoin', 'ethereum', 'ethereum', 'ethereum']);
+      expect((await get('/api/windows?limit=5')).json().windows).toEqual(newest5);
     });
 
     it('answers a bad parameter with 400 and a message', async () => {

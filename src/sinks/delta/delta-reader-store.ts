@@ -14,7 +14,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
 import { silentLogger } from '../../core/logger.js';
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
-import type { StoredProgress, StoreReader } from '../contract.js';
+import type { RangeQuery, StoredProgress, StoreReader } from '../contract.js';
 import { DuckDBReader } from '../duckdb/duckdb-reader.js';
 import { openDuckDB } from '../duckdb/open.js';
 import { listLog } from './log.js';
@@ -109,11 +109,15 @@ export class DeltaReader implements StoreReader {
     return (await this.current()).latestWindows(o);
   }
 
-  async windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
+  async assets(o: { lastMs: number }): Promise<string[]> {
+    return (await this.current()).assets(o);
+  }
+
+  async windowsBetween(o: RangeQuery): Promise<WindowResult[]> {
     return (await this.current()).windowsBetween(o);
   }
 
-  async trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
+  async trends(o: RangeQuery): Promise<TrendResult[]> {
     return (await this.current()).trends(o);
   }
 

@@ -5,9 +5,9 @@ import { existsSync } from 'node:fs';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { CoinstreamError, UsageError } from '../../core/errors.js';
 import type { TrendResult, WindowResult } from '../../engine/contract.js';
-import type { StoredProgress, StoreReader } from '../contract.js';
+import type { RangeQuery, StoredProgress, StoreReader } from '../contract.js';
 import {
-  countsFromRows, limitClause, progressFromRows, selectList, timeRange, trendFromRow, TREND_COLUMNS, WINDOW_COLUMNS, windowFromRow, windowsWithTrends, type ReadSyntax,
+  countsFromRows, progressFromRows, rangeSelect, selectList, timeRange, trendFromRow, TREND_COLUMNS, WINDOW_COLUMNS, windowFromRow, windowsWithTrends, type ReadSyntax,
 } from '../sql/sql-reader.js';
 import { openDuckDB, whyNotDuckDB } from './open.js';
 
@@ -55,11 +55,19 @@ export class DuckDBReader implements StoreReader {
     return windowsWithTrends(await this.rows(LATEST, { asset: o.asset ?? null, last: o.lastMs }));
   }
 
-  async windowsBetween(o: { asset?: string; from: number; to: number; limit?: number }): Promise<WindowResult[]> {
+  async assets(o: { lastMs: number }): Promise<string[]> {
+    const rows = await this.rows(
+      'SELECT DISTINCT asset FROM trade_windows WHERE window_end > (SELECT max(window_end) FROM trade_windows) - to_milliseconds(CAST($last AS BIGINT)) ORDER BY asset',
+      { last: o.lastMs },
+    );
+    return rows.map((r) => String(r.asset));
+  }
+
+  async windowsBetween(o: RangeQuery): Promise<WindowResult[]> {
     return (await this.between('trade_windows', WINDOW_COLUMNS, o)).map((r) => windowFromRow(r));
   }
 
-  async trends(o: { asset?: string; from: number; to: number; limit?: number }): Promise<TrendResult[]> {
+  async trends(o: RangeQuery): Promise<TrendResult[]> {
     return (await this.between('price_trends', TREND_COLUMNS, o)).map((r) => trendFromRow(r)!);
   }
 
@@ -82,12 +90,15 @@ export class DuckDBReader implements StoreReader {
     this.instance = null;
   }
 
-  private between(table: string, columns: readonly string[], o: { asset?: string; from: number; to: number; limit?: number }): Promise<Row[]> {
+  private between(table: string, columns: readonly string[], o: RangeQuery): Promise<Row[]> {
     const { from, to } = timeRange(o);
     return this.rows(
-      `SELECT ${selectList(SYNTAX, 'x', columns)} FROM ${table} x
-WHERE ($asset IS NULL OR x.asset = $asset) AND x.window_start >= epoch_ms(CAST($from AS BIGINT)) AND x.window_end <= epoch_ms(CAST($to AS BIGINT))
-ORDER BY x.asset, x.window_start, x.window_end${limitClause(o.limit)}`,
+      rangeSelect(
+        `SELECT ${selectList(SYNTAX, 'x', columns)} FROM ${table} x
+WHERE ($asset IS NULL OR x.asset = $asset) AND x.window_start >= epoch_ms(CAST($from AS BIGINT)) AND x.window_end <= epoch_ms(CAST($to AS BIGINT))`,
+        (t) => [`${t}.asset`, `${t}.window_start`, `${t}.window_end`],
+        o,
+      ),
       { asset: o.asset ?? null, from, to },
     );
   }
