@@ -2,7 +2,7 @@
 // in memory (the newest windows and trends per asset, bounded), never read back from a store the run
 // holds open. Prices and trades per second come from source events as they arrive, so the page moves
 // with the trades; windows and trends come from each written batch (every trigger).
-import type { Clock } from '../core/clock.js';
+import type { Clock, Timer } from '../core/clock.js';
 import type { RejectReason } from '../core/trade.js';
 import { TradeColumns } from '../core/trade-columns.js';
 import type { TrendResult, WindowResult } from '../engine/contract.js';
@@ -15,6 +15,8 @@ import type { AssetUpdate, DashboardData, DashboardEvent, DashboardStatus } from
 const KEEP_PER_ASSET = 1_440;
 /** Trades per second over this span. */
 const RATE_SPAN_MS = 5_000;
+/** How often the rates of assets whose trades stopped are brought down (else they showed the last rate for ever). */
+const RATE_TICK_MS = 1_000;
 
 interface AssetState {
   windows: Map<number, WindowResult>;
@@ -38,6 +40,8 @@ export class LiveDashboard implements DashboardData {
   private running = 0;
   /** Some pipeline stopped before the end of its input (a failure, a signal, --batches). */
   private stoppedEarly = false;
+  /** Armed while some asset has trades within the rate span (tickRates). */
+  private rateTimer: Timer | null = null;
 
   constructor(private readonly clock: Clock) {}
 
@@ -90,6 +94,7 @@ export class LiveDashboard implements DashboardData {
   }
 
   async close(): Promise<void> {
+    this.cancelRateTick();
     this.listeners.clear();
   }
 
@@ -151,11 +156,10 @@ export class LiveDashboard implements DashboardData {
           // One entry per event, not per trade: at replay speed an event carries thousands of trades.
           s.arrivals.push({ at: now, n: last.n });
           s.recentTrades += last.n;
-          while (s.arrivalsHead < s.arrivals.length && s.arrivals[s.arrivalsHead].at < now - RATE_SPAN_MS) s.recentTrades -= s.arrivals[s.arrivalsHead++].n;
-          if (s.arrivalsHead > 10_000) (s.arrivals = s.arrivals.slice(s.arrivalsHead)), (s.arrivalsHead = 0);
-          const tradesPerSecond = Math.round((s.recentTrades * 1000) / RATE_SPAN_MS);
-          this.emit({ type: 'asset', update: { asset: name, price: { priceUsd: last.priceUsd, receivedAt: last.receivedAt, oldestReceivedAt: last.oldestReceivedAt }, tradesPerSecond } });
+          dropOldArrivals(s, now);
+          this.emit({ type: 'asset', update: { asset: name, price: { priceUsd: last.priceUsd, receivedAt: last.receivedAt, oldestReceivedAt: last.oldestReceivedAt }, tradesPerSecond: rate(s) } });
         }
+        this.armRateTick();
         return;
       }
       case 'connected':
@@ -208,7 +212,41 @@ export class LiveDashboard implements DashboardData {
     if (--this.running > 0) return;
     this.state = this.stoppedEarly ? 'stopped' : 'replay-finished';
     for (const name of this.sources.keys()) this.sources.set(name, false);
+    // No trades come any more: every rate is 0 now, and no timer is left to keep the process alive.
+    this.cancelRateTick();
+    for (const [name, s] of this.assetsByName) {
+      if (s.recentTrades === 0) continue;
+      dropOldArrivals(s, Infinity);
+      this.emit({ type: 'asset', update: { asset: name, tradesPerSecond: 0 } });
+    }
     this.emitStatus();
+  }
+
+  private armRateTick(): void {
+    if (this.rateTimer !== null || this.running === 0) return;
+    this.rateTimer = this.clock.setTimeout(() => {
+      this.rateTimer = null;
+      this.tickRates();
+    }, RATE_TICK_MS);
+  }
+
+  private cancelRateTick(): void {
+    this.rateTimer?.cancel();
+    this.rateTimer = null;
+  }
+
+  /** Sends the rate of each asset whose trades have aged out of the span since its last update. */
+  private tickRates(): void {
+    const now = this.clock.now();
+    let trading = false;
+    for (const [name, s] of this.assetsByName) {
+      if (s.recentTrades === 0) continue;
+      const before = rate(s);
+      dropOldArrivals(s, now);
+      if (rate(s) !== before) this.emit({ type: 'asset', update: { asset: name, tradesPerSecond: rate(s) } });
+      if (s.recentTrades > 0) trading = true;
+    }
+    if (trading) this.armRateTick();
   }
 
   private emitStatus(): void {
@@ -219,6 +257,17 @@ export class LiveDashboard implements DashboardData {
   private emit(event: DashboardEvent): void {
     for (const l of this.listeners) l(event);
   }
+}
+
+/** Forgets the arrivals older than the rate span (all of them at now = Infinity). */
+function dropOldArrivals(s: AssetState, now: number): void {
+  while (s.arrivalsHead < s.arrivals.length && s.arrivals[s.arrivalsHead].at < now - RATE_SPAN_MS) s.recentTrades -= s.arrivals[s.arrivalsHead++].n;
+  if (s.arrivalsHead > 10_000 || s.arrivalsHead === s.arrivals.length) (s.arrivals = s.arrivals.slice(s.arrivalsHead)), (s.arrivalsHead = 0);
+}
+
+/** Trades per second over the rate span. */
+function rate(s: AssetState): number {
+  return Math.round((s.recentTrades * 1000) / RATE_SPAN_MS);
 }
 
 /** Keeps the newest KEEP_PER_ASSET rows (by window start). */

@@ -91,9 +91,16 @@ describe('LiveDashboard: trades events', () => {
     // 3 trades over the 5 s span: 0.6/s, rounded. No receive time of their own: the event's.
     expect(updates.find((u) => u.asset === 'ethereum')).toMatchObject({ price: { priceUsd: 12, receivedAt: T0 - 3 }, tradesPerSecond: 1 });
 
+    // With no trades for over 5 s, each asset's rate is brought down to 0 by itself (it stayed at the
+    // last rate for ever, and a page loaded later showed none: two tabs disagreed).
+    clear();
+    clock.advance(5_000);
+    expect(assetUpdates()).toEqual([]);
+    clock.advance(1_000);
+    expect(assetUpdates()).toEqual([{ asset: 'bitcoin', tradesPerSecond: 0 }, { asset: 'ethereum', tradesPerSecond: 0 }]);
+
     // A later event without a receive time anywhere: the clock's now. Trades older than 5 s no longer count.
     clear();
-    clock.advance(6_000);
     observer.event!(tradesEvent([trade('bitcoin', 200), trade('bitcoin', 201), trade('bitcoin', 202), trade('bitcoin', 203), trade('bitcoin', 204)], { form }));
     expect(assetUpdates()).toHaveLength(1);
     expect(assetUpdates()[0]).toMatchObject({ asset: 'bitcoin', price: { priceUsd: 204, receivedAt: T0 + 6_000 }, tradesPerSecond: 1 });
@@ -104,6 +111,18 @@ describe('LiveDashboard: trades events', () => {
     observer.event!(tradesEvent(Array.from({ length: 20 }, (_, i) => trade('bitcoin', 300 + i)), { form }));
     expect(assetUpdates()).toHaveLength(1);
     expect(assetUpdates()[0]).toMatchObject({ asset: 'bitcoin', price: { priceUsd: 319, receivedAt: T0 + 7_000 }, tradesPerSecond: 5 });
+  });
+
+  it('sets every rate to 0 when the pipelines stop, and leaves no timer behind', () => {
+    const { clock, live, assetUpdates, clear } = setup();
+    const observer = live.observer();
+    observer.event!(tradesEvent([trade('bitcoin', 1), trade('bitcoin', 2)]));
+    clear();
+    observer.stopped!('end-of-input');
+    expect(assetUpdates()).toEqual([{ asset: 'bitcoin', tradesPerSecond: 0 }]);
+    clear();
+    clock.advance(60_000);
+    expect(assetUpdates()).toEqual([]);
   });
 
   it('marks the source connected on its first trades, and lists no asset that has only prices', async () => {
