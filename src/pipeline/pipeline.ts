@@ -400,12 +400,15 @@ export class Pipeline {
     const stored = await Promise.all(stores.map(async (sink) => ({ sink, progress: await sink.readProgress!(job) })));
     for (const { sink, progress: p } of stored) this.storedBatch.set(sink, p === null ? -1 : p.batchId);
     // The job goes on from the store that is furthest behind; a store ahead of it (the process died
-    // between two stores' writes of a batch) skips the records it already holds.
+    // between two stores' writes of a batch, or a store was added) skips the records it already holds.
+    // Behind means by position, not by batch id: a store that was behind and took new batches while
+    // another skipped them holds the higher id at the earlier position, and resuming from the other one
+    // lost every record between the two (bug hunt: 121k trades of 598k).
     const batchOf = (p: StoredProgress | null) => (p === null ? -1 : p.batchId);
-    stored.sort((a, b) => batchOf(a.progress) - batchOf(b.progress));
+    stored.sort((a, b) => comparePositions(a.progress, b.progress) || batchOf(a.progress) - batchOf(b.progress));
     const progress = stored[0]?.progress ?? null;
     for (const { sink, progress: p } of stored) {
-      if (p === null || batchOf(p) === batchOf(progress)) continue;
+      if (p === null || p === progress || (comparePositions(p, progress) === 0 && batchOf(p) === batchOf(progress))) continue;
       if (progress !== null && p.settings !== progress.settings) {
         throw new CoinstreamError('CONFIG', `${sink.name} and ${stored[0].sink.name} hold job "${job}" with different settings; run with one of them, or start over with --fresh`);
       }
@@ -492,7 +495,7 @@ export class Pipeline {
     if (this.failure || (max !== undefined && this.batchesCutHere >= max)) return this.chain;
     const batch = this.cut(final, finish);
     if (batch === null) return this.chain;
-    const held = this.takeHeld();
+    const held = this.takeHeld(finish);
     const write = this.chain.then(async () => {
       if (this.failure) return;
       try {
@@ -580,9 +583,12 @@ export class Pipeline {
   }
 
   /** How many of the batch just cut each store that is ahead already holds; the counts start again. */
-  private takeHeld(): Map<Sink, HeldRecords> {
+  private takeHeld(finish: boolean): Map<Sink, HeldRecords> {
     const held = new Map<Sink, HeldRecords>();
     for (const store of this.ahead) {
+      // The end of input: a store that held every record read gets the finishing batch (the windows
+      // made final, the job marked finished) like the others.
+      if (finish) store.caughtUp = true;
       held.set(store.sink, { ...store.held, caughtUp: store.caughtUp });
       store.held = { trades: 0, rejected: 0, caughtUp: false };
     }
@@ -693,15 +699,36 @@ function holds(store: AheadStore, source: string, position: SourcePosition): boo
 }
 
 /**
- * The batch without the records a store already holds (the windows are upserts: they all go). Until
- * the store has caught up, the batch's progress stays behind what it holds, so it is not written: if
- * the process dies again meanwhile, the store's own progress still says what it holds.
+ * The batch without the records a store already holds. Until the store has caught up, nothing of the
+ * batch is for it: not its progress (if the process dies again meanwhile, the store's own progress
+ * still says what it holds), and not its windows and trends either, which are earlier states of rows
+ * the store holds in a later one (upserted, they turned final windows back into open ones with fewer
+ * trades, and a later run resuming from that store's own progress never wrote them again). The batch
+ * it catches up in carries the rows as of its end, at least as new as the store's.
  */
 function withoutHeld(batch: OutputBatch, held: HeldRecords): OutputBatch {
   return {
     ...batch,
     trades: dropFirstTrades(batch.trades, held.trades),
     rejected: batch.rejected.slice(held.rejected),
+    windows: held.caughtUp ? batch.windows : [],
+    trends: held.caughtUp ? batch.trends : [],
     progress: held.caughtUp ? batch.progress : undefined,
   };
+}
+
+/**
+ * Orders two stored progresses by how far they read: negative when `a` is behind `b`, positive when
+ * ahead, 0 when they read as far (or cannot tell: live feeds keep no positions). No progress is
+ * behind any. Both hold a prefix of the same merged stream, so one's positions are all at or before
+ * the other's.
+ */
+function comparePositions(a: StoredProgress | null, b: StoredProgress | null): number {
+  if (a === null || b === null) return (a === null ? -1 : 0) - (b === null ? -1 : 0);
+  let order = 0;
+  for (const source of new Set([...Object.keys(a.positions), ...Object.keys(b.positions)])) {
+    const d = (a.positions[source]?.offset ?? -1) - (b.positions[source]?.offset ?? -1);
+    if (d !== 0) order ||= Math.sign(d);
+  }
+  return order;
 }

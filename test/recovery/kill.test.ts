@@ -4,7 +4,7 @@
 // One input (1,000,000 real Kraken trades shifted hour by hour, two assets, plus malformed/invalid lines
 // and late trades), one uninterrupted reference run, then one fresh store per kill point: the killed
 // run, then the same command again until it exits 0, then a row-for-row comparison with the reference.
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -327,6 +327,43 @@ describe('recovery: SIGKILL at any moment, then the same command again, ends equ
     await expectEqualToReference(a, 'two stores, the one ahead');
     await expectEqualToReference(b, 'two stores, the one behind');
   }, 120_000);
+
+  it('a store added, then killed: the job goes on from the store behind by position, not by batch id; the store ahead keeps its final windows', async () => {
+    const a = join(dir, 'added-a.duckdb');
+    const b = join(dir, 'added-b.duckdb');
+    const killedRun = async (sinks: string[], fault: string) => {
+      const run = spawnCoinstream([...args(sinks[0]), ...sinks.slice(1).flatMap((s) => ['--sink', `duckdb:${s}`])], { COINSTREAM_LOG_LEVEL: 'debug', COINSTREAM_TEST_FAULT: fault });
+      const k = await run.exit;
+      expect(k.signal === 'SIGKILL' || k.code === 137, run.stderr().slice(-2000)).toBe(true);
+    };
+    const stored = async (store: string) => (await queryRows(store, "SELECT batch_id::DOUBLE AS b, (SELECT max((position::JSON->>'offset')::DOUBLE) FROM stream_progress WHERE source <> '*') AS at FROM stream_progress WHERE source = '*'"))[0];
+    // a alone holds batches 0-2 (491,520 trades: two batches of one row group, then one of two). Then b
+    // is added, in front: the job starts over for b (batch ids go on at 3), a skips what it holds, and
+    // the run is killed once b committed batch 4. b holds the higher batch id at the earlier position,
+    // and a was handed batch 3 while it skipped.
+    await killedRun([a], 'kill-after-commit:2');
+    await killedRun([b, a], 'kill-after-commit:4');
+    const [sa, sb] = [await stored(a), await stored(b)];
+    expect([sa.b, sb.b]).toEqual([2, 4]);
+    expect(sb.at).toBeLessThan(sa.at as number);
+    // A copy of a as it is now, to go on alone below.
+    const alone = join(dir, 'added-a-alone.duckdb');
+    for (const ext of ['', '.wal']) if (existsSync(a + ext)) writeFileSync(alone + ext, readFileSync(a + ext));
+
+    // Both again: from b's position (by batch id it was a's, and b lost every record between the two).
+    const again = spawnCoinstream([...args(b), '--sink', `duckdb:${a}`], { COINSTREAM_LOG_LEVEL: 'debug' });
+    const r = await again.exit;
+    expect(r.code, again.stderr().slice(-3000)).toBe(0);
+    expect(resumedAfter(again.stderr())).toBe(4);
+    expect(again.stderr()).toMatch(/added-a\.duckdb is ahead \(batch 2\): it skips the records it already holds/);
+    await expectEqualToReference(b, 'a store added: the one behind');
+    await expectEqualToReference(a, 'a store added: the one ahead');
+    // a alone from its own progress: while it skipped, it was written nothing (the earlier states of its
+    // windows had replaced its final ones, and nothing wrote them again).
+    const solo = await restart(alone);
+    expect(solo.resumed).toBe(2);
+    await expectEqualToReference(alone, 'a store added, then going on alone');
+  }, 180_000);
 
   it('a finished job started again exits 0, says so, and writes nothing', async () => {
     const snapshot = (store: string) =>
