@@ -181,9 +181,8 @@ export class WindowEngine {
    * rows took the new trades and changed.
    */
   sealFinished(): void {
-    if (this.wm === -Infinity) return; // no trade yet: nothing was written final
-    const through = this.lastWindowStart(this.wm + this.delayMs) + this.windowMs;
-    if (through <= this.wm) return;
+    const through = sealedThrough(this.config, this.wm);
+    if (through <= this.wm) return; // also: no trade yet, nothing was written final
     this.wm = through;
     this.finalizeUpTo(through);
     this.pendingFinal.length = 0;
@@ -519,4 +518,17 @@ function sameTrend(a: TrendResult | null, b: TrendResult): boolean {
     a.change6mPct === b.change6mPct &&
     a.windows6m === b.windows6m
   );
+}
+
+/**
+ * Where a finished job's end of input made windows final, given the watermark stored with it (the one
+ * before finishing): the end of the last window holding a trade. Every window ending there or before
+ * was written final; a job reading on writes only later ones (WindowEngine.sealFinished, and the Delta
+ * sink, which appends final rows once each). -Infinity before any trade.
+ */
+export function sealedThrough(config: Pick<EngineConfig, 'windowMs' | 'slideMs' | 'offsetMs' | 'watermarkMs'>, watermark: number): number {
+  if (watermark === -Infinity) return -Infinity;
+  const latestTrade = watermark + config.watermarkMs;
+  const lastStart = Math.floor((latestTrade - config.offsetMs) / config.slideMs) * config.slideMs + config.offsetMs;
+  return lastStart + config.windowMs;
 }

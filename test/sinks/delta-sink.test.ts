@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/logger.js';
-import { withDuckDB } from '../../src/sinks/duckdb/open.js';
+import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { listLog } from '../../src/sinks/delta/log.js';
 import { dataFilePath, readDeltaLog, readDeltaTable } from '../../src/sinks/delta/reader.js';
 import { DeltaTableLog } from '../../src/sinks/delta/table-log.js';
@@ -225,6 +225,18 @@ describe('delta sink', () => {
     await expectEqualToReference(store, 'kill-after-table:rejected_trades:1');
     // Batch ids are not reused: the resumed batch got a new id in every table.
     expect(await txn('trade_windows')).toBeGreaterThan(1);
+  }, 120_000);
+
+  it('a sink added to a finished job: the job runs again for it, and the Delta tables, ahead, append nothing twice', async () => {
+    const store = join(dir, 'finished-then-added');
+    await runToEnd(runArgs(store));
+    const added = join(dir, 'finished-then-added.duckdb');
+    const again = await runToEnd(runArgs(store, '--sink', `duckdb:${added}`));
+    expect(again).toMatch(/trade_windows is ahead \(batch \d+\)/);
+    // The windows the end of input made final were appended again (18 of 93 rows twice, in the hunt).
+    await expectEqualToReference(store, 'a sink added to a finished job');
+    const count = async (path: string) => (await queryRows(path, 'SELECT (SELECT count(*) FROM trade_windows)::DOUBLE AS w, (SELECT count(*) FROM trades)::DOUBLE AS t', { readOnly: true }))[0];
+    expect(await count(added)).toEqual(await count(REF));
   }, 120_000);
 
   it('SIGKILL right after a commit, twice in a row, then the same command: exact', async () => {

@@ -16,6 +16,8 @@ import { userPath } from '../../core/paths.js';
 import type { Logger } from '../../core/logger.js';
 import { fencedError, type OutputBatch, type Sink, type StoredProgress } from '../contract.js';
 import { crashIfAsked } from '../fault.js';
+import { sealedThrough } from '../../engine/window-engine.js';
+import type { EngineConfig } from '../../engine/contract.js';
 import { ENGINE_INFO, progressRecord } from './commit-info.js';
 import { decodeRelativePath, encodeDeltaPath } from './files.js';
 import type { ParquetWriter } from './parquet.js';
@@ -209,8 +211,10 @@ export class DeltaTableSink implements Sink {
   async readProgress(job: string): Promise<StoredProgress | null> {
     const progress = await this.log.readProgress(job);
     // A finished job's stored engine is the one before finishing (the pipeline goes on from it when
-    // given a further file), so only windows final under its own watermark are certainly here.
-    this.writtenThrough.set(job, progress === null ? -Infinity : progress.finished ? engineWatermark(progress) : progress.watermark);
+    // given a further file); the end of input wrote every window up to sealedThrough of it final. With
+    // the engine's own watermark here, a table ahead on a finished job (a sink added, a crash between two
+    // tables' commits of the last batch) appended those windows a second time.
+    this.writtenThrough.set(job, progress === null ? -Infinity : progress.finished ? finishedThrough(progress) : progress.watermark);
     return progress;
   }
 
@@ -230,6 +234,18 @@ export class DeltaTableSink implements Sink {
     ];
     await this.log.commit(actions, undefined, this.files ?? undefined);
     this.writtenThrough.delete(job);
+  }
+}
+
+/** Where a finished job's windows were all written final: sealedThrough of its stored engine's watermark. */
+function finishedThrough(progress: StoredProgress): number {
+  const before = engineWatermark(progress);
+  try {
+    const { config, watermark } = JSON.parse(progress.engineState) as { config: EngineConfig; watermark?: unknown };
+    const through = sealedThrough(config, typeof watermark === 'number' ? watermark : -Infinity);
+    return Number.isNaN(through) ? before : Math.max(before, through);
+  } catch {
+    return before; // not the layout this version writes: what the engine had made final, as before
   }
 }
 
