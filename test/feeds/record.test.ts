@@ -205,6 +205,30 @@ describe('coinstream record', () => {
     expect(gunzipSync(readFileSync(out)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l).price)).toEqual([10000, 10001, 10002, 10003]);
   });
 
+  it('started again with the same --out, goes on in the next numbered file: a recording is never overwritten', async () => {
+    const out = join(dir, 'again.jsonl.gz');
+    const recordOnce = async (prices: number[]) => {
+      const { logger, logs } = arrayLogger();
+      const { source, push, drained } = handSource();
+      const stop = new AbortController();
+      const done = recordSources([source], { out, rotateBytes: 1 << 30, signal: stop.signal, logger, flushEveryMs: 10 });
+      push(prices.map((p) => trade(p)));
+      await drained();
+      stop.abort();
+      return { result: await done, msgs: logs.map((l) => l.msg) };
+    };
+    const read = (file: string) => gunzipSync(readFileSync(file)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l).price);
+    expect((await recordOnce([0, 1])).result.files).toEqual([out]);
+    const second = await recordOnce([2]);
+    const next = rotatedName(out, 1);
+    expect(second.result.files).toEqual([next]);
+    expect(second.msgs).toContain(`${out} already holds a recording: recording to ${next} (a recording is never overwritten; replay the files together)`);
+    // Before, the first run's trades were gone: the file was opened with 'w'.
+    expect(read(out)).toEqual([10000, 10001]);
+    expect(read(next)).toEqual([10002]);
+    expect((await recordOnce([3])).result.files).toEqual([rotatedName(out, 2)]);
+  });
+
   it('keeps rejected messages with their reason beside the record, and logs gaps and connections', async () => {
     const { logger, logs } = arrayLogger();
     const { source, push, pushEvent, drained } = handSource();

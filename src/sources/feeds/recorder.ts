@@ -2,6 +2,9 @@
 // one trade message per line, rotating to a new numbered file past a size. What the record holds is
 // exactly what `--source replay:FILE` and `replay-server` read back.
 //
+// A recording is never overwritten: started again with the same --out, the recorder goes on in the next
+// numbered file, and the files replay together (`--source replay:A --source replay:B`, merged by time).
+//
 // Crash safety: trades are buffered as text and flushed at least every `flushEveryMs` (2 s) while data
 // arrives, whenever 1 MiB is buffered, on rotation and on close. A .gz file is a sequence of complete
 // gzip members (RFC 1952 §2.2: gunzip, `gzip -dc` and createGunzip read them as one stream), one per
@@ -12,7 +15,7 @@
 // NAME.rejected.jsonl beside the record (made at the first one; the columns of rejected_trades), and
 // connections and gaps in trade ids are logged as `run` logs them.
 import { once } from 'node:events';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
@@ -57,8 +60,18 @@ function rejectedLine(r: RejectedTrade): string {
   return JSON.stringify({ received_at: new Date(r.receivedAt).toISOString(), source: r.source, reason: r.reason, detail: r.detail, raw: r.raw }) + '\n';
 }
 
-/** Opens a file for writing (appending); rejects (rather than emitting an unhandled 'error') when it cannot. */
-async function openFile(name: string, flags = 'w'): Promise<WriteStream> {
+/**
+ * The first file of the rotation from `from` on that does not exist yet. A recorder started again with
+ * the same --out opened its first file with 'w', and a night's recording was gone without a word.
+ */
+function firstFreeIndex(out: string, from: number): number {
+  let index = from;
+  while (existsSync(rotatedName(out, index))) index++;
+  return index;
+}
+
+/** Opens a file ('wx': a new one; 'a': appending); rejects (rather than emitting an unhandled 'error') when it cannot. */
+async function openFile(name: string, flags: 'wx' | 'a'): Promise<WriteStream> {
   const file = createWriteStream(name, { flags });
   await once(file, 'ready');
   return file;
@@ -98,8 +111,12 @@ class RotatingFile {
   }
 
   static async open(o: { out: string; rotateBytes: number; flushEveryMs: number; clock: Clock; logger: Logger }): Promise<RotatingFile> {
-    const name = rotatedName(o.out, 0);
-    return new RotatingFile(await openFile(name), name, o);
+    const index = firstFreeIndex(o.out, 0);
+    const name = rotatedName(o.out, index);
+    if (index > 0) o.logger.info({ out: o.out, file: name }, `${o.out} already holds a recording: recording to ${name} (a recording is never overwritten; replay the files together)`);
+    const file = new RotatingFile(await openFile(name, 'wx'), name, o);
+    file.index = index;
+    return file;
   }
 
   private watch(file: WriteStream): void {
@@ -174,10 +191,10 @@ class RotatingFile {
   private async rotate(): Promise<void> {
     await this.flush();
     await this.endFile();
-    this.index++;
+    this.index = firstFreeIndex(this.o.out, this.index + 1);
     this.bytes = 0;
     const name = rotatedName(this.o.out, this.index);
-    this.file = await openFile(name);
+    this.file = await openFile(name, 'wx');
     this.name = name;
     this.watch(this.file);
     this.written.push(name);
