@@ -166,12 +166,12 @@ export function buildProgram(): Command {
       .description('Consume the trade topic as a consumer group: one engine per partition, results to the sinks, exactly-once by the progress in the stores.')
       .addOption(new Option('--topic <name>', 'the trade topic').default('coincap_trade').env('COINSTREAM_TOPIC'))
       .addOption(new Option('--dead-letter-topic <name>', "ingest's rejections, kept in rejected_trades (default: TOPIC.rejected)").env('COINSTREAM_DEAD_LETTER_TOPIC'))
-      .addOption(new Option('--no-dead-letter', 'do not read the dead-letter topic'))
+      .addOption(new Option('--no-dead-letter', 'do not read the dead-letter topic').env('COINSTREAM_NO_DEAD_LETTER'))
       .addOption(new Option('--group <id>', 'the consumer group; its partitions\' progress is kept per group in the stores').default('coinstream').env('COINSTREAM_GROUP'))
       .addOption(new Option('--sink <spec>', `where results go, repeatable: ${SINK_SPEC_HELP} (default: duckdb:./coinstream.duckdb and console)`).argParser(collect).env('COINSTREAM_SINK'))
       .addOption(new Option('--starting-offsets <where>', 'where a partition the stores know nothing of starts: earliest or latest').default('earliest').env('COINSTREAM_STARTING_OFFSETS'))
       .addOption(new Option('--max-offsets-per-trigger <n>', 'at most N records per partition per trigger interval').env('COINSTREAM_MAX_OFFSETS_PER_TRIGGER'))
-      .addOption(new Option('--available-now', 'process what the topics hold when it starts, write everything final, exit 0'))
+      .addOption(new Option('--available-now', 'process what the topics hold when it starts, write everything final, exit 0').env('COINSTREAM_AVAILABLE_NOW'))
       .addOption(new Option('--delta-trades', 'with --sink delta:DIR, also archive the accepted trades in DIR/trades').env('COINSTREAM_DELTA_TRADES'))
       .addOption(new Option('--archive <what>', 'trades: the stores keep every accepted trade (DuckDB trade_log, SQL trades, Delta DIR/trades with --delta-trades); none: only windows, trends, rejects').choices(['trades', 'none']).default('trades').env('COINSTREAM_ARCHIVE')),
   );
@@ -197,10 +197,10 @@ export function buildProgram(): Command {
       .command('optimize')
       .description('Compact the small files of a Delta store (delta:DIR, or one table directory); with --vacuum, delete files no longer needed.')
       .argument('<store>', 'delta:DIR')
-      .addOption(new Option('--target-size <size>', 'compacted file size, by input bytes; files this big are left alone').default('128MiB'))
+      .addOption(new Option('--target-size <size>', 'compacted file size, by input bytes; files this big are left alone').default('128MiB').env('COINSTREAM_TARGET_SIZE'))
       .addOption(new Option('--vacuum', 'then delete data files the table no longer uses that are older than --retention'))
       .addOption(new Option('--retention <duration>', 'with --vacuum: keep removed files this long (time travel, slow readers)').default('7d'))
-      .addOption(new Option('--dry-run', 'only report what would be compacted and deleted')),
+      .addOption(new Option('--dry-run', 'only report what would be compacted and deleted').env('COINSTREAM_DRY_RUN')),
   ).action(async (store: string, opts, cmd: Command) => {
     const { optimizeCommand } = await import('./optimize.js');
     await optimizeCommand(store, opts, { logger: loggerFor(cmd) });
@@ -210,16 +210,33 @@ export function buildProgram(): Command {
 }
 
 /** Parses and runs; returns the exit code instead of exiting, so stdout can drain. */
-/** The variables of on/off flags: commander takes any value, "0" and "false" included, for on. */
-const ENV_SWITCHES = ['COINSTREAM_NO_DASHBOARD', 'COINSTREAM_DELTA_TRADES', 'COINSTREAM_NO_IDEMPOTENT'];
+/**
+ * The variables of on/off flags (commander takes any value, "0" and "false" included, for on), found
+ * in the program itself: a list kept by hand missed COINSTREAM_SSL, and COINSTREAM_SSL=0 turned TLS on.
+ */
+export function envSwitches(program: Command): string[] {
+  const names = new Set<string>();
+  for (const cmd of [program, ...program.commands]) {
+    for (const option of cmd.options) if (option.envVar && !option.required && !option.optional) names.add(option.envVar);
+  }
+  return [...names].sort();
+}
+
+/**
+ * Flags that read no variable, on purpose: set once in a service's environment, --fresh would clear
+ * the job and --vacuum delete files at every start (and optimize's --retention would share
+ * COINSTREAM_RETENTION with topics' --retention, a quite different setting). --idempotent is the
+ * default; its variable is COINSTREAM_NO_IDEMPOTENT.
+ */
+export const FLAGS_WITHOUT_VARIABLE = ['--fresh', '--vacuum', '--retention', '--idempotent'];
 
 /**
  * Reads the on/off variables as a person means them: 1/true/yes/on sets the flag, 0/false/no/off (or
  * empty) leaves it unset. COINSTREAM_NO_DASHBOARD=0 turned the dashboard off. Anything else is bad
  * usage: the message to print, or null.
  */
-export function readEnvSwitches(env: NodeJS.ProcessEnv): string | null {
-  for (const name of ENV_SWITCHES) {
+export function readEnvSwitches(env: NodeJS.ProcessEnv, switches: string[]): string | null {
+  for (const name of switches) {
     const value = env[name];
     if (value === undefined || /^(1|true|yes|on)$/i.test(value.trim())) continue;
     if (/^(0|false|no|off|)$/i.test(value.trim())) delete env[name];
@@ -235,7 +252,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err.code !== 'EPIPE') process.stderr.write(`coinstream: stdout: ${err.message}\n`);
   });
   const program = buildProgram();
-  const badSwitch = readEnvSwitches(process.env);
+  const badSwitch = readEnvSwitches(process.env, envSwitches(program));
   if (badSwitch) {
     process.stderr.write(`coinstream: ${badSwitch}\n`);
     return 2;

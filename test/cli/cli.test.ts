@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIVE_SOURCES } from '../../src/sources/spec.js';
+import { buildProgram, envSwitches, FLAGS_WITHOUT_VARIABLE } from '../../src/cli/main.js';
 import { freePort, killAll, spawnCoinstream } from '../helpers/process.js';
 import { queryRows } from '../../src/sinks/duckdb/open.js';
 
@@ -205,6 +206,27 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     const bad = await coinstream(args, { COINSTREAM_NO_DASHBOARD: 'maybe' });
     expect(bad.code).toBe(2);
     expect(bad.stderr.trim().split('\n')).toEqual(['coinstream: COINSTREAM_NO_DASHBOARD="maybe" must be 1, true, yes or on to set it, or 0, false, no or off (or unset) to leave it']);
+  });
+
+  it('every flag reads its variable (but for the few that must not), and every on/off variable is read as meant', async () => {
+    const program = buildProgram();
+    const missing: string[] = [];
+    for (const cmd of program.commands) {
+      for (const option of cmd.options) {
+        const flag = option.long ?? '';
+        if (flag === '--help' || option.envVar) continue;
+        if (!FLAGS_WITHOUT_VARIABLE.includes(flag) || (flag === '--retention' && cmd.name() !== 'optimize')) missing.push(`${cmd.name()} ${flag}`);
+      }
+    }
+    // Before: --dry-run, --target-size, --available-now and --no-dead-letter read nothing.
+    expect(missing).toEqual([]);
+    const switches = envSwitches(program);
+    expect(switches).toEqual(expect.arrayContaining(['COINSTREAM_SSL', 'COINSTREAM_DRY_RUN', 'COINSTREAM_AVAILABLE_NOW', 'COINSTREAM_NO_DEAD_LETTER', 'COINSTREAM_NO_DASHBOARD']));
+    expect(switches).not.toContain('COINSTREAM_PORT');
+    // COINSTREAM_SSL=0 was TLS on; =banana was accepted.
+    const bad = await coinstream(['topics', 'describe', '--brokers', '127.0.0.1:1'], { COINSTREAM_SSL: 'banana' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/COINSTREAM_SSL="banana" must be 1, true, yes or on/);
   });
 
   it('a replay file reached through a symbolic or a hard link is the same file', async () => {
