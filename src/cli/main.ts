@@ -265,7 +265,8 @@ export async function main(argv: string[]): Promise<number> {
   let usageLine = '';
   for (const cmd of [program, ...program.commands]) {
     cmd.exitOverride();
-    cmd.configureOutput({ writeErr: (text) => (usageLine ||= text.trim().split('\n')[0]) });
+    // One line: commander's own may run on to a second ("(Did you mean query?)"), kept on the same line.
+    cmd.configureOutput({ writeErr: (text) => (usageLine ||= text.trim().split('\n').map((l) => l.trim()).join(' ')) });
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -283,7 +284,13 @@ export async function main(argv: string[]): Promise<number> {
 /** One line on stderr for every failure; the exit code says whose it was (2 usage, 1 runtime). */
 function reportFailure(err: unknown, argv: string[], usageLine: string): number {
   if (err instanceof CommanderError) {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || (err.code === 'commander.help' && err.exitCode === 0)) return 0;
+    if (err.code === 'commander.help') {
+      // `coinstream help bogus`: commander's answer is the whole help, on stderr, exit 1; it printed nothing and exited 0.
+      const asked = argv.slice(argv.indexOf('help') + 1).find((a) => !a.startsWith('-')) ?? '';
+      process.stderr.write(`coinstream: no command "${asked}". Run \`coinstream --help\` to see the commands.\n`);
+      return 2;
+    }
     // commander's own messages may end with a full stop ("Allowed choices are create, describe."):
     // one stop before the hint, not two.
     const line = (usageLine || err.message).replace(/^error: /, '').replace(/\.$/, '');

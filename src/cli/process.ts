@@ -5,6 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { kafkaConfig, type KafkaFlags } from '../kafka/client.js';
 import { deadLetterTopic } from '../kafka/message.js';
 import { processTopics } from '../kafka/process.js';
+import { checkTopicName } from '../kafka/topics.js';
 import { RetryingSink } from '../sinks/retrying-sink.js';
 import { withArchive } from '../sinks/archive.js';
 import { parseSinkSpecs, whereRejectionsGo } from '../sinks/spec.js';
@@ -33,6 +34,9 @@ const DEFAULT_PROCESS_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
 export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; logger: Logger }): Promise<void> {
   const { clock, logger } = deps;
   const engine = engineConfigFromFlags(flags);
+  // Checked as ingest and topics check them: `--topic ""` went on to Kafka and failed there (exit 1).
+  const topic = checkTopicName(flags.topic, '--topic');
+  const dead = flags.deadLetter ? checkTopicName(flags.deadLetterTopic ?? deadLetterTopic(topic), '--dead-letter-topic') : null;
   if (flags.startingOffsets !== 'earliest' && flags.startingOffsets !== 'latest') {
     throw new UsageError(`--starting-offsets "${flags.startingOffsets}" must be earliest or latest`);
   }
@@ -56,8 +60,8 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
     const started = clock.now();
     const summary = await processTopics({
       kafka,
-      topic: flags.topic,
-      deadLetterTopic: flags.deadLetter ? (flags.deadLetterTopic ?? deadLetterTopic(flags.topic)) : null,
+      topic,
+      deadLetterTopic: dead,
       group: flags.group,
       sinks,
       engine,

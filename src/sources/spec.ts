@@ -59,6 +59,9 @@ function fileIdentity(path: string): string {
 const kindOf = (spec: string) => (spec.indexOf(':') === -1 ? spec : spec.slice(0, spec.indexOf(':')));
 const isBuiltIn = (spec: string) => kindOf(spec) === 'replay' || kindOf(spec) === 'synthetic';
 
+/** The fastest synthetic source: trades per second. */
+const MAX_SYNTHETIC_RATE = 1_000_000;
+
 function parseBuiltIn(spec: string, deps: SourceDeps): Source {
   const colon = spec.indexOf(':');
   const kind = colon === -1 ? spec : spec.slice(0, colon);
@@ -69,7 +72,9 @@ function parseBuiltIn(spec: string, deps: SourceDeps): Source {
       return new ReplaySource({ path: userPath(rest), clock: deps.clock, maxLineBytes: deps.maxLineBytes });
     case 'synthetic': {
       const rate = rest === '' ? 10 : Number(rest);
-      if (!(rate > 0) || !Number.isFinite(rate)) throw new UsageError(`--source synthetic:${rest}: the rate must be trades per second > 0, e.g. synthetic:50`);
+      // Capped: each 100 ms tick builds its trades at once, and synthetic:1e9 grew the heap by ~400 MB/s
+      // until it ran out. A million a second is more than any feed sends, and stays ~300 MB.
+      if (!(rate > 0) || rate > MAX_SYNTHETIC_RATE) throw new UsageError(`--source synthetic:${rest}: the rate must be trades per second, > 0 and at most ${MAX_SYNTHETIC_RATE.toLocaleString('en-US')}, e.g. synthetic:50`);
       return new SyntheticSource(rate, deps.clock);
     }
     default:

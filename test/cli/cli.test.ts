@@ -133,6 +133,11 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['query', '--store', 'duckdb:/no/such.duckdb', '--last', '0s'], /^coinstream: --last must be longer than 0, e.g. --last 6m$/],
     [['run', '--source', `replay:${KRAKEN}`, '--sink', 'duckdb:/no/such/dir/s.duckdb'], /^coinstream: duckdb:\/no\/such\/dir\/s.duckdb: the directory \/no\/such\/dir does not exist; make it first/],
     [['nonsense'], /unknown command 'nonsense'/],
+    [['qurey'], /^coinstream: unknown command 'qurey' \(Did you mean query\?\)\. Run `coinstream --help`/],
+    [['run', '--sorce', 'x'], /unknown option '--sorce' \(Did you mean --source\?\)/],
+    [['help', 'bogus'], /^coinstream: no command "bogus"\. Run `coinstream --help` to see the commands\.$/],
+    [['run', '--source', 'synthetic:1e9'], /--source synthetic:1e9: the rate must be trades per second, > 0 and at most 1,000,000/],
+    [['process', '--brokers', '127.0.0.1:1', '--topic', '', '--sink', 'console'], /^coinstream: --topic "" is not a Kafka topic name/],
     [['topics', 'list', '--brokers', '127.0.0.1:1'], /^coinstream: command-argument value 'list' is invalid for argument 'action'\. Allowed choices are create, describe\. Run `coinstream topics --help` to see the options\.$/],
   ])('%j', async (args, message) => {
     const r = await coinstream(args as string[]);
@@ -141,6 +146,16 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);
     expect(r.stdout).toBe('');
+  });
+
+  it('a bad COINSTREAM_DUCKDB_MEMORY is bad usage, said before any file is made', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coinstream-memory-'));
+    const store = join(dir, 's.duckdb');
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${store}`, '--no-dashboard'], { COINSTREAM_DUCKDB_MEMORY: 'lots' });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual(['coinstream: COINSTREAM_DUCKDB_MEMORY="lots" is not a size DuckDB takes: give a number and a unit, e.g. 256MB or 1GB (unset: 128MB)']);
+    expect(existsSync(store)).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a store named twice, however spelled, exits 2 before either is made, and never shows a password', async () => {

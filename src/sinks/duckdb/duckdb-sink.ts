@@ -1,5 +1,6 @@
 // The DuckDB sink as the pipeline uses it: a DuckDBStore running in a worker thread. Parsing and the
 // engine keep the main thread while DuckDB's appender and inserts run on the other core. Each write resolves once its transaction has committed.
+import { DUCKDB_MEMORY_LIMIT } from './memory-limit.js';
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { CoinstreamError } from '../../core/errors.js';
@@ -44,6 +45,7 @@ export class DuckDBSink implements Sink, EarlyOpen {
    */
   constructor(readonly path: string, private readonly logger: Logger) {
     this.name = `duckdb:${path}`;
+    DUCKDB_MEMORY_LIMIT(); // a bad COINSTREAM_DUCKDB_MEMORY is bad usage, said here, before any file is made
     this.fileWasAbsent = !existsSync(path);
     this.early = this.startWorker().then(
       (held) => ({ ok: true, held }) as const,

@@ -14,7 +14,7 @@ import { CoinstreamError } from '../../core/errors.js';
  * flatter still but leaves little room for the keys' indexes of a store that has run for months. The
  * writer runs one DuckDB thread, and DuckDB's own guidance is ~125 MB per thread.
  */
-export const DUCKDB_MEMORY_LIMIT = (): string => process.env.COINSTREAM_DUCKDB_MEMORY?.trim() || '128MB';
+export { DUCKDB_MEMORY_LIMIT } from './memory-limit.js';
 
 /**
  * The store's WAL size at which DuckDB checkpoints (its default: 16 MB). At replay speed the window
