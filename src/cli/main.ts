@@ -248,8 +248,11 @@ export function readEnvSwitches(env: NodeJS.ProcessEnv, switches: string[]): str
 export async function main(argv: string[]): Promise<number> {
   // `coinstream query | head -1`: once the reader is gone there is nobody left to tell; without a
   // listener the EPIPE would be an uncaught exception with a stack. (The console sink stops itself.)
+  // Any other failure (a full disk: `> /dev/full`) loses output a script relies on: the command does
+  // its work, and then exits 1 saying so (it exited 0).
+  let stdoutFailure: NodeJS.ErrnoException | null = null;
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') process.stderr.write(`coinstream: stdout: ${err.message}\n`);
+    if (err.code !== 'EPIPE') stdoutFailure ??= err;
   });
   const program = buildProgram();
   const badSwitch = readEnvSwitches(process.env, envSwitches(program));
@@ -270,7 +273,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    await new Promise<void>((resolve) => process.stdout.write('', () => resolve())); // what is still queued, written or failed
+    if (stdoutFailure === null) return 0;
+    const failure = stdoutFailure as NodeJS.ErrnoException;
+    process.stderr.write(`coinstream: failed: could not write to stdout (${failure.code ?? failure.message}): what it printed is incomplete [OUTPUT_FAILED]\n`);
+    return 1;
   } catch (err) {
     return reportFailure(err, argv, usageLine);
   } finally {

@@ -79,12 +79,14 @@ export class ConsoleSink implements Sink {
     if (this.closedBecause !== null) return;
     this.closedBecause = err.code ?? err.message;
     const why = err.code === 'EPIPE' ? 'the reader closed it' : err.message;
+    // A reader that went away is a normal end (`| head`); any other failure loses output (the exit says so).
+    const level = err.code === 'EPIPE' ? 'info' : 'warn';
     if (this.onReaderGone) {
-      this.logger?.info({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); it was the run's only output, so the run stops`);
+      this.logger?.[level]({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); it was the run's only output, so the run stops`);
       this.onReaderGone();
       return;
     }
-    this.logger?.info({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); the stores go on`);
+    this.logger?.[level]({ sink: this.name, err: this.closedBecause }, `console output stopped (${why}); the stores go on`);
   };
 
   async write(batch: OutputBatch): Promise<void> {

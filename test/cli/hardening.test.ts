@@ -1,7 +1,7 @@
 // Issue 9, "hardening": one describe per numbered defect. Each test runs the real CLI on crafted input
 // and pins the behaviour that fixed the defect; the comment above each describe says what went wrong.
-import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,6 +216,33 @@ describe('6. output pipes', () => {
     const done = JSON.parse(run.stderr().trim().split('\n').at(-1)!) as { reason: string; accepted: number };
     expect(done.reason).toBe('aborted');
     expect(done.accepted).toBeLessThan(2672);
+  });
+});
+
+describe('6a. stdout that fails (a full disk, `> /dev/full`)', () => {
+  const toDevFull = (args: string[]) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const out = openSync('/dev/full', 'w');
+      const child = spawn('node', ['bin/coinstream.js', ...args], { stdio: ['ignore', out, 'pipe'], env: { ...process.env, COINSTREAM_LOG_FORMAT: 'json' } });
+      closeSync(out);
+      let stderr = '';
+      child.stderr!.on('data', (d) => (stderr += String(d)));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+
+  it('query exits 1, saying its output is incomplete (it exited 0)', async () => {
+    const r = await replayToStore(KRAKEN);
+    const q = await toDevFull(['query', '--store', `duckdb:${r.store}`, '--last', '2h']);
+    expect(q.code).toBe(1);
+    expect(q.stderr.trim().split('\n').at(-1)).toBe('coinstream: failed: could not write to stdout (ENOSPC): what it printed is incomplete [OUTPUT_FAILED]');
+  });
+
+  it('run with a store: the store gets every trade, the console warns, and the exit is 1', async () => {
+    const s = store('dev-full');
+    const run = await toDevFull(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', 'console', '--sink', `duckdb:${s}`, '--no-dashboard']);
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/"level":40,.*console output stopped \(ENOSPC[^)]*\); the stores go on/);
+    expect(await trades(s)).toBe(2672);
   });
 });
 
