@@ -246,6 +246,14 @@ describe('6a. stdout that fails (a full disk, `> /dev/full`)', () => {
   });
 });
 
+describe('6c. a Delta store where no directory can be made', () => {
+  it('under /proc: exit 1 at once, naming the table and the directory (Node\'s recursive mkdir never returned there)', async () => {
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', 'delta:/proc/coinstream-no-such', '--no-dashboard']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^coinstream: failed: Delta table \/proc\/coinstream-no-such\/\w+: cannot make the directory \/proc\/coinstream-no-such: ENOENT: .* \[SINK_FAILED\]$/);
+  });
+});
+
 describe('6b. rejections with no store', () => {
   it('the console prints them (escaped), and nothing claims they are kept in rejected_trades', async () => {
     const input = file('console-rejects.jsonl', [K[0], 'not json', JSON.stringify({ ...JSON.parse(K[1]), quote: 7 }).replace('"quote":7', '"quote":"usd\\u001b[31m"'), K[2]]);

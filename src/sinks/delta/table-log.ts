@@ -11,8 +11,9 @@
 // `coinstream`, in the same commit as the batch's rows and its txn action.
 import { randomUUID } from 'node:crypto';
 import { link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { Serial } from '../../core/serial.js';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { CoinstreamError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { StoredProgress } from '../contract.js';
@@ -70,7 +71,7 @@ export class DeltaTableLog {
         { metaData: { id: randomUUID(), format: { provider: 'parquet', options: {} }, schemaString: schema.schemaString, partitionColumns: schema.partitionColumns, configuration: {}, createdTime } },
         { commitInfo: { timestamp: createdTime, operation: 'CREATE TABLE', operationParameters: { partitionBy: JSON.stringify(schema.partitionColumns) }, engineInfo: ENGINE_INFO } },
       ];
-      await mkdir(this.logDir, { recursive: true });
+      await makeDirectories(this.logDir, `Delta table ${this.tableDir}`);
       if (await this.tryCommit(0, actions)) {
         this.logger.info({ table: this.tableDir, partitionBy: schema.partitionColumns }, `created Delta table ${this.tableDir}`);
       }
@@ -261,5 +262,24 @@ function fieldsOf(schemaString: string): { name: string; type: unknown }[] {
     return (JSON.parse(schemaString) as { fields: { name: string; type: unknown }[] }).fields.map((f) => ({ name: f.name, type: f.type }));
   } catch {
     return [];
+  }
+}
+
+/**
+ * `mkdir -p`, one directory at a time from the nearest one that exists, so that a failure names the
+ * directory and its real cause. Node's recursive mkdir said ENOENT for a parent on a read-only file
+ * system (EROFS), and under /proc it never returned (a run with `--sink delta:/proc/x` spun for ever).
+ */
+async function makeDirectories(path: string, what: string): Promise<void> {
+  const missing: string[] = [];
+  for (let dir = resolve(path); !existsSync(dir); dir = dirname(dir)) missing.unshift(dir);
+  for (const dir of missing) {
+    try {
+      await mkdir(dir);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EEXIST') continue; // another writer made it meanwhile
+      throw new CoinstreamError('SINK_FAILED', `${what}: cannot make the directory ${dir}: ${e.message}`, false, { cause: err });
+    }
   }
 }
