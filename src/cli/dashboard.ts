@@ -46,10 +46,10 @@ async function serve(data: DashboardData, flags: DashboardFlags, logger: Logger,
 }
 
 /** For `run` and `process`: the live dashboard and metrics, or nothing with --no-dashboard. */
-export async function startLiveDashboard(flags: DashboardFlags, deps: { clock: Clock; logger: Logger }): Promise<{ live: LiveDashboard | null; metrics: Metrics | null; served: boolean; observers: () => PipelineObserver[]; close(): Promise<void> }> {
+export async function startLiveDashboard(flags: DashboardFlags, deps: { clock: Clock; logger: Logger; trendSpanMs?: number }): Promise<{ live: LiveDashboard | null; metrics: Metrics | null; served: boolean; observers: () => PipelineObserver[]; close(): Promise<void> }> {
   if (!flags.dashboard) return { live: null, metrics: null, served: false, observers: () => [], close: async () => undefined };
   const [{ LiveDashboard }, { Metrics }] = await Promise.all([import('../dashboard/live.js'), import('../metrics/metrics.js')]);
-  const live = new LiveDashboard(deps.clock);
+  const live = new LiveDashboard(deps.clock, deps.trendSpanMs ?? null);
   const metrics = new Metrics();
   const server = await serve(live, flags, deps.logger, metrics);
   return {
@@ -68,7 +68,9 @@ export async function startLiveDashboard(flags: DashboardFlags, deps: { clock: C
 export async function dashboardCommand(flags: DashboardFlags & { store: string }, deps: { logger: Logger }): Promise<void> {
   const { openStoreReader } = await import('../sinks/read-store.js');
   const { StoreDashboard } = await import('../dashboard/store.js');
-  const data = new StoreDashboard(await openStoreReader(flags.store), deps.logger);
+  const reader = await openStoreReader(flags.store);
+  const data = new StoreDashboard(reader, deps.logger);
+  await data.start();
   const shutdown = shutdownSignal(deps.logger, 'closing the dashboard');
   try {
     const server = await serve(data, { ...flags, portIsDefault: false }, deps.logger, null);

@@ -54,7 +54,7 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
   const sinks = withArchive(stores, archive).map((sink) => new RetryingSink(sink, { clock, logger }));
 
   parsePort(flags.port);
-  const dashboard = await startLiveDashboard(flags, { clock, logger });
+  const dashboard = await startLiveDashboard(flags, { clock, logger, trendSpanMs: engine.trendSpanMs });
   const shutdown = shutdownSignal(logger, 'writing every partition\'s current windows, then leaving the group');
   try {
     const started = clock.now();

@@ -95,7 +95,7 @@ export async function runCommand(flags: RunFlags, deps: { clock: Clock; logger: 
   const stores = parseSinkSpecs(flags.sink && flags.sink.length > 0 ? flags.sink : DEFAULT_SINKS, logger, { delta });
 
   const sinks = withArchive(stores, archive).map((sink) => new RetryingSink(sink, { clock, logger }));
-  const dashboard = await startLiveDashboard(flags, { clock, logger });
+  const dashboard = await startLiveDashboard(flags, { clock, logger, trendSpanMs: engine.trendSpanMs });
 
   const shutdown = shutdownSignal(logger, 'writing the current windows, then closing the stores');
   // `run --sink console | head`: with no store and no dashboard, nothing is left to run for.

@@ -14,7 +14,10 @@ export interface DashboardStatus {
   state: FeedState;
   /** Sources and whether each is connected now (files: true while being read). */
   sources: { name: string; connected: boolean }[];
-  counters: { accepted: number; rejected: Record<RejectReason, number>; gaps: number };
+  /** accepted and gaps are null where they are not known (a store keeps no count of them). */
+  counters: { accepted: number | null; rejected: Record<RejectReason, number>; gaps: number | null };
+  /** The span of the price trend (--trend-span), ms; null when not known. */
+  trendSpanMs: number | null;
   /** When the stores last committed a batch (epoch ms), or null. */
   lastCommitAt: number | null;
   /** Event time of the newest trade minus the watermark delay: where windows become final (epoch ms), or null. */

@@ -43,7 +43,11 @@ export class LiveDashboard implements DashboardData {
   /** Armed while some asset has trades within the rate span (tickRates). */
   private rateTimer: Timer | null = null;
 
-  constructor(private readonly clock: Clock) {}
+  /** `trendSpanMs`: the run's --trend-span, which the page names beside each trend's change. */
+  constructor(
+    private readonly clock: Clock,
+    private readonly trendSpanMs: number | null = null,
+  ) {}
 
   /** One observer per pipeline (`process` runs one per partition). */
   observer(): PipelineObserver {
@@ -84,6 +88,7 @@ export class LiveDashboard implements DashboardData {
       counters: { accepted: this.counters.accepted, rejected: { ...this.counters.rejected }, gaps: this.counters.gaps },
       lastCommitAt: this.lastCommitAt,
       watermark: this.watermark,
+      trendSpanMs: this.trendSpanMs,
       ...(this.consumerLag ? { consumerLag: { ...this.consumerLag } } : {}),
     };
   }

@@ -17,6 +17,8 @@ export class StoreDashboard implements DashboardData {
   /** What the last poll saw per window key: updated_at, so that only changed windows are sent. */
   private seen = new Map<string, number>();
   private rejected: Record<string, number> = {};
+  /** The stored job's --trend-span (start()). */
+  private trendSpanMs: number | null = null;
   private polling = false;
 
   constructor(
@@ -24,6 +26,11 @@ export class StoreDashboard implements DashboardData {
     private readonly logger: Logger,
     private readonly pollMs = 2_000,
   ) {}
+
+  /** Reads what the status says of the stored job (its --trend-span) before the first request. */
+  async start(): Promise<void> {
+    this.trendSpanMs = trendSpanOf(await this.reader.jobSettings());
+  }
 
   assets(): Promise<string[]> {
     return this.reader.assets({ lastMs: RECENT_MS });
@@ -41,7 +48,8 @@ export class StoreDashboard implements DashboardData {
 
   status(): DashboardStatus {
     const rejected = { malformed: 0, invalid: 0, late: 0, duplicate: 0, ...this.rejected };
-    return { state: 'store', sources: [{ name: this.reader.name, connected: true }], counters: { accepted: 0, rejected, gaps: 0 }, lastCommitAt: null, watermark: null };
+    // A store counts no accepted trades nor gaps: unknown, not 0 (the page showed "accepted 0" for a full store).
+    return { state: 'store', sources: [{ name: this.reader.name, connected: true }], counters: { accepted: null, rejected, gaps: null }, lastCommitAt: null, watermark: null, trendSpanMs: this.trendSpanMs };
   }
 
   subscribe(listener: (event: DashboardEvent) => void): () => void {
@@ -99,5 +107,15 @@ export class StoreDashboard implements DashboardData {
 
   private emit(event: DashboardEvent): void {
     for (const l of this.listeners) l(event);
+  }
+}
+
+/** --trend-span from a stored job's settings (JSON), or null. */
+function trendSpanOf(settings: string | null): number | null {
+  try {
+    const span = settings === null ? null : (JSON.parse(settings) as { trendSpanMs?: unknown }).trendSpanMs;
+    return typeof span === 'number' && span > 0 ? span : null;
+  } catch {
+    return null;
   }
 }

@@ -168,6 +168,8 @@ export interface StoreReader {
   trends(o: RangeQuery): Promise<TrendResult[]>;
   /** Rejected trades in the store by reason, e.g. { late: 12, malformed: 3 }; keys sorted. */
   rejectedCounts(): Promise<Record<string, number>>;
+  /** The settings (JSON) of the job the store holds, or null when it holds none. */
+  jobSettings(): Promise<string | null>;
   /** The job's progress as the store's readProgress reads it; null when the store holds none of it. */
   progress(job: string): Promise<StoredProgress | null>;
   close(): Promise<void>;

@@ -99,6 +99,8 @@ const status: DashboardStatus = {
   counters: { accepted: 123_456, rejected: { malformed: 2, invalid: 1, late: 7, duplicate: 0 }, gaps: 3 },
   lastCommitAt: T0 + N_WINDOWS * MINUTE,
   watermark: T0 + (N_WINDOWS - 5) * MINUTE,
+  // Not the default 6m: the badge must say the run's span (it had "6m" written in).
+  trendSpanMs: 30 * MINUTE,
 };
 
 // ------------------------------------------------------------------------------- fake server
@@ -261,10 +263,10 @@ describe.skipIf(missing !== null && !REQUIRE)('dashboard page in Chromium', () =
       await c.locator('[data-testid="chart"] canvas').first().waitFor();
       await expect.poll(() => c.locator('[data-testid="windows-table"] tbody tr').count()).toBe(12);
     }
-    await expect.poll(() => card(page, 'bitcoin').getByTestId('trend-badge').textContent()).toBe('\u25b2 up \u00b7 +1.23% 6m');
+    await expect.poll(() => card(page, 'bitcoin').getByTestId('trend-badge').textContent()).toBe('\u25b2 up \u00b7 +1.23% 30m');
     expect(await card(page, 'bitcoin').getByTestId('trend-badge').getAttribute('data-trend')).toBe('up');
-    expect(await card(page, 'ethereum').getByTestId('trend-badge').textContent()).toBe('\u25bc down \u00b7 \u22120.50% 6m');
-    expect(await card(page, HOSTILE).getByTestId('trend-badge').textContent()).toBe('\u25a0 flat \u00b7 \u00b10.00% 6m');
+    expect(await card(page, 'ethereum').getByTestId('trend-badge').textContent()).toBe('\u25bc down \u00b7 \u22120.50% 30m');
+    expect(await card(page, HOSTILE).getByTestId('trend-badge').textContent()).toBe('\u25a0 flat \u00b7 \u00b10.00% 30m');
     // Before any live price, the last price is the newest window's close.
     expect(await card(page, 'bitcoin').getByTestId('last-price').textContent()).toMatch(/^\$3\d,\d{3}\.\d{2}$/);
     const firstRow = card(page, 'bitcoin').locator('[data-testid="windows-table"] tbody tr').first();
@@ -303,7 +305,7 @@ describe.skipIf(missing !== null && !REQUIRE)('dashboard page in Chromium', () =
     fake.send('asset', update);
     await expect.poll(() => price.textContent()).toBe('$40,123.45');
     expect(await card(page, 'bitcoin').getByTestId('trades-per-second').textContent()).toBe('12.3');
-    expect(await card(page, 'bitcoin').getByTestId('trend-badge').textContent()).toBe('\u25bc down \u00b7 \u22122.50% 6m');
+    expect(await card(page, 'bitcoin').getByTestId('trend-badge').textContent()).toBe('\u25bc down \u00b7 \u22122.50% 30m');
     const firstRow = card(page, 'bitcoin').locator('[data-testid="windows-table"] tbody tr').first();
     expect(await firstRow.locator('td').first().textContent()).toBe('12:30');
     expect(await firstRow.locator('td').nth(1).textContent()).toBe('12:31');

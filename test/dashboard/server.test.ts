@@ -38,6 +38,7 @@ function status(state: DashboardStatus['state'] = 'live', accepted = 0): Dashboa
     counters: { accepted, rejected: { malformed: 0, invalid: 0, late: 0, duplicate: 0 }, gaps: 0 },
     lastCommitAt: null,
     watermark: null,
+    trendSpanMs: null,
   };
 }
 

@@ -195,6 +195,9 @@ for (const store of STORES) {
       const { res, json } = await get('/api/health');
       expect(res.status).toBe(200);
       expect(json()).toMatchObject({ ok: true, state: 'store', sources: [{ connected: true }] });
+      // A store keeps no count of accepted trades or gaps: unknown, not 0 ("accepted 0" for a full store).
+      // The job's --trend-span (the default 6m) comes from its stored settings.
+      expect(json()).toMatchObject({ counters: { accepted: null, gaps: null }, trendSpanMs: 360_000 });
     });
 
     it('stops on SIGTERM with exit code 0', async () => {

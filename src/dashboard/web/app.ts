@@ -3,7 +3,7 @@
 // inline scripts or styles, no eval), so everything here is plain DOM + canvas, and every value from the
 // data is set as text (textContent, dataset), never parsed as HTML.
 import type { AssetUpdate, DashboardStatus, TrendResult, WindowResult } from '../contract.js';
-import { AssetCard } from './card.js';
+import { AssetCard, setTrendSpan } from './card.js';
 import { byId, el, setText } from './dom.js';
 import { fmtDateTime, fmtInt, fmtTime } from './format.js';
 import { AssetModel, isAssetUpdate, isStatus, isTrendResult, isWindowResult } from './model.js';
@@ -243,6 +243,7 @@ function renderConnection(): void {
 
 function renderStatus(s: DashboardStatus): void {
   status = s;
+  if (setTrendSpan(typeof s.trendSpanMs === 'number' ? s.trendSpanMs : null)) for (const card of cards.values()) card.renderAll();
   const r = s.counters.rejected ?? {};
   const reasons = Object.entries(r).filter(([, n]) => typeof n === 'number');
   const total = reasons.reduce((sum, [, n]) => sum + n, 0);
@@ -264,7 +265,7 @@ function renderStatus(s: DashboardStatus): void {
   renderConnection();
 }
 
-function setCounter(e: HTMLElement, n: number): void {
+function setCounter(e: HTMLElement, n: number | null): void {
   setText(e, fmtInt(n));
   e.classList.toggle('warn', typeof n === 'number' && n > 0);
 }

@@ -17,7 +17,7 @@ import {
 } from 'lightweight-charts';
 import type { WindowResult } from '../contract.js';
 import { el, setText } from './dom.js';
-import { fmtClock, fmtDateTime, fmtFixed, fmtInt, fmtPct, fmtPrice, fmtRate, fmtUsd, fmtVolume, priceDecimals } from './format.js';
+import { fmtClock, fmtDateTime, fmtFixed, fmtInt, fmtPct, fmtPrice, fmtRate, fmtSpan, fmtUsd, fmtVolume, priceDecimals } from './format.js';
 import { isFiniteNumber, type AssetModel } from './model.js';
 
 /** Rows in the windows table. */
@@ -34,6 +34,15 @@ const DOWN_VOL = 'rgba(239, 83, 80, 0.5)';
 const VWAP = '#f5b942';
 
 const TREND_ARROWS: Record<string, string> = { up: '\u25b2', down: '\u25bc', flat: '\u25a0' };
+
+/** The run's --trend-span, as the status says it: each trend's change is labelled with it ("6m" was written in). */
+let trendSpanText = 'over the trend span';
+export function setTrendSpan(ms: number | null): boolean {
+  const text = ms !== null && ms > 0 ? fmtSpan(ms) : 'over the trend span';
+  const changed = text !== trendSpanText;
+  trendSpanText = text;
+  return changed;
+}
 
 interface Series {
   candles: ISeriesApi<'Candlestick'>;
@@ -185,7 +194,7 @@ export class AssetCard {
     if (this.trendBadge.dataset.trend !== dir) this.trendBadge.dataset.trend = dir;
     if (t) {
       const arrow = TREND_ARROWS[dir] ?? '\u2013';
-      setText(this.trendBadge, `${arrow} ${t.trend ?? 'no trend'} \u00b7 ${fmtPct(t.change6mPct)} 6m`);
+      setText(this.trendBadge, `${arrow} ${t.trend ?? 'no trend'} \u00b7 ${fmtPct(t.change6mPct)} ${trendSpanText}`);
       this.trendBadge.title =
         `window ${fmtDateTime(t.windowStart)}: VWAP ${fmtPrice(t.vwap)}, previous ${fmtPrice(t.prevVwap)}, ` +
         `average over the span ${fmtPrice(t.avgPrice6m)} (${fmtInt(t.windows6m)} windows)`;

@@ -61,6 +61,20 @@ export function fmtPct(v: number | null | undefined): string {
   return `${v > 0 ? '+' : v < 0 ? '\u2212' : '\u00b1'}${s}%`;
 }
 
+/** A span as --trend-span writes it: 6m, 90s, 1h, 1h30m. */
+export function fmtSpan(ms: number): string {
+  const parts: [number, string][] = [[86_400_000, 'd'], [3_600_000, 'h'], [60_000, 'm'], [1_000, 's'], [1, 'ms']];
+  let left = ms;
+  let out = '';
+  for (const [unit, name] of parts) {
+    if (left >= unit) {
+      out += `${Math.floor(left / unit)}${name}`;
+      left %= unit;
+    }
+  }
+  return out || '0s';
+}
+
 function pad(n: number, w = 2): string {
   return String(n).padStart(w, '0');
 }

@@ -125,6 +125,14 @@ export class DeltaReader implements StoreReader {
     return (await this.current()).rejectedCounts();
   }
 
+  async jobSettings(): Promise<string | null> {
+    const tableDir = join(this.dir, DELTA_TABLES.trade_windows.name);
+    if (!(await hasTable(tableDir))) return null;
+    const log = new DeltaTableLog(tableDir, silentLogger);
+    const [job] = await log.jobs();
+    return job === undefined ? null : ((await log.readProgress(job))?.settings ?? null);
+  }
+
   /** As the Delta sink's readProgress reads it, from trade_windows' log as it is now. */
   async progress(job: string): Promise<StoredProgress | null> {
     const tableDir = join(this.dir, DELTA_TABLES.trade_windows.name);

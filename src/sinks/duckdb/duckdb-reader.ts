@@ -75,6 +75,11 @@ export class DuckDBReader implements StoreReader {
     return countsFromRows(await this.rows('SELECT reason, count(*) AS n FROM rejected_trades GROUP BY reason'));
   }
 
+  async jobSettings(): Promise<string | null> {
+    const rows = await this.rows("SELECT settings FROM stream_progress WHERE source = '*' ORDER BY updated_at DESC LIMIT 1").catch(() => []);
+    return rows.length > 0 ? String(rows[0].settings) : null;
+  }
+
   async progress(job: string): Promise<StoredProgress | null> {
     const rows = await this.rows(
       'SELECT source, position, watermark, batch_id, settings, engine_state, finished, epoch_ms(updated_at) AS updated_at FROM stream_progress WHERE job = $job',

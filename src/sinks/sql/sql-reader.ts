@@ -206,6 +206,12 @@ ORDER BY ${this.byKey('w')}`,
     return countsFromRows(await this.query('SELECT reason, count(*) AS n FROM rejected_trades GROUP BY reason', []));
   }
 
+  async jobSettings(): Promise<string | null> {
+    const q = this.params();
+    const rows = await this.query(`SELECT settings FROM stream_progress WHERE ${this.d.id('source')} = ${q.p('*')} ORDER BY updated_at DESC LIMIT 1`, q.values).catch(() => []);
+    return rows.length > 0 ? String(rows[0].settings) : null;
+  }
+
   async progress(job: string): Promise<StoredProgress | null> {
     const d = this.d;
     const q = this.params();
