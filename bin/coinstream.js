@@ -8,12 +8,18 @@ if (!existsSync(entry)) {
   process.stderr.write('coinstream: not built yet: run `npm run build` (npm install does it)\n');
   process.exit(1);
 }
+const args = process.argv.slice(2);
 // First, before V8 compiles anything: see src/core/detach-early.ts.
 const { detachOneBufferEarly } = await import(new URL('../dist/core/detach-early.js', import.meta.url).href);
 detachOneBufferEarly();
+// A Ctrl-C while a long-running command starts is a graceful stop, not a kill (src/cli/signals.ts).
+if (['run', 'process', 'ingest', 'record', 'replay-server', 'dashboard'].includes(args[0])) {
+  const { catchEarlySignals } = await import(new URL('../dist/cli/signals.js', import.meta.url).href);
+  catchEarlySignals();
+  if (process.env.COINSTREAM_TEST_FAULT === 'signal-at-start') process.kill(process.pid, 'SIGINT'); // for test/cli/hardening.test.ts
+}
 // `run` writes to DuckDB unless its sinks say otherwise: its worker starts loading DuckDB now, while the
 // command line is parsed (src/sinks/duckdb/prestart.ts). A wrong guess costs a little CPU, nothing else.
-const args = process.argv.slice(2);
 if (args[0] === 'run' && !args.includes('--help') && !args.includes('-h') && runWritesDuckDB(args)) {
   const { prestartDuckDBWorker } = await import(new URL('../dist/sinks/duckdb/prestart.js', import.meta.url).href);
   prestartDuckDBWorker();

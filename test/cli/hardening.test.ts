@@ -254,6 +254,17 @@ describe('6c. a Delta store where no directory can be made', () => {
   });
 });
 
+describe('6d. Ctrl-C while the command is still starting', () => {
+  it('is a graceful stop (exit 0, the stopping line), not a kill by SIGINT (exit 130, no line)', async () => {
+    // The run sends itself SIGINT right after bin/coinstream.js caught it, long before its own handler.
+    const s = store('signal-at-start');
+    const r = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--speed', 'max', '--sink', `duckdb:${s}`, '--no-dashboard'], { COINSTREAM_TEST_FAULT: 'signal-at-start' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/"msg":"stopping: writing the current windows, then closing the stores \(send again to exit at once\)"/);
+    expect(JSON.parse(r.stderr.trim().split('\n').at(-1)!)).toMatchObject({ reason: 'aborted' });
+  });
+});
+
 describe('6b. rejections with no store', () => {
   it('the console prints them (escaped), and nothing claims they are kept in rejected_trades', async () => {
     const input = file('console-rejects.jsonl', [K[0], 'not json', JSON.stringify({ ...JSON.parse(K[1]), quote: 7 }).replace('"quote":7', '"quote":"usd\\u001b[31m"'), K[2]]);
