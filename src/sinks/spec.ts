@@ -1,7 +1,7 @@
 // SINK SPEC (DESIGN.md): console | duckdb:PATH | mysql://USER[:PASS]@HOST:PORT/DB | postgres://USER[:PASS]@HOST:PORT/DB | delta:PATH
 // The SQL stores' modules import their drivers only when opened, so `--help` loads neither mysql2 nor pg.
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { joinedSpecsHint, refuseJoinedSinks } from '../core/joined-specs.js';
 import { userPath } from '../core/paths.js';
@@ -14,6 +14,7 @@ import { createMysqlStore } from './mysql/mysql.js';
 import { createPostgresStore } from './postgres/postgres.js';
 import { parseSqlTarget } from './sql/target.js';
 import { createDeltaSinks, type DeltaSinkOptions } from './delta/delta-sink.js';
+import { isLoopbackHost } from '../dashboard/loopback.js';
 
 export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
 
@@ -51,13 +52,28 @@ function refuseRepeats(specs: string[]): void {
 /** What a spec writes to, and the spec as it may be shown (a SQL store's password as ***). */
 function storeIdentity(spec: string): { key: string; shown: string } {
   for (const kind of ['duckdb:', 'delta:']) {
-    if (spec.startsWith(kind) && spec.length > kind.length) return { key: `${kind}${resolve(userPath(spec.slice(kind.length)))}`, shown: spec };
+    if (spec.startsWith(kind) && spec.length > kind.length) return { key: `${kind}${realPath(resolve(userPath(spec.slice(kind.length))))}`, shown: spec };
   }
   if (/^(mysql|postgres|postgresql):\/\//.test(spec)) {
+    // One database, whoever logs in to it and however its host is written on this machine (a bug hunt
+    // gave root@127.0.0.1 and root@localhost: the second writer was fenced after the first's batch, exit 1).
     const t = parseSqlTarget(spec);
-    return { key: `${t.scheme}://${t.user}@${t.host}:${t.port}/${t.database}`, shown: t.display };
+    return { key: `${t.scheme}://${isLoopbackHost(t.host) ? 'loopback' : t.host.toLowerCase()}:${t.port}/${t.database}`, shown: t.display };
   }
   return { key: spec, shown: spec }; // console, or a spec parseSinkSpec will refuse
+}
+
+/** The path with its symbolic links resolved (a link to a store is that store); as given when nothing is there yet. */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    try {
+      return join(realpathSync(dirname(path)), basename(path));
+    } catch {
+      return path;
+    }
+  }
 }
 
 /** The sinks a spec names: one, or for `delta:DIR` one per table (each Delta table commits on its own). */

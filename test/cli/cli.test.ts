@@ -1,6 +1,6 @@
 // The command line as users and scripts see it: real processes, real files, exit codes.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, linkSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -167,6 +167,16 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     const sql = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', 'mysql://root@127.0.0.1:1/test', '--sink', 'mysql://root:s3cret@127.0.0.1:1/test', '--no-dashboard']);
     expect(sql.code).toBe(2);
     expect(sql.stderr.trim()).toBe('coinstream: --sink mysql://root:***@127.0.0.1:1/test repeats --sink mysql://root@127.0.0.1:1/test: it would be written twice over; give each sink once');
+    // Another user, localhost for 127.0.0.1, a symbolic link to the same directory: still one store each.
+    const sqlAgain = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', 'postgres://postgres@127.0.0.1:1/test', '--sink', 'postgres://root@localhost:1/test', '--no-dashboard']);
+    expect(sqlAgain.code).toBe(2);
+    expect(sqlAgain.stderr.trim()).toMatch(/^coinstream: --sink postgres:\/\/root@localhost:1\/test repeats --sink postgres:\/\/postgres@127\.0\.0\.1:1\/test/);
+    const delta = join(dir, 'twice-delta');
+    mkdirSync(delta);
+    symlinkSync(delta, join(dir, 'twice-link'));
+    const linked = await coinstream(['run', '--source', `replay:${KRAKEN}`, '--sink', `delta:${delta}`, '--sink', `delta:${join(dir, 'twice-link')}`, '--no-dashboard']);
+    expect(linked.code).toBe(2);
+    expect(linked.stderr.trim()).toMatch(/repeats --sink delta:.*twice-delta: it would be written twice over/);
   });
 
   it('two specs joined by a comma are named as such, and no store is made under the joined name', async () => {
