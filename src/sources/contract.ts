@@ -57,6 +57,8 @@ export interface SourcePosition {
   line: number;
   /** A replay file's firstLineMark when it was read: a file replaced in place is refused on resume. */
   firstLine?: string;
+  /** A .gz replay file's size when it was read: a finished job reads on once it has grown. */
+  gzipBytes?: number;
 }
 
 export interface Source {

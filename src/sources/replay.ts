@@ -82,10 +82,13 @@ export class ReplaySource implements Source {
    * Whether a finished job has more to read here: the plain file is no longer the size it was where
    * the job left it. Grown (a recording still being written), the job goes on with the new lines;
    * shorter, reading from that position says why it cannot (a replay never reads a changed file as if
-   * it were the old one). A .gz is not looked into: that would mean decompressing it up to there.
+   * it were the old one). A .gz (the positions are in its decompressed text) by its compressed size
+   * when it was read: `record` writes .gz by default, and a finished job over a growing recording said
+   * "already finished" for ever. Positions stored before they carried that size are not looked into.
    */
   moreAfter(position: SourcePosition): boolean {
-    return !isGzipFile(this.options.path) && statSync(this.options.path).size !== position.offset;
+    if (!isGzipFile(this.options.path)) return statSync(this.options.path).size !== position.offset;
+    return position.gzipBytes !== undefined && statSync(this.options.path).size !== position.gzipBytes;
   }
 
   /** Parse threads for this file (see ReplayOptions.parseThreads). */
@@ -108,7 +111,13 @@ export class ReplaySource implements Source {
     // Every position carries the file's mark, and a stored one must still be the file's.
     const mark = await firstLineMark(this.options.path).catch(() => undefined); // unreadable: reading says why
     if (from?.firstLine !== undefined && mark !== from.firstLine) throw replacedInPlace(this.name, resumedFrom);
-    const at = (offset: number, line: number): SourcePosition => (mark === undefined ? { offset, line } : { offset, line, firstLine: mark });
+    // A .gz's size as reading starts: if it grew while being read, the next run only reads on to find nothing new.
+    const gzipBytes = isGzipFile(this.options.path) ? statSync(this.options.path).size : undefined;
+    // (One shape per file: made for every event.)
+    const at: (offset: number, line: number) => SourcePosition =
+      gzipBytes !== undefined ? (offset, line) => ({ offset, line, firstLine: mark, gzipBytes })
+      : mark !== undefined ? (offset, line) => ({ offset, line, firstLine: mark })
+      : (offset, line) => ({ offset, line });
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
     // Read from the start, a file saved with a byte order mark starts after it.
     const chunks = readFileChunks(this.options.path, offset, true);

@@ -17,6 +17,7 @@ import { execFile } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows, withDuckDB } from '../../src/sinks/duckdb/open.js';
 import { killAll, spawnCoinstream, tradesWritten } from '../helpers/process.js';
@@ -319,6 +320,22 @@ describe('5. a replay file that changed after the job finished', () => {
     expect(grown.trades).toHaveLength(LINES.length - 54);
     expect(grown.trends.every((t) => t.is_final)).toBe(true);
     // Run once more: nothing new, nothing to do.
+    expect(messages((await once(file, store)).stderr)).toMatch(/job "run" already finished at batch \d+/);
+  }, 60_000);
+
+  it('grown .gz (a recording that `record` is still writing, gzip member by member): read on too', async () => {
+    const file = join(dir, 'growing.jsonl.gz');
+    const store = join(dir, 'growing-gz.duckdb');
+    writeFileSync(file, gzipSync(readFileSync(HALF1)));
+    expect((await once(file, store)).code).toBe(0);
+    // Before, a finished job never looked into a .gz again: "already finished", for ever.
+    appendFileSync(file, gzipSync(readFileSync(HALF2)));
+    const again = await once(file, store);
+    expect(again.code, again.stderr).toBe(0);
+    expect(messages(again.stderr)).toMatch(/resuming job "run" after batch \d+ \([^)]+\): reading replay:\S+growing.jsonl.gz from line 1337/);
+    const grown = await contents(store);
+    expect(grown.rejected).toEqual([{ reason: 'late', n: 54 }]);
+    expect(grown.trades).toHaveLength(LINES.length - 54);
     expect(messages((await once(file, store)).stderr)).toMatch(/job "run" already finished at batch \d+/);
   }, 60_000);
 
