@@ -64,12 +64,7 @@ export function encodeSnapshot(config: EngineConfig, state: EngineState): Engine
  * an unknown version, for settings that differ from the stored ones, and for a damaged snapshot.
  */
 export function decodeSnapshot(config: EngineConfig, snapshot: EngineSnapshot): EngineState {
-  const s = snapshot as unknown as Record<string, unknown>;
-  if (s === null || typeof s !== 'object') damaged('the snapshot', s);
-  if (s.version !== SNAPSHOT_VERSION) {
-    throw new CoinstreamError('CONFIG', `cannot resume: the stored engine state has version ${JSON.stringify(s.version)}, this build reads version ${SNAPSHOT_VERSION} only`);
-  }
-  checkSameSettings(object(s.config, 'config'), config);
+  const s = checkSnapshotSettings(config, snapshot);
   return {
     wm: dec(s.watermark, 'watermark'),
     nextFinalEnd: dec(s.nextFinalEnd, 'nextFinalEnd'),
@@ -78,6 +73,21 @@ export function decodeSnapshot(config: EngineConfig, snapshot: EngineSnapshot): 
     lateCount: count(s.lateCount, 'lateCount'),
     assets: decodeAssets(s.assets, config.windowMs),
   };
+}
+
+/**
+ * The version and the result-changing settings of a stored snapshot, against this run's (CONFIG error
+ * when they differ), without decoding its state: also for every store ahead of the one a job resumes
+ * from, whose settings went unchecked (a store added beside a 2m-window job let a 1m run write into it).
+ */
+export function checkSnapshotSettings(config: EngineConfig, snapshot: EngineSnapshot): Record<string, unknown> {
+  const s = snapshot as unknown as Record<string, unknown>;
+  if (s === null || typeof s !== 'object') damaged('the snapshot', s);
+  if (s.version !== SNAPSHOT_VERSION) {
+    throw new CoinstreamError('CONFIG', `cannot resume: the stored engine state has version ${JSON.stringify(s.version)}, this build reads version ${SNAPSHOT_VERSION} only`);
+  }
+  checkSameSettings(object(s.config, 'config'), config);
+  return s;
 }
 
 function decodeAssets(raw: unknown, windowMs: number): AssetStateValue[] {

@@ -12,6 +12,7 @@ import { capRaw, tradeToJson, type RejectReason, type RejectedTrade } from '../c
 import { TradeColumns, tradeAt } from '../core/trade-columns.js';
 import type { EngineConfig, EngineOutput } from '../engine/contract.js';
 import { WindowEngine } from '../engine/window-engine.js';
+import { checkSnapshotSettings } from '../engine/snapshot.js';
 import type { ArchiveMode } from '../sinks/archive.js';
 import type { BatchProgress, OutputBatch, PriceQuote, Sink, StoredProgress } from '../sinks/contract.js';
 import { CoinstreamError } from '../core/errors.js';
@@ -399,6 +400,18 @@ export class Pipeline {
     }
     const stored = await Promise.all(stores.map(async (sink) => ({ sink, progress: await sink.readProgress!(job) })));
     for (const { sink, progress: p } of stored) this.storedBatch.set(sink, p === null ? -1 : p.batchId);
+    // Every store that holds the job must hold it with this run's settings, not only the one it resumes
+    // from: a store ahead of a new one went unchecked, and a 1m run wrote into a 2m-window job's store.
+    for (const { sink, progress: p } of stored) {
+      if (p === null) continue;
+      try {
+        checkSameArchive(p.settings, this.options.archive ?? 'trades');
+        checkSnapshotSettings(this.options.engine, JSON.parse(p.engineState) as EngineSnapshot);
+      } catch (err) {
+        if (err instanceof CoinstreamError && stores.length > 1) throw new CoinstreamError(err.code, `${sink.name}: ${err.message}`, err.retriable, { cause: err });
+        throw err;
+      }
+    }
     // The job goes on from the store that is furthest behind; a store ahead of it (the process died
     // between two stores' writes of a batch, or a store was added) skips the records it already holds.
     // Behind means by position, not by batch id: a store that was behind and took new batches while
@@ -409,9 +422,6 @@ export class Pipeline {
     const progress = stored[0]?.progress ?? null;
     for (const { sink, progress: p } of stored) {
       if (p === null || p === progress || (comparePositions(p, progress) === 0 && batchOf(p) === batchOf(progress))) continue;
-      if (progress !== null && p.settings !== progress.settings) {
-        throw new CoinstreamError('CONFIG', `${sink.name} and ${stored[0].sink.name} hold job "${job}" with different settings; run with one of them, or start over with --fresh`);
-      }
       this.ahead.push({ sink, holds: p.positions, caughtUp: false, held: { trades: 0, rejected: 0, caughtUp: false } });
       logger.info({ job, store: sink.name, batchId: p.batchId, from: batchOf(progress) }, `${sink.name} is ahead (batch ${p.batchId}): it skips the records it already holds while the job catches up from ${progress === null ? 'the start' : `batch ${progress.batchId}`}`);
     }
@@ -420,7 +430,6 @@ export class Pipeline {
     // always means this very batch, also when the store behind holds nothing and the job starts over.
     this.batchesCut = Math.max(-1, ...stored.map((s) => batchOf(s.progress))) + 1;
     if (progress === null) return 'new';
-    checkSameArchive(progress.settings, this.options.archive ?? 'trades');
     this.engine = WindowEngine.restore(this.options.engine, JSON.parse(progress.engineState) as EngineSnapshot);
     // A finished job stored the engine as it was before the end of input made every window final;
     // what was written final stays so if the job reads on.

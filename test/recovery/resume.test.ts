@@ -270,6 +270,18 @@ describe('4. refusals and --fresh on a finished job', () => {
     expect(await contents(store)).toEqual(before);
   });
 
+  it('a new store beside it does not let other settings through: exit 2 naming the store, the store untouched', async () => {
+    const before = await contents(store);
+    const added = join(dir, 'refusals-added.duckdb');
+    const r = await run([...args('--window', '5m', '--trend-span', '10m'), '--sink', `duckdb:${added}`], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(r.code, r.stderr).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    // Before: exit 0, and 5-minute windows went into the store beside the 1-minute ones.
+    expect(lines[0]).toMatch(/^coinstream: duckdb:\S+refusals\.duckdb: cannot resume: the stored job used .*--window 1m.*, this run asks for .*--window 5m/);
+    expect(await contents(store)).toEqual(before);
+  });
+
   it('--trigger 500ms is accepted: the job is finished, nothing changes', async () => {
     const before = await contents(store);
     const r = await run(args('--trigger', '500ms'));
