@@ -20,7 +20,7 @@ import type { EngineSnapshot } from '../engine/contract.js';
 import { TradeBatchBuilder, dropFirstTrades } from '../sinks/trade-batch.js';
 import { interruptIfAsked } from '../sinks/fault.js';
 import type { Source, SourceEvent, SourcePosition } from '../sources/contract.js';
-import { mergeByEventTime, mergeEvents } from '../sources/merge.js';
+import { mergeByEventTime, mergeEvents, sliceTrades } from '../sources/merge.js';
 import { paceByEventTime } from '../sources/pace.js';
 import { logSourceStatus } from '../sources/log-status.js';
 
@@ -120,6 +120,11 @@ export class Pipeline {
   private tracksProgress = false;
   /** Stores ahead of the one the job resumed from (a crash between two stores' writes of a batch). */
   private ahead: AheadStore[] = [];
+  /**
+   * Where a store ahead finished the job, when the store the job resumes from did not: this run reads
+   * up to there and finishes there, as that store's run did (see resume). Null otherwise.
+   */
+  private finishAt: { store: string; positions: Record<string, SourcePosition>; cut: boolean } | null = null;
   /** The batch id each store holds for the job (-1: none), for fenced writes. */
   private readonly storedBatch = new Map<Sink, number>();
   private readonly stop = new AbortController();
@@ -215,6 +220,9 @@ export class Pipeline {
       // instead, the current state of every open window is written, still marked not final.
       await this.trigger(true, !this.stop.signal.aborted);
       if (this.failure) throw this.failure;
+      if (this.finishAt?.cut && !this.stop.signal.aborted) {
+        logger.info({ store: this.finishAt.store }, `the stores are where ${this.finishAt.store} had finished the job, and finished there too; what the files hold beyond that point is read by the same command again`);
+      }
       return this.summary(this.stopReason ?? 'end-of-input');
     } catch (err) {
       for (const o of this.options.observers ?? []) o.stopped?.('failed');
@@ -340,7 +348,8 @@ export class Pipeline {
     const streams = sources.filter((s) => !s.bounded).map(read);
     const files = sources.filter((s) => s.bounded);
     if (files.length > 0) streams.unshift(paceByEventTime(mergeByEventTime(files.map(read)), { speed: this.options.speed ?? Infinity, clock, signal }));
-    return mergeEvents(streams);
+    const merged = mergeEvents(streams);
+    return this.finishAt === null ? merged : upTo(merged, this.finishAt);
   }
 
   /**
@@ -424,6 +433,21 @@ export class Pipeline {
       if (p === null || p === progress || (comparePositions(p, progress) === 0 && batchOf(p) === batchOf(progress))) continue;
       this.ahead.push({ sink, holds: p.positions, caughtUp: false, held: { trades: 0, rejected: 0, caughtUp: false } });
       logger.info({ job, store: sink.name, batchId: p.batchId, from: batchOf(progress) }, `${sink.name} is ahead (batch ${p.batchId}): it skips the records it already holds while the job catches up from ${progress === null ? 'the start' : `batch ${progress.batchId}`}`);
+      // The nearest point where a store ahead finished the job: its end of input made every window
+      // final there, and the stores behind must finish there too (reading on without it, the file grown
+      // since, changed rows that store holds final; bug hunt).
+      if (p.finished && sources.every((s) => s.bounded) && (this.finishAt === null || comparePositions(p, this.finishAt) < 0)) {
+        this.finishAt = { store: sink.name, positions: p.positions, cut: false };
+      }
+    }
+    // A store ahead holds a prefix of the merged stream of the files it read. A file new to it would
+    // interleave records it does not hold with ones it does: it cannot be told apart by counting. Unless
+    // the run stops where that store finished (then the new file waits for the next run), refused.
+    for (const store of this.finishAt === null ? this.ahead : []) {
+      const added = sources.find((s) => s.bounded && store.holds[s.name] === undefined);
+      if (added) {
+        throw new CoinstreamError('CONFIG', `${added.name} is new to job "${job}", but ${store.sink.name} is ahead of ${stored[0].sink.name} (a crash between their writes, or a store added): run once without ${added.name}, so that the stores agree, then add it`);
+      }
     }
     // Batch ids are never reused (like Spark's): the next one follows the newest any store holds, so a
     // store's "already holds batch N" (a Delta txn, the SQL stores' check after a lost connection)
@@ -727,12 +751,41 @@ function withoutHeld(batch: OutputBatch, held: HeldRecords): OutputBatch {
 }
 
 /**
+ * The events up to `finish.positions`: a trades event cut where its source's position passes it, and
+ * nothing of a source past it (or without one: a file the finishing store did not read). Sets
+ * `finish.cut` when something was left for the next run.
+ */
+async function* upTo(events: AsyncIterable<SourceEvent>, finish: { positions: Record<string, SourcePosition>; cut: boolean }): AsyncGenerator<SourceEvent> {
+  const within = (source: string, position: SourcePosition | undefined) => {
+    const bound = finish.positions[source];
+    return bound !== undefined && position !== undefined && position.offset <= bound.offset;
+  };
+  for await (const event of events) {
+    if (event.kind === 'trades') {
+      if (event.end !== undefined && within(event.source, event.end)) {
+        yield event;
+        continue;
+      }
+      let n = 0;
+      while (n < event.trades.length && within(event.source, event.origins?.position?.(n))) n++;
+      finish.cut = true;
+      if (n > 0) yield sliceTrades(event, 0, n);
+    } else if (event.kind === 'rejected') {
+      if (within(event.source ?? event.rejected.source, event.end)) yield event;
+      else finish.cut = true;
+    } else {
+      yield event;
+    }
+  }
+}
+
+/**
  * Orders two stored progresses by how far they read: negative when `a` is behind `b`, positive when
  * ahead, 0 when they read as far (or cannot tell: live feeds keep no positions). No progress is
  * behind any. Both hold a prefix of the same merged stream, so one's positions are all at or before
  * the other's.
  */
-function comparePositions(a: StoredProgress | null, b: StoredProgress | null): number {
+function comparePositions(a: Pick<StoredProgress, 'positions'> | null, b: Pick<StoredProgress, 'positions'> | null): number {
   if (a === null || b === null) return (a === null ? -1 : 0) - (b === null ? -1 : 0);
   let order = 0;
   for (const source of new Set([...Object.keys(a.positions), ...Object.keys(b.positions)])) {

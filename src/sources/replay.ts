@@ -108,11 +108,18 @@ export class ReplaySource implements Source {
     let offset = from?.offset ?? 0;
     let linesBefore = from?.line ?? 0;
     const resumedFrom = { offset, line: linesBefore };
-    // Every position carries the file's mark, and a stored one must still be the file's.
-    const mark = await firstLineMark(this.options.path).catch(() => undefined); // unreadable: reading says why
+    // Every position carries the file's mark, and a stored one must still be the file's. A .gz's also its
+    // size as reading starts (if it grew while being read, the next run only reads on to find nothing new).
+    let mark: string | undefined;
+    let gzipBytes: number | undefined;
+    try {
+      mark = await firstLineMark(this.options.path);
+      gzipBytes = isGzipFile(this.options.path) ? statSync(this.options.path).size : undefined;
+    } catch (err) {
+      // Unreadable (EACCES, EIO): said as such, not taken for a replaced file (exit 2, "--fresh").
+      throw unreadable(this.options.path, err);
+    }
     if (from?.firstLine !== undefined && mark !== from.firstLine) throw replacedInPlace(this.name, resumedFrom);
-    // A .gz's size as reading starts: if it grew while being read, the next run only reads on to find nothing new.
-    const gzipBytes = isGzipFile(this.options.path) ? statSync(this.options.path).size : undefined;
     // (One shape per file: made for every event.)
     const at: (offset: number, line: number) => SourcePosition =
       gzipBytes !== undefined ? (offset, line) => ({ offset, line, firstLine: mark, gzipBytes })
@@ -139,8 +146,7 @@ export class ReplaySource implements Source {
           yield { kind: 'damaged', source: this.name, detail: `${err.message} (after line ${linesBefore})${tail.unfinished ? `; the ${tail.unfinished.bytes}-byte line it cut short is left unread` : ''}`, at: this.clock.now() };
           return;
         }
-        const e = err as NodeJS.ErrnoException;
-        throw new CoinstreamError('SOURCE_UNREADABLE', `cannot read ${this.options.path}: ${e.code ? `${e.code} ` : ''}${e.message}`, false, { cause: err });
+        throw unreadable(this.options.path, err);
       }
       if (next.done || signal.aborted) {
         await items.return(undefined);
@@ -250,6 +256,11 @@ function unfinishedDetail(line: number, held: UnfinishedLine): string {
 function resumeMismatch(source: string, from: SourcePosition, err: ResumePointError): CoinstreamError {
   const what = err.fileBytes === null ? 'that byte is in the middle of a line of the file as it is now: it was replaced or edited' : `the file now holds ${err.fileBytes.toLocaleString('en-US')} bytes: it was truncated or replaced`;
   return notTheFileItWas(source, from, what);
+}
+
+function unreadable(path: string, err: unknown): CoinstreamError {
+  const e = err as NodeJS.ErrnoException;
+  return new CoinstreamError('SOURCE_UNREADABLE', `cannot read ${path}: ${e.code ? `${e.code} ` : ''}${e.message}`, false, { cause: err });
 }
 
 /** The file's first line is not the one it had when the job stored its position (exit 2). */

@@ -4,6 +4,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { createLogger, silentLogger } from '../../src/core/logger.js';
 import type { Trade } from '../../src/core/trade.js';
 import { DEFAULT_ENGINE_CONFIG } from '../../src/engine/contract.js';
+import { WindowEngine } from '../../src/engine/window-engine.js';
 import { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { OutputBatch, Sink, StoredProgress } from '../../src/sinks/contract.js';
 import type { Source, SourceEvent } from '../../src/sources/contract.js';
@@ -109,7 +110,9 @@ describe('Pipeline', () => {
 
   it('never reuses a batch id: after a crash where one store holds batch 4 and another nothing, the job starts over with batch 5', async () => {
     // A store that holds batch 4 of job "run" (positions of another source: it skips nothing of "fed").
-    const progress = { job: 'run', batchId: 4, positions: {}, settings: '{}', engineState: '{}', watermark: 0, finished: false, updatedAt: 0 };
+    // Its engine state is a real one of this run's settings: every store's settings are checked.
+    const engineState = JSON.stringify(new WindowEngine(DEFAULT_ENGINE_CONFIG).snapshot());
+    const progress = { job: 'run', batchId: 4, positions: {}, settings: '{}', engineState, watermark: 0, finished: false, updatedAt: 0 };
     const ahead = new MemorySink();
     const behind = new MemorySink();
     Object.assign(ahead, { name: 'ahead', readProgress: async () => progress });

@@ -351,6 +351,55 @@ describe('5. a replay file that changed after the job finished', () => {
     expect(messages((await once(file, store)).stderr)).toMatch(/job "run" already finished at batch \d+/);
   }, 60_000);
 
+  it('two stores, killed once one of them had finished the job, the file grown meanwhile: the stores finish where it did, then read on as one finished job', async () => {
+    const file = join(dir, 'finish-crash.jsonl');
+    const a = join(dir, 'finish-crash-a.duckdb');
+    const b = join(dir, 'finish-crash-b.duckdb');
+    const reference = join(dir, 'finish-crash-ref.duckdb');
+    const both = ['run', '--source', `replay:${file}`, '--speed', 'max', '--sink', `duckdb:${a}`, '--sink', `duckdb:${b}`, '--no-dashboard'];
+    // The reference: finished, then the file grows, then the same command (the grown case above).
+    const refFile = join(dir, 'finish-crash-ref.jsonl');
+    writeFileSync(refFile, readFileSync(HALF1));
+    expect((await once(refFile, reference)).code).toBe(0);
+    appendFileSync(refFile, readFileSync(HALF2));
+    expect((await once(refFile, reference)).code).toBe(0);
+
+    // The finishing batch (the only one) reaches a, then the process dies: b holds nothing.
+    writeFileSync(file, readFileSync(HALF1));
+    expect((await run(both, { COINSTREAM_TEST_FAULT: 'kill-after-commit:0' })).code).not.toBe(0);
+    appendFileSync(file, readFileSync(HALF2));
+    const caughtUp = await run(both);
+    expect(caughtUp.code, caughtUp.stderr).toBe(0);
+    // b caught up to where a had finished, and both finished there: the new lines wait for the next run.
+    expect(messages(caughtUp.stderr)).toMatch(/the stores are where duckdb:\S+finish-crash-a\.duckdb had finished the job, and finished there too/);
+    // Before: the job ran on for b through the new lines without finishing at a's end, and rows a held
+    // final took the later trades (17 -> 632 in the hunt).
+    const onward = await run(both);
+    expect(onward.code, onward.stderr).toBe(0);
+    expect(messages(onward.stderr)).toMatch(/reading replay:\S+finish-crash.jsonl from line 1337/);
+    const expected = await contents(reference);
+    expect(await contents(a)).toEqual(expected);
+    expect(await contents(b)).toEqual(expected);
+  }, 90_000);
+
+  it('a file added while one store is ahead of another after a crash: refused (exit 2), saying to add it once they agree', async () => {
+    const a = join(dir, 'added-file-a.duckdb');
+    const b = join(dir, 'added-file-b.duckdb');
+    const sinks = ['--sink', `duckdb:${a}`, '--sink', `duckdb:${b}`, '--no-dashboard'];
+    const killed = await run(['run', '--source', `replay:${HALF1}`, '--speed', '200', '--trigger', '100ms', ...sinks], { COINSTREAM_TEST_FAULT: 'kill-after-commit:3' });
+    expect(killed.code).not.toBe(0);
+    const before = await contents(a);
+    const r = await run(['run', '--source', `replay:${HALF1}`, '--source', `replay:${HALF2}`, '--speed', 'max', ...sinks], { COINSTREAM_LOG_LEVEL: 'warn' });
+    expect(r.code, r.stderr).toBe(2);
+    // Before: exit 0, and the store ahead got 1,011 trades twice (the hunt), half2's records interleaving with ones it held.
+    expect(r.stderr.trim()).toMatch(/^coinstream: replay:\S+half2\.jsonl is new to job "run", but duckdb:\S+added-file-a\.duckdb is ahead of duckdb:\S+added-file-b\.duckdb .*: run once without replay:\S+half2\.jsonl, so that the stores agree, then add it$/);
+    expect(await contents(a)).toEqual(before);
+    // As it says: once without it, then with it.
+    expect((await run(['run', '--source', `replay:${HALF1}`, '--speed', 'max', ...sinks])).code).toBe(0);
+    expect((await run(['run', '--source', `replay:${HALF1}`, '--source', `replay:${HALF2}`, '--speed', 'max', ...sinks])).code).toBe(0);
+    expect(await contents(a)).toEqual(await contents(b));
+  }, 90_000);
+
   it('a last line still being written is left unread, and read whole by the next run: nothing rejected, nothing refused', async () => {
     const file = join(dir, 'half-written.jsonl');
     const store = join(dir, 'half-written.duckdb');
