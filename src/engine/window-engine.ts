@@ -181,11 +181,25 @@ export class WindowEngine {
    * rows took the new trades and changed.
    */
   sealFinished(): void {
-    const through = sealedThrough(this.config, this.wm);
+    const through = this.sealPoint();
     if (through <= this.wm) return; // also: no trade yet, nothing was written final
     this.wm = through;
     this.finalizeUpTo(through);
     this.pendingFinal.length = 0;
+  }
+
+  /**
+   * Where finishing this (restored, pre-finish) engine made windows final: the end of the last window
+   * holding its latest trade (sealedThrough). From the trades it holds, not from the watermark: after
+   * one seal the watermark is that seal's boundary, and each further continuation of a finished job
+   * pushed it another window plus the watermark delay on, until new trades in new windows were late.
+   */
+  sealPoint(): number {
+    let latest = -Infinity;
+    for (const state of this.assets.values()) {
+      for (const pane of state.panes.values()) if (pane.trades > 0 && pane.closeTime > latest) latest = pane.closeTime;
+    }
+    return sealedThrough(this.config, latest);
   }
 
   /** Everything that changed since the previous call: finals first, then open windows. */
@@ -521,14 +535,13 @@ function sameTrend(a: TrendResult | null, b: TrendResult): boolean {
 }
 
 /**
- * Where a finished job's end of input made windows final, given the watermark stored with it (the one
- * before finishing): the end of the last window holding a trade. Every window ending there or before
- * was written final; a job reading on writes only later ones (WindowEngine.sealFinished, and the Delta
- * sink, which appends final rows once each). -Infinity before any trade.
+ * Where a finished job's end of input made windows final, given the event time of its latest trade:
+ * the end of the last window holding it. Every window ending there or before was written final; a job
+ * reading on writes only later ones (WindowEngine.sealFinished, and the Delta sink, which appends
+ * final rows once each). -Infinity before any trade.
  */
-export function sealedThrough(config: Pick<EngineConfig, 'windowMs' | 'slideMs' | 'offsetMs' | 'watermarkMs'>, watermark: number): number {
-  if (watermark === -Infinity) return -Infinity;
-  const latestTrade = watermark + config.watermarkMs;
+export function sealedThrough(config: Pick<EngineConfig, 'windowMs' | 'slideMs' | 'offsetMs'>, latestTrade: number): number {
+  if (!Number.isFinite(latestTrade)) return -Infinity;
   const lastStart = Math.floor((latestTrade - config.offsetMs) / config.slideMs) * config.slideMs + config.offsetMs;
   return lastStart + config.windowMs;
 }

@@ -8,7 +8,7 @@ import { CoinstreamError } from '../../src/core/errors.js';
 import { seededRandom } from '../../src/core/random.js';
 import type { Trade } from '../../src/core/trade.js';
 import type { EngineConfig, EngineSnapshot } from '../../src/engine/contract.js';
-import { WindowEngine } from '../../src/engine/window-engine.js';
+import { sealedThrough, WindowEngine } from '../../src/engine/window-engine.js';
 import { MIN, SEC, config, trade } from './helpers.js';
 
 const T0 = 1_600_000_000_000;
@@ -202,6 +202,30 @@ describe('snapshot at the ends of the watermark', () => {
     const next = after.trends.filter((t) => t.windowStart >= lastFinal.windowEnd).sort((x, y) => x.windowStart - y.windowStart)[0];
     expect(next.prevVwap).toBe(lastFinal.vwap);
     expect(b.stats().late).toBe(a.stats().late + 1);
+  });
+
+  it.each([
+    ['tumbling', config()],
+    ['sliding (1m every 30s)', c],
+  ])('a finished job continued again and again (%s): each seal ends at the window of the latest trade, no further', (_name, cfg) => {
+    const a = new WindowEngine(cfg);
+    for (const t of input) a.ingest(t);
+    a.collect(1);
+    const end = sealedThrough(cfg, Math.max(...input.map((t) => t.timestamp)));
+    let state = viaJson(a.snapshot());
+    // Three continuations that read nothing new (a file whose last line stays unfinished, say): before,
+    // each pushed the watermark another window plus the delay on (00:01, then 00:07, ... 00:20).
+    for (let round = 0; round < 3; round++) {
+      const e = WindowEngine.restore(cfg, state);
+      e.sealFinished();
+      e.collect(2 + round);
+      expect(e.watermark, `continuation ${round + 1}`).toBe(end);
+      state = viaJson(e.snapshot());
+    }
+    // A trade just after the sealed windows is taken (before, it was late).
+    const e = WindowEngine.restore(cfg, state);
+    e.sealFinished();
+    expect(e.ingest(trade(end + 1000, 100))).toBe(true);
   });
 
   it('carries NaN, -0 and infinities in results through JSON', () => {

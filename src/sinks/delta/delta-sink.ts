@@ -16,8 +16,8 @@ import { userPath } from '../../core/paths.js';
 import type { Logger } from '../../core/logger.js';
 import { fencedError, type OutputBatch, type Sink, type StoredProgress } from '../contract.js';
 import { crashIfAsked } from '../fault.js';
-import { sealedThrough } from '../../engine/window-engine.js';
-import type { EngineConfig } from '../../engine/contract.js';
+import { WindowEngine } from '../../engine/window-engine.js';
+import type { EngineConfig, EngineSnapshot } from '../../engine/contract.js';
 import { ENGINE_INFO, progressRecord } from './commit-info.js';
 import { decodeRelativePath, encodeDeltaPath } from './files.js';
 import type { ParquetWriter } from './parquet.js';
@@ -237,13 +237,12 @@ export class DeltaTableSink implements Sink {
   }
 }
 
-/** Where a finished job's windows were all written final: sealedThrough of its stored engine's watermark. */
+/** Where a finished job's windows were all written final: the seal point of its stored engine. */
 function finishedThrough(progress: StoredProgress): number {
   const before = engineWatermark(progress);
   try {
-    const { config, watermark } = JSON.parse(progress.engineState) as { config: EngineConfig; watermark?: unknown };
-    const through = sealedThrough(config, typeof watermark === 'number' ? watermark : -Infinity);
-    return Number.isNaN(through) ? before : Math.max(before, through);
+    const snapshot = JSON.parse(progress.engineState) as EngineSnapshot;
+    return Math.max(before, WindowEngine.restore(snapshot.config as EngineConfig, snapshot).sealPoint());
   } catch {
     return before; // not the layout this version writes: what the engine had made final, as before
   }
