@@ -125,12 +125,22 @@ export class ResumePointError extends Error {
 }
 
 /**
- * Whether reading may start at byte `offset` given the bytes around it: the one before ends a line,
- * or (a last line written without a newline, then more lines appended) the one at it does.
+ * Where reading may start, given the byte before `offset` and the ones at it: 0 bytes on when the one
+ * before ends a line; after a last line read without its line end (a file saved without one, or a
+ * writer that had not written it yet), past the line end written since, "\n" (1) or "\r\n" (2): it
+ * ends that line, and read as a line of its own it shifted every later line number by one (or,
+ * "\r\n", was refused as the middle of a line). 'wait': only the "\r" of it is there yet. null: the
+ * offset is inside a line.
  */
-function startsLine(before: number, at: number | undefined): boolean {
-  return before === NEWLINE[0] || at === NEWLINE[0];
+function lineStartAfter(before: number, at: number | undefined, next: number | undefined): number | 'wait' | null {
+  if (before === NEWLINE[0]) return 0;
+  if (at === NEWLINE[0]) return 1;
+  if (at === CR && next === NEWLINE[0]) return 2;
+  if (at === CR && next === undefined) return 'wait';
+  return null;
 }
+
+const CR = 13;
 
 /**
  * A file's bytes, chunk by chunk, gunzipped when it is gzip (by content, not by name). A gzip file that
@@ -142,10 +152,10 @@ function startsLine(before: number, at: number | undefined): boolean {
  * its own that stays as it is: for a caller that keeps views of it (the replay keeps each line's bytes
  * for as long as its trades may still need their text), where copying the views would cost more.
  */
-export async function* readFileChunks(path: string, startOffset = 0, fresh = false): AsyncGenerator<Buffer> {
+export async function* readFileChunks(path: string, startOffset = 0, fresh = false, skippedLineEnd?: (bytes: number) => void): AsyncGenerator<Buffer> {
   if (isGzipFile(path)) {
     // zlib hands out a new buffer per chunk: fresh either way.
-    yield* skipBytes(gunzipChunks(path), startOffset, path);
+    yield* skipBytes(gunzipChunks(path), startOffset, path, skippedLineEnd);
     return;
   }
   const file = await open(path, 'r');
@@ -157,9 +167,13 @@ export async function* readFileChunks(path: string, startOffset = 0, fresh = fal
       const { size } = await file.stat();
       if (startOffset > size) throw new ResumePointError(path, startOffset, size);
       if (startOffset < size) {
-        const around = Buffer.alloc(2);
-        await file.read(around, 0, 2, startOffset - 1);
-        if (!startsLine(around[0], around[1])) throw new ResumePointError(path, startOffset, null);
+        const around = Buffer.alloc(3);
+        const { bytesRead } = await file.read(around, 0, 3, startOffset - 1);
+        const skip = lineStartAfter(around[0], around[1], bytesRead > 2 ? around[2] : undefined);
+        if (skip === null) throw new ResumePointError(path, startOffset, null);
+        if (skip === 'wait') return;
+        if (skip > 0) skippedLineEnd?.(skip);
+        startOffset += skip;
       }
     }
     const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)];
@@ -184,23 +198,39 @@ export async function* readFileChunks(path: string, startOffset = 0, fresh = fal
  * A compressed stream cannot be seeked: its first `count` decompressed bytes are read and dropped. As
  * for a plain file, they must end where a line ends, and the stream must hold that many (ResumePointError).
  */
-async function* skipBytes(chunks: AsyncIterable<Buffer>, count: number, path: string): AsyncGenerator<Buffer> {
+async function* skipBytes(chunks: AsyncIterable<Buffer>, count: number, path: string, skippedLineEnd?: (bytes: number) => void): AsyncGenerator<Buffer> {
   let left = count;
   let lastSkipped = NEWLINE[0];
   let checked = count === 0;
-  for await (const chunk of chunks) {
+  /** A chunk ending right after the skipped bytes' "\r": its "\n" may start the next one. */
+  let carry: Buffer | null = null;
+  for await (const raw of chunks) {
+    const chunk: Buffer = carry ? Buffer.concat([carry, raw]) : raw;
+    carry = null;
     if (left >= chunk.length) {
       left -= chunk.length;
       if (chunk.length > 0) lastSkipped = chunk[chunk.length - 1];
       continue;
     }
     if (!checked) {
-      if (!startsLine(left > 0 ? chunk[left - 1] : lastSkipped, chunk[left])) throw new ResumePointError(path, count, null);
+      const skip = lineStartAfter(left > 0 ? chunk[left - 1] : lastSkipped, chunk[left], chunk[left + 1]);
+      if (skip === null) throw new ResumePointError(path, count, null);
+      if (skip === 'wait') {
+        carry = chunk;
+        continue;
+      }
       checked = true;
+      if (skip > 0) skippedLineEnd?.(skip);
+      left += skip;
+      if (left >= chunk.length) {
+        left = 0;
+        continue;
+      }
     }
     yield left > 0 ? chunk.subarray(left) : chunk;
     left = 0;
   }
+  if (carry) return; // the stream ends inside the line end: nothing to read yet
   if (left > 0) throw new ResumePointError(path, count, count - left);
 }
 

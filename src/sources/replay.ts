@@ -127,7 +127,8 @@ export class ReplaySource implements Source {
       : (offset, line) => ({ offset, line });
     // Fresh memory per read: the pieces, and the lines of the trades in them, are kept as views of it.
     // Read from the start, a file saved with a byte order mark starts after it.
-    const chunks = readFileChunks(this.options.path, offset, true);
+    // Resumed right after a last line read without its line end, the one written since is that line's.
+    const chunks = readFileChunks(this.options.path, offset, true, (bytes) => (offset += bytes));
     // A last line still being written is held back (holdUnfinishedLast): set once the file's end is read.
     const tail: { unfinished: UnfinishedLine | null } = { unfinished: null };
     const pieces = holdUnfinishedLast(
@@ -231,6 +232,12 @@ async function* holdUnfinishedLast(pieces: AsyncIterable<BytePiece>, held: (line
     // Only the piece made of the file's last line can lack a final newline.
     if (piece.kind === 'bytes' && piece.data.length > 0 && piece.data[piece.data.length - 1] !== 0x0a && !isBlankOrWholeJson(piece.data)) {
       held({ bytes: piece.data.length });
+      continue;
+    }
+    // One longer than --max-line too: rejected as it stood, its bytes counted as read, the next run
+    // started inside it once it was finished and was refused.
+    if (piece.kind === 'long-line' && piece.consumed === piece.bytes) {
+      held({ bytes: piece.bytes });
       continue;
     }
     yield piece;

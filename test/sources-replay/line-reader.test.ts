@@ -87,11 +87,25 @@ describe('readFileChunks', () => {
       await expect(collect(readFileChunks(file, after(30_000) + 3))).rejects.toMatchObject({ fileBytes: null, offset: after(30_000) + 3 });
       await expect(collect(readFileChunks(file, body.length + 10))).rejects.toMatchObject({ fileBytes: body.length, offset: body.length + 10 });
     }
-    // A last line written without its newline, then more lines appended starting with one: the
-    // stored offset (the end of that line) is still a place to go on from.
-    const grown = join(dir, 'grown.jsonl');
-    writeFileSync(grown, '{"n":1}\n{"n":2}' + '\n{"n":3}\n');
-    expect(await collect(readFileChunks(grown, Buffer.byteLength('{"n":1}\n{"n":2}')))).toEqual(['', '{"n":3}']);
+    // A last line read without its line end, then the line end and more lines written: the stored
+    // offset (the end of that line) is still a place to go on from, past the line end, which ends that
+    // line. Read as an empty line of its own it shifted every later line number by one, and a "\r\n"
+    // was refused as the middle of a line.
+    const upTo = Buffer.byteLength('{"n":1}\n{"n":2}');
+    for (const [name, rest, skipped, read] of [
+      ['grown-lf', '\n{"n":3}\n', 1, ['{"n":3}']],
+      ['grown-crlf', '\r\n{"n":3}\r\n', 2, ['{"n":3}']],
+      ['grown-cr-only', '\r', 0, []], // only the "\r" so far: nothing to read yet
+    ] as const) {
+      for (const gz of [false, true]) {
+        const file = join(dir, `${name}.jsonl${gz ? '.gz' : ''}`);
+        const text = '{"n":1}\n{"n":2}' + rest;
+        writeFileSync(file, gz ? gzipSync(text) : text);
+        let told = 0;
+        expect(await collect(readFileChunks(file, upTo, false, (bytes) => (told += bytes))), file).toEqual(read);
+        expect(told, file).toBe(skipped);
+      }
+    }
   });
 });
 

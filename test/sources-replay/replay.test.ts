@@ -178,6 +178,42 @@ describe('ReplaySource', () => {
     expect((await drain(new ReplaySource({ path: blank }))).map((e) => e.kind)).toEqual(['trades']);
   });
 
+  it('goes on after a whole last line read without its line end: the line end written since is that line\'s (LF or CRLF), line numbers as in one read', async () => {
+    const lines = [t(1000, 100), t(2000, 101)];
+    for (const eol of ['\n', '\r\n']) {
+      const path = join(dir, `eol-${eol.length}.jsonl`);
+      writeFileSync(path, lines.join(eol)); // the last line whole, its line end not written yet
+      const first = await drain(new ReplaySource({ path }));
+      const end = (first.at(-1) as Extract<SourceEvent, { kind: 'trades' }>).end!;
+      expect(end).toMatchObject({ line: 2 });
+      writeFileSync(path, lines.join(eol) + eol + 'not json' + eol + t(3000, 102) + eol);
+      const rest: string[] = [];
+      for await (const e of new ReplaySource({ path }).events(new AbortController().signal, end)) {
+        if (e.kind === 'trades') rest.push(...[...e.trades].map((x) => String(x.price)));
+        if (e.kind === 'rejected') rest.push(e.rejected.detail.split(':')[0]);
+      }
+      // Before: "line 4" (the line end read as an empty line 3), and with CRLF a refusal (exit 2).
+      expect(rest, JSON.stringify(eol)).toEqual(['line 3', '102']);
+    }
+  });
+
+  it('holds back an unfinished last line longer than --max-line too, and rejects it once it is finished', async () => {
+    const path = join(dir, 'long-unfinished.jsonl');
+    const long = `{"note":"${'x'.repeat(3000)}"}`;
+    writeFileSync(path, t(1000, 100) + '\n' + long.slice(0, 2000));
+    const first = await drain(new ReplaySource({ path, maxLineBytes: 1024 }));
+    expect(first.map((e) => e.kind)).toEqual(['trades', 'damaged']);
+    const end = (first[0] as Extract<SourceEvent, { kind: 'trades' }>).end!;
+    writeFileSync(path, t(1000, 100) + '\n' + long + '\n' + t(2000, 101) + '\n');
+    const rest: string[] = [];
+    for await (const e of new ReplaySource({ path, maxLineBytes: 1024 }).events(new AbortController().signal, end)) {
+      if (e.kind === 'trades') rest.push(...[...e.trades].map((x) => String(x.price)));
+      if (e.kind === 'rejected') rest.push(e.rejected.detail.replace(/;.*/, ''));
+    }
+    // Before: 2000 of its bytes were rejected as the whole line, and the next run was refused.
+    expect(rest).toEqual([`line 2: longer than the limit of 1024 bytes (${long.length} bytes`, '101']);
+  });
+
   it('refuses to resume in a file whose first line changed, even where the stored offset starts a line in it (copytruncate, then new lines)', async () => {
     const lines = [t(1000, 100), t(2000, 101), t(3000, 102), t(4000, 103)];
     for (const name of ['rotated.jsonl', 'rotated.jsonl.gz']) {
