@@ -18,6 +18,7 @@ import { createDeltaSinks } from '../../src/sinks/delta/delta-sink.js';
 import { encodeDeltaPath } from '../../src/sinks/delta/files.js';
 import { findDeltaTables, optimizeTable, vacuumTable, type DeltaTableRef } from '../../src/sinks/delta/optimize.js';
 import { ParquetWriter } from '../../src/sinks/delta/parquet.js';
+import { DELTA_TABLES, rowsOf } from '../../src/sinks/delta/tables.js';
 import { dataFilePath, readCommit, readDeltaLog, readDeltaTable } from '../../src/sinks/delta/reader.js';
 import { DeltaTableLog } from '../../src/sinks/delta/table-log.js';
 import { killAll, spawnCoinstream } from '../helpers/process.js';
@@ -251,6 +252,25 @@ describe('optimize', () => {
     const added = await rowSet(table.dir);
     expect(added).toHaveLength(WINDOW_BATCHES + 2);
     for (const row of expected) expect(added).toContain(row);
+  });
+});
+
+describe('the Parquet writer a store\'s tables share', () => {
+  it('takes writes of two tables at once (process: two partitions\' pipelines), one statement at a time', async () => {
+    // Before, these ran on the one connection at the same time: "Attempting to execute an unsuccessful
+    // or closed pending query result" in 3 of 5 process runs.
+    const dir = join(root, 'concurrent');
+    const writes = Array.from({ length: 24 }, (_, i) => {
+      const def = DELTA_TABLES[i % 2 === 0 ? 'rejected_trades' : 'trade_windows'];
+      return files.write(def, rowsOf(def, batch(i, rejectedRows(i), [windowRow(i)]), -Infinity)!, join(dir, def.name), false);
+    });
+    const adds = await Promise.all(writes);
+    expect(adds.map((a) => a.length)).toEqual(Array.from({ length: 24 }, () => 1));
+    const rows = await withDuckDB(':memory:', async (conn) => {
+      const count = async (table: string) => Number((await conn.runAndReadAll(`SELECT count(*) FROM read_parquet('${join(dir, table)}/*.parquet')`)).getRows()[0][0]);
+      return { rejected: await count('rejected_trades'), windows: await count('trade_windows') };
+    });
+    expect(rows).toEqual({ rejected: 12 * DAYS * 2, windows: 12 });
   });
 });
 

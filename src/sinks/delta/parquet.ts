@@ -4,6 +4,7 @@
 //
 // Timestamps go to Parquet as TIMESTAMPTZ: INT64 microseconds with isAdjustedToUTC=true, which is what
 // the protocol asks of Delta's `timestamp` type.
+import { Serial } from '../../core/serial.js';
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -39,6 +40,12 @@ const CHECKPOINT_COLUMNS: Record<string, string> = {
 
 export class ParquetWriter {
   private readonly staged = new Set<string>();
+  /**
+   * One statement at a time on the connection: the tables of a store share this writer, and under
+   * `process` two partitions' pipelines wrote two tables at once ("Attempting to execute an
+   * unsuccessful or closed pending query result", exit 1, in 3 of 5 runs of a bug hunt).
+   */
+  private readonly serial = new Serial();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -58,7 +65,11 @@ export class ParquetWriter {
    * Writes `rows` as Parquet under `tableDir` (one file per `date` when partitioned) and returns the
    * add actions for them. Files are flushed to disk before this returns; nothing is committed.
    */
-  async write(def: DeltaTableDef, rows: TableRows, tableDir: string, partitioned: boolean): Promise<AddAction[]> {
+  write(def: DeltaTableDef, rows: TableRows, tableDir: string, partitioned: boolean): Promise<AddAction[]> {
+    return this.serial.run(() => this.writeNow(def, rows, tableDir, partitioned));
+  }
+
+  private async writeNow(def: DeltaTableDef, rows: TableRows, tableDir: string, partitioned: boolean): Promise<AddAction[]> {
     const stage = await this.stage(def, rows);
     const select = this.selectList(def);
     const from = def.name === 'trades' ? `stage_trades s JOIN stage_trade_keys k ON k.id = s.key_id` : `${stage} s`;
@@ -93,7 +104,11 @@ export class ParquetWriter {
    * Rewrites data files (already in the table) as one file: `optimize`. Returns the add action of the
    * new file, its stats computed from what it holds.
    */
-  async compact(def: DeltaTableDef, sources: string[], tableDir: string, partitionDir: string, partitionValues: Record<string, string | null>): Promise<AddAction> {
+  compact(def: DeltaTableDef, sources: string[], tableDir: string, partitionDir: string, partitionValues: Record<string, string | null>): Promise<AddAction> {
+    return this.serial.run(() => this.compactNow(def, sources, tableDir, partitionDir, partitionValues));
+  }
+
+  private async compactNow(def: DeltaTableDef, sources: string[], tableDir: string, partitionDir: string, partitionValues: Record<string, string | null>): Promise<AddAction> {
     const list = `[${sources.map(quoteString).join(', ')}]`;
     const relative = `${partitionDir}part-00000-${randomUUID()}-c000.snappy.parquet`;
     const file = join(tableDir, relative);
@@ -106,7 +121,11 @@ export class ParquetWriter {
   }
 
   /** Writes a classic (V1) checkpoint: `actions` in the checkpoint schema, to `path` atomically. */
-  async writeCheckpoint(actions: object[], path: string): Promise<void> {
+  writeCheckpoint(actions: object[], path: string): Promise<void> {
+    return this.serial.run(() => this.writeCheckpointNow(actions, path));
+  }
+
+  private async writeCheckpointNow(actions: object[], path: string): Promise<void> {
     const tmpDir = join(dirname(path), '.tmp');
     await mkdir(tmpDir, { recursive: true });
     const id = randomUUID();
