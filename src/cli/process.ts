@@ -37,6 +37,8 @@ export async function processCommand(flags: ProcessFlags, deps: { clock: Clock; 
   // Checked as ingest and topics check them: `--topic ""` went on to Kafka and failed there (exit 1).
   const topic = checkTopicName(flags.topic, '--topic');
   const dead = flags.deadLetter ? checkTopicName(flags.deadLetterTopic ?? deadLetterTopic(topic), '--dead-letter-topic') : null;
+  // As ingest refuses it: the dead-letter input was read as the trade topic again, and dropped without a word.
+  if (dead === topic) throw new UsageError(`--dead-letter-topic must differ from --topic (${topic}); the default is ${deadLetterTopic(topic)}`);
   if (flags.startingOffsets !== 'earliest' && flags.startingOffsets !== 'latest') {
     throw new UsageError(`--starting-offsets "${flags.startingOffsets}" must be earliest or latest`);
   }

@@ -126,7 +126,9 @@ export async function processTopics(o: ProcessOptions): Promise<ProcessSummary> 
         for (const [partition, range] of parts) {
           if (range.high <= range.low || left.has(key(topic, partition))) continue; // nothing to read there
           const progress = await store.readProgress!(jobName(topic, partition));
-          const read = progress?.positions[`kafka:${topic}/${partition}`]?.offset ?? range.low;
+          // With no position: where its job started (--starting-offsets latest: at the end, nothing to read;
+          // taken for the start, the member waited for ever for records it was told to skip).
+          const read = progress?.positions[`kafka:${topic}/${partition}`]?.offset ?? (o.startingOffsets === 'latest' ? range.high : range.low);
           if (!progress?.finished || read < range.high) left.add(key(topic, partition));
         }
       }
@@ -384,9 +386,13 @@ async function topicOffsets(kafka: Kafka, config: KafkaConfig, topics: string[],
   }
   try {
     const out = new Map<string, Map<number, Offsets>>();
+    // Asked about a topic that is not there, a broker that creates topics on first use (the default of
+    // many) made it: `process --topic typo` created typo and typo.rejected and exited 0. Listed first.
+    const existing = new Set(await admin.listTopics());
     for (const topic of topics) {
       let rows: { partition: number; high: string; low: string }[];
       try {
+        if (!existing.has(topic)) throw new Error(`topic ${topic} does not exist`);
         rows = await admin.fetchTopicOffsets(topic);
       } catch (err) {
         const message = (err as Error).message;

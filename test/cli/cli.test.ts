@@ -138,6 +138,7 @@ describe('bad usage exits 2 with one line that says what to do', () => {
     [['help', 'bogus'], /^coinstream: no command "bogus"\. Run `coinstream --help` to see the commands\.$/],
     [['run', '--source', 'synthetic:1e9'], /--source synthetic:1e9: the rate must be trades per second, > 0 and at most 1,000,000/],
     [['process', '--brokers', '127.0.0.1:1', '--topic', '', '--sink', 'console'], /^coinstream: --topic "" is not a Kafka topic name/],
+    [['process', '--brokers', '127.0.0.1:1', '--dead-letter-topic', 'coincap_trade', '--sink', 'console'], /^coinstream: --dead-letter-topic must differ from --topic \(coincap_trade\)/],
     [['topics', 'list', '--brokers', '127.0.0.1:1'], /^coinstream: command-argument value 'list' is invalid for argument 'action'\. Allowed choices are create, describe\. Run `coinstream topics --help` to see the options\.$/],
   ])('%j', async (args, message) => {
     const r = await coinstream(args as string[]);

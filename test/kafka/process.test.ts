@@ -250,4 +250,22 @@ describe.skipIf(why !== null)('coinstream process', () => {
     expect(again).toMatch(/already finished/);
     expect((await state())[0]).toEqual(first);
   }, 120_000);
+
+  it('--available-now --starting-offsets latest on a topic that holds records: reads nothing and exits (it waited for ever)', async () => {
+    const store = join(dir, 'latest.duckdb');
+    const err = await finished(spawnCoinstream(processArgs(store, 'g-latest', '--available-now', '--starting-offsets', 'latest')));
+    expect(err).toMatch(/done: 0 trades aggregated/);
+  }, 120_000);
+
+  it('a trade topic that does not exist: exit 2 saying so, and the brokers are not made to create it', async () => {
+    const store = join(dir, 'typo.duckdb');
+    const run = spawnCoinstream(processArgs(store, 'g-typo', '--available-now', '--topic', 'coincap_trdae'));
+    const { code } = await run.exit;
+    expect(code, run.stderr()).toBe(2);
+    expect(run.stderr()).toMatch(/topic "coincap_trdae" does not exist on the brokers; create it/);
+    // Before: asking for its offsets made the (auto-creating) brokers create it and its dead-letter topic, exit 0.
+    const describe = spawnCoinstream(['topics', 'describe', '--brokers', cluster.brokers, '--topic', 'coincap_trdae']);
+    await describe.exit;
+    expect(describe.stderr()).toMatch(/does not exist/);
+  }, 120_000);
 });
