@@ -87,8 +87,9 @@ export class KafkaPartitionSource implements Source {
     return this.from > this.next ? this.from : this.next;
   }
 
-  moreAfter(position: SourcePosition): boolean {
-    return this.o.endOffset !== undefined && this.o.endOffset > position.offset;
+  /** No position: the job read no record of this partition (it had none), and still has none to read. */
+  moreAfter(position: SourcePosition | undefined): boolean {
+    return this.o.endOffset !== undefined && this.o.endOffset > (position?.offset ?? this.o.startOffset);
   }
 
   /** Called by the consumer with the records it fetched for this partition, in offset order. */

@@ -461,7 +461,10 @@ export class Pipeline {
     for (const [source, position] of Object.entries(progress.positions)) this.positions.set(source, position);
     const when = new Date(progress.updatedAt).toISOString();
     // Finished, and no source that the stored job did not have (a live feed, the next file): nothing to do.
-    if (progress.finished && sources.every((s) => s.bounded && progress.positions[s.name] && !s.moreAfter?.(progress.positions[s.name]))) {
+    // A source with no position read no record (an empty Kafka partition): done unless it has some now
+    // (each rerun of --available-now wrote another empty batch for such a partition).
+    const done = (s: Source) => s.bounded && (s.moreAfter ? !s.moreAfter(progress.positions[s.name]) : progress.positions[s.name] !== undefined);
+    if (progress.finished && sources.every(done)) {
       logger.info({ job, batchId: progress.batchId, stores: stores.map((s) => s.name) }, `job "${job}" already finished at batch ${progress.batchId} (${when}): every source was read to the end; nothing to do (--fresh starts it over)`);
       return 'already-finished';
     }

@@ -78,9 +78,9 @@ export interface Source {
   readonly replayable?: boolean;
   /**
    * Bounded sources that can grow (a Kafka partition read up to its end): whether there is more to read
-   * after `position`, so that a finished job goes on when there is.
+   * after `position` (undefined: the job read none of it), so that a finished job goes on when there is.
    */
-  moreAfter?(position: SourcePosition): boolean;
+  moreAfter?(position: SourcePosition | undefined): boolean;
 }
 
 /** The SOURCE SPEC grammar (DESIGN.md), for --help and error messages; here so that --help loads no source. */

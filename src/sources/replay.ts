@@ -86,7 +86,8 @@ export class ReplaySource implements Source {
    * when it was read: `record` writes .gz by default, and a finished job over a growing recording said
    * "already finished" for ever. Positions stored before they carried that size are not looked into.
    */
-  moreAfter(position: SourcePosition): boolean {
+  moreAfter(position: SourcePosition | undefined): boolean {
+    if (position === undefined) return statSync(this.options.path).size > 0; // a file the job never read (or read empty)
     if (!isGzipFile(this.options.path)) return statSync(this.options.path).size !== position.offset;
     return position.gzipBytes !== undefined && statSync(this.options.path).size !== position.gzipBytes;
   }

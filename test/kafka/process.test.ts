@@ -66,6 +66,7 @@ async function finished(run: Spawned): Promise<string> {
 }
 
 const rowsOf = async (conn: DuckDBConnection, sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS();
+const rowsOfStore = (path: string, sql: string) => queryRows(path, sql, { readOnly: true });
 const show = (rows: unknown) => JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 1);
 const sqlPath = (p: string) => `'${p.replace(/'/g, "''")}'`;
 
@@ -153,9 +154,13 @@ describe.skipIf(why !== null)('coinstream process', () => {
     // The same rows as `run` over the file (rejection details say "offset" instead of "line").
     await expectSameStores(REF, uninterrupted, 'process --available-now against run', 'SELECT reason, raw FROM {db}.rejected_trades');
 
-    // Again: nothing new in the topic, nothing written.
+    // Again: nothing new in the topic, nothing written, in every partition (an empty one too: it got
+    // another empty batch on every run).
+    const batchIds = async () => rowsOfStore(uninterrupted, `SELECT job, batch_id::DOUBLE AS b FROM stream_progress WHERE source = '*' ORDER BY job`);
+    const before = await batchIds();
     const again = await finished(spawnCoinstream(processArgs(uninterrupted, 'g-now', '--available-now')));
     expect(again).toMatch(/already finished/);
+    expect(await batchIds()).toEqual(before);
   }, 180_000);
 
   it('SIGKILL mid-stream (--max-offsets-per-trigger) and the same command again: equal to the uninterrupted result', async () => {
