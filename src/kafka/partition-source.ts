@@ -120,6 +120,15 @@ export class KafkaPartitionSource implements Source {
         const records = await this.take(signal);
         if (records.length === 0) continue;
         for (let i = 0; i < records.length; ) {
+          // The warm-up (records before `from`, re-read only to know duplicates) is not processed and
+          // counts against no limit: throttled, a restart stalled 10,000/N triggers before its first record.
+          let warm = 0;
+          while (i + warm < records.length && Number(records[i + warm].offset) < this.from) warm++;
+          if (warm > 0) {
+            yield* this.convert(records.slice(i, i + warm));
+            i += warm;
+            continue;
+          }
           // --max-offsets-per-trigger: wait for the next interval once this one's share is used.
           let n = records.length - i;
           if (o.maxPerTrigger !== undefined) {
