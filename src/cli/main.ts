@@ -209,7 +209,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Parses and runs; returns the exit code instead of exiting, so stdout can drain. */
 /**
  * The variables of on/off flags (commander takes any value, "0" and "false" included, for on), found
  * in the program itself: a list kept by hand missed COINSTREAM_SSL, and COINSTREAM_SSL=0 turned TLS on.
@@ -245,6 +244,7 @@ export function readEnvSwitches(env: NodeJS.ProcessEnv, switches: string[]): str
   return null;
 }
 
+/** Parses and runs; returns the exit code instead of exiting, so stdout can drain. */
 export async function main(argv: string[]): Promise<number> {
   // `coinstream query | head -1`: once the reader is gone there is nobody left to tell; without a
   // listener the EPIPE would be an uncaught exception with a stack. (The console sink stops itself.)

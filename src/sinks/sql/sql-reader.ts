@@ -166,13 +166,19 @@ export class SqlReader implements StoreReader {
     return reader;
   }
 
+  /** `lastMs` back from the newest window end (of `asset`, or of all): where latestWindows and assets look from; null for no window. */
+  private async recentFrom(lastMs: number, asset?: string): Promise<Date | null> {
+    const q = this.params();
+    const [row] = await this.query(`SELECT ${this.d.epochMs('max(window_end)')} AS t FROM trade_windows${asset === undefined ? '' : ` WHERE asset = ${q.p(asset)}`}`, q.values);
+    if (row?.t === null || row?.t === undefined) return null;
+    return new Date(timeRange({ from: Number(row.t) - lastMs, to: 0 }).from);
+  }
+
   async latestWindows(o: { asset?: string; lastMs: number }): Promise<{ window: WindowResult; trend?: TrendResult }[]> {
     const d = this.d;
-    const newest = this.params();
-    const [row] = await this.query(`SELECT ${d.epochMs('max(window_end)')} AS t FROM trade_windows${o.asset === undefined ? '' : ` WHERE asset = ${newest.p(o.asset)}`}`, newest.values);
-    if (row?.t === null || row?.t === undefined) return [];
+    const since = await this.recentFrom(o.lastMs, o.asset);
+    if (since === null) return [];
     const q = this.params();
-    const since = new Date(timeRange({ from: Number(row.t) - o.lastMs, to: 0 }).from);
     const rows = await this.query(
       `SELECT ${selectList(d, 'w', WINDOW_COLUMNS)}, ${selectList(d, 'p', TREND_COLUMNS, 't_')}
 FROM trade_windows w LEFT JOIN price_trends p ON p.asset = w.asset AND p.window_start = w.window_start AND p.window_end = w.window_end
@@ -184,13 +190,10 @@ ORDER BY ${this.byKey('w')}`,
   }
 
   async assets(o: { lastMs: number }): Promise<string[]> {
-    const d = this.d;
-    const newest = this.params();
-    const [row] = await this.query(`SELECT ${d.epochMs('max(window_end)')} AS t FROM trade_windows`, newest.values);
-    if (row?.t === null || row?.t === undefined) return [];
+    const since = await this.recentFrom(o.lastMs);
+    if (since === null) return [];
     const q = this.params();
-    const since = new Date(timeRange({ from: Number(row.t) - o.lastMs, to: 0 }).from);
-    const rows = await this.query(`SELECT asset FROM trade_windows WHERE window_end > ${q.p(since)} GROUP BY asset ORDER BY asset${d.scheme === 'postgres' ? ' COLLATE "C"' : ''}`, q.values);
+    const rows = await this.query(`SELECT asset FROM trade_windows WHERE window_end > ${q.p(since)} GROUP BY asset ORDER BY asset${this.d.scheme === 'postgres' ? ' COLLATE "C"' : ''}`, q.values);
     return rows.map((r) => String(r.asset));
   }
 
