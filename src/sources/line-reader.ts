@@ -38,7 +38,21 @@ const MARK_BYTES = 4096;
  * the job read even when the stored offset happens to fall where a line starts in the new one.
  */
 export async function firstLineMark(path: string): Promise<string | undefined> {
-  const head = await readHead(path, MARK_BYTES);
+  return markOf(await readHead(path, MARK_BYTES));
+}
+
+/** firstLineMark of a plain (not gzip) file, read at once: for the check a finished job makes before it reads. */
+export function plainFirstLineMark(path: string): string | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(MARK_BYTES);
+    return markOf(head.subarray(0, readSync(fd, head, 0, MARK_BYTES, 0)));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function markOf(head: Buffer): string | undefined {
   const newline = head.indexOf(10);
   const end = newline >= 0 ? newline + 1 : head.length === MARK_BYTES ? MARK_BYTES : -1;
   if (end <= 0) return undefined;

@@ -11,7 +11,7 @@ import { scanHere, scanInThreads, type ScannedItem } from './parallel-scan.js';
 import type { ScannedPiece } from './scan-piece.js';
 import { capRaw } from '../core/trade.js';
 import type { Source, SourceEvent, SourcePosition, TradeOrigins } from './contract.js';
-import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, firstLineMark, isGzipFile, readBytePieces, readFileChunks, ResumePointError, type BytePiece } from './line-reader.js';
+import { DEFAULT_MAX_LINE_BYTES, DamagedFileError, firstLineMark, isGzipFile, plainFirstLineMark, readBytePieces, readFileChunks, ResumePointError, type BytePiece } from './line-reader.js';
 
 export interface ReplayOptions {
   path: string;
@@ -88,7 +88,11 @@ export class ReplaySource implements Source {
    */
   moreAfter(position: SourcePosition | undefined): boolean {
     if (position === undefined) return statSync(this.options.path).size > 0; // a file the job never read (or read empty)
-    if (!isGzipFile(this.options.path)) return statSync(this.options.path).size !== position.offset;
+    if (!isGzipFile(this.options.path)) {
+      // Replaced by a file of the same size, it said "already finished": read, and so refused (exit 2).
+      if (position.firstLine !== undefined && plainFirstLineMark(this.options.path) !== position.firstLine) return true;
+      return statSync(this.options.path).size !== position.offset;
+    }
     return position.gzipBytes !== undefined && statSync(this.options.path).size !== position.gzipBytes;
   }
 

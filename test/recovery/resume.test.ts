@@ -432,6 +432,9 @@ describe('5. a replay file that changed after the job finished', () => {
     // The same lines in another order, then more (a file rotated in place and written again): the
     // stored offset falls where a line starts; the first line tells the files apart.
     ['rotated', () => Buffer.from([...LINES].reverse().join('\n') + '\n' + LINES.slice(CUT).join('\n') + '\n'), /its first line is not the one it had then: the file was replaced, rotated or edited since/],
+    // The same lines in another order, nothing more: the same size, so the finished job said "already
+    // finished" and read nothing; its first line differs.
+    ['replaced, same size', () => Buffer.from(readFileSync(KRAKEN_FILE, 'utf8').split('\n').filter(Boolean).reverse().join('\n') + '\n'), /its first line is not the one it had then: the file was replaced, rotated or edited since/],
   ])('%s: exit 2, one line saying so and what to do, the store left as it was', async (name, content, message) => {
     const file = join(dir, `${name}.jsonl`);
     const store = join(dir, `${name}.duckdb`);
