@@ -5,7 +5,7 @@ import { CoinstreamError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DashboardData } from '../dashboard/contract.js';
 import type { LiveDashboard } from '../dashboard/live.js';
-import { isLoopbackHost } from '../dashboard/loopback.js';
+import { isLoopbackHost } from '../core/loopback.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { PipelineObserver } from '../pipeline/pipeline.js';
 import { shutdownSignal } from './signals.js';

@@ -23,7 +23,7 @@ import { CoinstreamError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DashboardData } from './contract.js';
 import { jsonSafe, SseHub, type SseHubOptions } from './sse.js';
-import { isLoopbackHost } from './loopback.js';
+import { isLoopbackHost } from '../core/loopback.js';
 
 export interface DashboardServerOptions {
   data: DashboardData;

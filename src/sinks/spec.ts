@@ -14,7 +14,7 @@ import { createMysqlStore } from './mysql/mysql.js';
 import { createPostgresStore } from './postgres/postgres.js';
 import { parseSqlTarget } from './sql/target.js';
 import { createDeltaSinks, type DeltaSinkOptions } from './delta/delta-sink.js';
-import { isLoopbackHost } from '../dashboard/loopback.js';
+import { isLoopbackHost } from '../core/loopback.js';
 
 export const DEFAULT_SINKS = ['duckdb:./coinstream.duckdb', 'console'];
 

@@ -97,8 +97,8 @@ export class ReplaySource implements Source {
   }
 
   /** Parse threads for this file (see ReplayOptions.parseThreads). */
-  private parseThreads(): number {
-    return !this.threadsGiven || isGzipFile(this.options.path) ? 0 : this.threadsGiven;
+  private parseThreads(gzip: boolean): number {
+    return !this.threadsGiven || gzip ? 0 : this.threadsGiven;
   }
 
   /**
@@ -116,10 +116,12 @@ export class ReplaySource implements Source {
     // Every position carries the file's mark, and a stored one must still be the file's. A .gz's also its
     // size as reading starts (if it grew while being read, the next run only reads on to find nothing new).
     let mark: string | undefined;
+    let gzip = false;
     let gzipBytes: number | undefined;
     try {
       mark = await firstLineMark(this.options.path);
-      gzipBytes = isGzipFile(this.options.path) ? statSync(this.options.path).size : undefined;
+      gzip = isGzipFile(this.options.path);
+      gzipBytes = gzip ? statSync(this.options.path).size : undefined;
     } catch (err) {
       // Unreadable (EACCES, EIO): said as such, not taken for a replaced file (exit 2, "--fresh").
       throw unreadable(this.options.path, err);
@@ -140,7 +142,7 @@ export class ReplaySource implements Source {
       readBytePieces(offset === 0 ? withoutByteOrderMark(chunks, (bytes) => (offset += bytes)) : chunks, maxLineBytes),
       (line) => (tail.unfinished = line),
     );
-    const threads = this.parseThreads();
+    const threads = this.parseThreads(gzip);
     const items = threads > 0 ? scanInThreads(pieces, this.clock, threads) : scanHere(pieces, this.clock);
     for (;;) {
       let next: IteratorResult<ScannedItem>;
